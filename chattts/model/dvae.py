@@ -1,0 +1,153 @@
+"""DVAE and Decoder: ConvNeXt stacks between codes / hidden states and log-mels (§7)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ConvStackConfig, DecoderConfig, DVAEConfig, GFSQConfig
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv -> LayerNorm -> Linear(d, 4d) -> GELU -> Linear(4d, d) -> scale -> + x.
+
+    Input and output: (B, d, T).
+    """
+
+    def __init__(self, dim: int, inner: int, kernel_size: int = 7, dilation: int = 2) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(
+            dim, dim, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation,
+            groups=dim,
+        )
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, inner)
+        self.pwconv2 = nn.Linear(inner, dim)
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
+        return x + (y * self.weight).transpose(1, 2)
+
+
+class ConvStack(nn.Module):
+    """``conv_in`` (idim -> bn_dim -> hidden), ConvNeXt blocks, ``conv_out`` (hidden -> odim).
+
+    Input (B, idim, T) -> output (B, odim, T).
+    """
+
+    def __init__(self, cfg: ConvStackConfig) -> None:
+        super().__init__()
+        self.conv_in = nn.Sequential(
+            nn.Conv1d(cfg.idim, cfg.bn_dim, 3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(cfg.bn_dim, cfg.hidden, 3, padding=1),
+        )
+        self.decoder_block = nn.ModuleList(
+            ConvNeXtBlock(cfg.hidden, 4 * cfg.hidden, cfg.kernel_size, cfg.dilation)
+            for _ in range(cfg.n_layer)
+        )
+        self.conv_out = nn.Conv1d(cfg.hidden, cfg.odim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)
+        for block in self.decoder_block:
+            x = block(x)
+        return self.conv_out(x)
+
+
+def interleave_steps(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2·d, T) -> (B, d, 2T): frame 2t is channels [0, d) of step t, 2t+1 is [d, 2d)."""
+    b, c, t = x.shape
+    return x.view(b, 2, c // 2, t).permute(0, 2, 3, 1).reshape(b, c // 2, 2 * t)
+
+
+class GFSQ(nn.Module):
+    """Grouped residual FSQ (vector-quantize-pytorch) with codes laid out (B, G·R, T)."""
+
+    def __init__(self, cfg: GFSQConfig) -> None:
+        super().__init__()
+        from vector_quantize_pytorch import GroupedResidualFSQ
+
+        self.groups = cfg.groups
+        self.num_quantizers = cfg.num_quantizers
+        self.quantizer = GroupedResidualFSQ(
+            dim=cfg.dim, levels=list(cfg.levels), num_quantizers=cfg.num_quantizers,
+            groups=cfg.groups,
+        )
+
+    def embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, G·R, T) -> features (B, dim, T)."""
+        b, _, t = codes.shape
+        idx = codes.view(b, self.groups, self.num_quantizers, t).permute(1, 0, 3, 2)
+        return self.quantizer.get_output_from_indices(idx.long()).transpose(1, 2)
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (B, dim, T) -> codes (B, G·R, T) in (g, r) order."""
+        _, idx = self.quantizer(x.transpose(1, 2))  # (G, B, T, R)
+        g, b, t, r = idx.shape
+        return idx.permute(1, 0, 3, 2).reshape(b, g * r, t)
+
+
+class _MelFrontEnd(nn.Module):
+    def __init__(self, n_mels: int) -> None:
+        super().__init__()
+        import torchaudio
+
+        self.mel_spec = torchaudio.transforms.MelSpectrogram(
+            sample_rate=24000, n_fft=1024, hop_length=256, n_mels=n_mels, center=True, power=1
+        )
+
+
+class DVAE(nn.Module):
+    """The DVAE: waveform -> codes (encode) and codes -> log-mel (decode)."""
+
+    def __init__(self, cfg: DVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.coef = nn.Parameter(torch.ones(1, cfg.n_mels, 1))
+        enc_in = cfg.encoder.idim
+        self.downsample_conv = nn.Sequential(
+            nn.Conv1d(cfg.n_mels, enc_in, 3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(enc_in, enc_in, 4, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.encoder = ConvStack(cfg.encoder)
+        self.decoder = ConvStack(cfg.decoder)
+        self.out_conv = nn.Conv1d(cfg.decoder.odim, cfg.n_mels, 3, padding=1, bias=False)
+        self.vq_layer = GFSQ(cfg.vq)
+        self.preprocessor_mel = _MelFrontEnd(cfg.n_mels)
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, num_vq, T) -> log-mel (B, n_mels, 2T)."""
+        feats = self.vq_layer.embed(codes).to(self.coef.dtype)
+        return self.out_conv(self.decoder(interleave_steps(feats))) * self.coef
+
+    @torch.inference_mode()
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """Waveform (B, N) at 24 kHz -> codes (B, num_vq, T), T = (N // 256 + 1) // 2."""
+        mel = self.preprocessor_mel.mel_spec(wav.float())
+        mel = torch.log(torch.clamp(mel, min=1e-5)).to(self.coef.dtype) / self.coef
+        feats = self.encoder(self.downsample_conv(mel))
+        return self.vq_layer.quantize(feats.float())
+
+
+class Decoder(nn.Module):
+    """The Decoder: GPT hidden states (B, H, T) -> log-mel (B, n_mels, 2T), H = 2·dim."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.coef = nn.Parameter(torch.ones(1, cfg.n_mels, 1))
+        self.decoder = ConvStack(cfg.decoder)
+        self.out_conv = nn.Conv1d(cfg.decoder.odim, cfg.n_mels, 3, padding=1, bias=False)
+
+    @torch.inference_mode()
+    def decode(self, hiddens: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, H, T) -> log-mel (B, n_mels, 2T)."""
+        x = interleave_steps(hiddens.to(self.coef.dtype))
+        return self.out_conv(self.decoder(x)) * self.coef

@@ -1,0 +1,73 @@
+"""Strict weight loading from safetensors, with errors that name the file and the tensor."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from ..errors import AssetNotFoundError, WeightsError
+
+#: Floating dtypes accepted in weight files; tensors are cast to the module's dtype.
+ACCEPTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def read_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file on the CPU."""
+    from safetensors.torch import load_file
+
+    if not os.path.isfile(path):
+        raise AssetNotFoundError(f"model file not found: {path}")
+    try:
+        return load_file(path, device="cpu")
+    except Exception as e:  # safetensors raises several error types for bad files
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def load_strict(
+    module: nn.Module,
+    state: dict[str, torch.Tensor],
+    path: str,
+    ignore: Iterable[str] = (),
+) -> None:
+    """Load ``state`` into ``module``: every key present, none unexpected, every shape equal.
+
+    Float tensors of any accepted dtype are cast to the dtype of the module's own tensor.
+    ``ignore`` names keys of the file that the module does not use.
+    """
+    own = module.state_dict()
+    ignored = set(ignore)
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own and k not in ignored)
+    if missing:
+        raise WeightsError(f"{path}: missing tensor(s) {missing[:5]}" + ("..." if len(missing) > 5 else ""))
+    if unexpected:
+        raise WeightsError(
+            f"{path}: unexpected tensor(s) {unexpected[:5]}" + ("..." if len(unexpected) > 5 else "")
+        )
+    converted = {}
+    for name, target in own.items():
+        t = state[name]
+        if tuple(t.shape) != tuple(target.shape):
+            raise WeightsError(
+                f"{path}: tensor {name!r} has shape {list(t.shape)}, expected {list(target.shape)}"
+            )
+        if t.is_floating_point():
+            if t.dtype not in ACCEPTED_DTYPES:
+                raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {t.dtype}")
+            t = t.to(target.dtype)
+        converted[name] = t
+    module.load_state_dict(converted, strict=True, assign=True)
+
+
+def load_module(
+    module: nn.Module, path: str, prefix: str = "", ignore: Iterable[str] = ()
+) -> nn.Module:
+    """Read ``path`` and strictly load its tensors (optionally under ``prefix``) into ``module``."""
+    state = read_safetensors(path)
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    load_strict(module, state, path, ignore)
+    return module
