@@ -1,0 +1,345 @@
+"""``Chat``: the facade users know from the reference, over the pipeline below it."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from . import assets
+from .config import ModelConfig, default_device
+from .errors import ChatTTSError, NotLoadedError
+from .generation.engine import Interrupt
+from .params import InferCodeParams, RefineTextParams
+from .pipeline import Models, Passes, last
+from .speaker import decode_speaker, encode_speaker
+from .streaming import stream_batch
+from .text import Normalizer, split_sentences
+
+logger = logging.getLogger("chattts")
+
+#: Samples with |x| at or below this are trimmed from both ends of a returned waveform.
+TRIM_THRESHOLD = 1e-5
+
+
+def trim_silence(wav: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
+    """Drop leading and trailing samples with |x| ≤ ``threshold`` (never inner ones)."""
+    loud = np.flatnonzero(np.abs(wav) > threshold)
+    if loud.size == 0:
+        return wav[:0]
+    return wav[loud[0] : loud[-1] + 1]
+
+
+class _Context:
+    """Interrupt flags of the generations in flight (the reference's ``Chat.context``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: set[Interrupt] = set()
+
+    def new(self) -> Interrupt:
+        flag = Interrupt()
+        with self._lock:
+            self._active.add(flag)
+        return flag
+
+    def done(self, flag: Interrupt) -> None:
+        with self._lock:
+            self._active.discard(flag)
+
+    def interrupt(self) -> None:
+        with self._lock:
+            for flag in self._active:
+                flag.set()
+
+
+class Chat:
+    """Load a ChatTTS model and synthesise speech, with the reference's API.
+
+    >>> chat = Chat()
+    >>> chat.load()                       # doctest: +SKIP
+    >>> wavs = chat.infer(["Hello!"])     # doctest: +SKIP
+    """
+
+    RefineTextParams = RefineTextParams
+    InferCodeParams = InferCodeParams
+
+    def __init__(self, logger: logging.Logger = logger) -> None:
+        self.logger = logger
+        self.config = ModelConfig()
+        self.normalizer = Normalizer()
+        self.sha256_map: dict[str, str] = dict(assets.SHA256_MAP)
+        self.context = _Context()
+        self.models: Optional[Models] = None
+        self._passes: Optional[Passes] = None
+
+    # ---- loading ----------------------------------------------------------------------------
+
+    def has_loaded(self, use_decoder: bool = False) -> bool:
+        """True when every module needed by ``infer`` is loaded (the Decoder if asked)."""
+        if self.models is None:
+            return False
+        return not use_decoder or self.models.decoder is not None
+
+    def download_models(
+        self,
+        source: str = "huggingface",
+        force_redownload: bool = False,
+        custom_path: Optional[str] = None,
+        *,
+        verify: bool = True,
+    ) -> Optional[str]:
+        """Fetch and verify the model files; returns the model root, or None after logging why.
+
+        ``source``: ``"huggingface"`` (Hub cache; ``custom_path`` = cache dir), ``"local"``
+        (``custom_path`` or the current directory, completed from the Hub) or ``"custom"``.
+        """
+        try:
+            return assets.resolve_model_root(source, custom_path, force_redownload, verify)
+        except (ChatTTSError, ValueError, OSError) as e:
+            self.logger.error("%s", e)
+            return None
+
+    def load(
+        self,
+        source: str = "local",
+        force_redownload: bool = False,
+        compile: bool = False,
+        custom_path: Optional[str] = None,
+        device: Optional[Union[str, torch.device]] = None,
+        coef: Optional[str] = None,
+        use_flash_attn: bool = False,
+        use_vllm: bool = False,
+        experimental: bool = False,
+        *,
+        verify: bool = True,
+        dtype: str = "float32",
+        quantize: Optional[str] = None,
+        raise_on_error: bool = False,
+    ) -> bool:
+        """Load the models; returns False (after logging why) on failure.
+
+        With ``raise_on_error`` the failure is raised instead (a :class:`ChatTTSError`,
+        ``ValueError`` or ``OSError``). ``verify=False`` accepts checkpoints other than the
+        official one (fine-tuned, random).
+        """
+        try:
+            self._load(source, force_redownload, compile, custom_path, device, coef,
+                       use_flash_attn, use_vllm, experimental, verify, dtype, quantize)
+        except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
+            if raise_on_error:
+                raise
+            self.logger.error("loading failed: %s", e)
+            return False
+        return True
+
+    def _load(self, source, force_redownload, compile, custom_path, device, coef,
+              use_flash_attn, use_vllm, experimental, verify, dtype, quantize) -> None:
+        if use_vllm:
+            self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+        root = assets.resolve_model_root(source, custom_path, force_redownload, verify)
+        device = torch.device(device or default_device(experimental))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but CUDA is not available")
+        self.unload()
+        models = Models.load(root, device, dtype, coef)
+        from .generation.accel import configure_engine
+
+        configure_engine(models, compile=compile, quantize=quantize,
+                         use_flash_attn=use_flash_attn)
+        self.models = models
+        self.config = models.config
+        self._passes = Passes(models)
+        self.logger.info("loaded %s on %s (%s%s)", root, device, dtype,
+                         ", int8" if quantize else "")
+
+    def unload(self) -> None:
+        """Release the models."""
+        self.models = None
+        self._passes = None
+
+    def _require(self) -> Passes:
+        if self._passes is None:
+            raise NotLoadedError("the models are not loaded: call Chat.load() first")
+        return self._passes
+
+    # ---- speakers ---------------------------------------------------------------------------
+
+    def sample_random_speaker(self, seed: Optional[int] = None) -> str:
+        """A random speaker string; the same ``seed`` gives the same voice on every device."""
+        return encode_speaker(self._require().m.speakers.sample(seed))
+
+    def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor, str, bytes]) -> str:
+        """A speaker sample string (``spk_smp``) from 24 kHz mono speech (array, or a file)."""
+        passes = self._require()
+        if isinstance(wav, (str, bytes)) or hasattr(wav, "read"):
+            from .audio import load_audio
+
+            wav = load_audio(wav, sample_rate=self.config.sample_rate)
+        return passes.sample_audio_speaker(wav)
+
+    def interrupt(self) -> None:
+        """Stop every generation in flight within one step."""
+        self.context.interrupt()
+
+    # ---- inference --------------------------------------------------------------------------
+
+    def infer(
+        self,
+        text: Union[str, list[str]],
+        stream: bool = False,
+        lang: Optional[str] = None,
+        skip_refine_text: bool = False,
+        refine_text_only: bool = False,
+        use_decoder: bool = True,
+        do_text_normalization: bool = True,
+        do_homophone_replacement: bool = True,
+        split_text: bool = True,
+        max_split_batch: int = 4,
+        params_refine_text: RefineTextParams = RefineTextParams(),  # noqa: B008 - never mutated
+        params_infer_code: InferCodeParams = InferCodeParams(),  # noqa: B008 - never mutated
+    ) -> Any:
+        """Synthesise speech.
+
+        Returns a list of float32 waveforms (N,) at 24 kHz: one per text for a list; for a str,
+        a list of one waveform (its sentences, when split, each trimmed and concatenated).
+        Empty input gives ``[]``. With ``refine_text_only``, the refined text instead (a str
+        for a str, a list for a list). With ``stream``, a generator of float32 chunks (B, n):
+        for a list, B = the texts of the current batch (rows of items that have ended are
+        zero); for a str, B = 1 and the chunks follow the sentences in order.
+        """
+        passes = self._require()
+        if max_split_batch < 1:
+            raise ValueError("max_split_batch must be ≥ 1")
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("text must be a str or a list of str")
+        if single and split_text:
+            texts = split_sentences(text)
+        texts = [
+            self.normalizer(t, do_text_normalization, do_homophone_replacement, lang) for t in texts
+        ]
+        if not texts or all(not t.strip() for t in texts):
+            return _empty_result(single, stream, refine_text_only)
+        flag = self.context.new()
+        try:
+            if not skip_refine_text:
+                texts = passes.refine(texts, params_refine_text, flag,
+                                      self._progress(params_refine_text, "refine"))
+                if refine_text_only:
+                    return "\n".join(texts) if single else texts
+            elif refine_text_only:
+                return "\n".join(texts) if single else texts
+        except BaseException:
+            self.context.done(flag)
+            raise
+        params = copy.copy(params_infer_code)
+        if stream:
+            return self._stream(passes, texts, params, single, split_text, use_decoder,
+                                max_split_batch, flag)
+        try:
+            wavs = self._synthesize(passes, texts, params, split_text, use_decoder,
+                                    max_split_batch, flag)
+        finally:
+            self.context.done(flag)
+        wavs = [trim_silence(w) for w in wavs]
+        return [np.concatenate(wavs)] if single else wavs
+
+    def _progress(self, params: RefineTextParams, desc: str):
+        if not params.show_tqdm:
+            return None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=params.max_new_token, desc=desc, leave=False)
+
+        def update(step: int, total: int) -> None:
+            bar.update(step - bar.n)
+            if step >= total:
+                bar.close()
+
+        return update
+
+    def _voice_from_first(self, passes, texts, params, use_decoder, flag) -> InferCodeParams:
+        """The reference's voice carry-over: the first text alone becomes ``spk_smp``."""
+        state = last(passes.code_steps(texts[:1], params, flag, self._progress(params, "code")))
+        if state is None or int(state.lengths[0]) == 0:
+            return params
+        wav = passes.decode_items(state, use_decoder)[0]
+        params = copy.copy(params)
+        params.spk_smp = passes.sample_audio_speaker(wav)
+        params.txt_smp = texts[0]
+        return params
+
+    def _batches(self, passes, texts, params, split_text, use_decoder, max_split_batch, flag):
+        if split_text and len(texts) > 1 and params.spk_smp is None:
+            params = self._voice_from_first(passes, texts, params, use_decoder, flag)
+        for start in range(0, len(texts), max_split_batch):
+            yield texts[start : start + max_split_batch], params
+
+    def _synthesize(self, passes, texts, params, split_text, use_decoder, max_split_batch,
+                    flag) -> list[np.ndarray]:
+        wavs: list[np.ndarray] = []
+        for batch, p in self._batches(passes, texts, params, split_text, use_decoder,
+                                      max_split_batch, flag):
+            state = last(passes.code_steps(batch, p, flag, self._progress(p, "code")))
+            if state is None:
+                wavs += [np.zeros(0, dtype=np.float32) for _ in batch]
+            else:
+                wavs += passes.decode_items(state, use_decoder)
+        return wavs
+
+    def _stream(self, passes, texts, params, single, split_text, use_decoder, max_split_batch,
+                flag) -> Iterator[np.ndarray]:
+        try:
+            for batch, p in self._batches(passes, texts, params, split_text, use_decoder,
+                                          max_split_batch, flag):
+                steps = passes.code_steps(batch, p, flag, self._progress(p, "code"))
+                chunks = stream_batch(passes, steps, len(batch), p, use_decoder)
+                yield from (_in_order(chunks, len(batch)) if single else _stacked(chunks))
+        finally:
+            self.context.done(flag)
+
+
+def _stacked(chunks: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
+    """Per-item chunks -> (B, n) arrays, rows of shorter items zero-filled."""
+    for parts in chunks:
+        width = max(p.size for p in parts)
+        if width == 0:
+            continue
+        out = np.zeros((len(parts), width), dtype=np.float32)
+        for i, p in enumerate(parts):
+            out[i, : p.size] = p
+        yield out
+
+
+def _in_order(chunks: Iterator[list[np.ndarray]], n: int) -> Iterator[np.ndarray]:
+    """Per-item chunks -> (1, n) arrays of item 0 live, then each later item in turn."""
+    held: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for parts in chunks:
+        if parts[0].size:
+            yield parts[0][None]
+        for i in range(1, n):
+            if parts[i].size:
+                held[i].append(parts[i])
+    for i in range(1, n):
+        if held[i]:
+            yield np.concatenate(held[i])[None]
+
+
+def _empty_result(single: bool, stream: bool, refine_text_only: bool) -> Any:
+    if refine_text_only:
+        return "" if single else []
+    if stream:
+        return iter(())
+    return []
+
+
+__all__ = ["Chat", "trim_silence", "decode_speaker"]

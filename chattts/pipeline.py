@@ -1,0 +1,307 @@
+"""The loaded model stack and the two passes over it: text -> refined text -> codes -> audio.
+
+This layer knows prompts, speakers and batching; the torch modules below it know none of it,
+and :class:`chattts.Chat` above it is a thin facade.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .config import (
+    DECODER_WEIGHTS,
+    DVAE_WEIGHTS,
+    EMBED_WEIGHTS,
+    GPT_WEIGHTS,
+    SPK_STAT,
+    TOKENIZER_DIR,
+    VOCOS_WEIGHTS,
+    ModelConfig,
+)
+from .errors import WeightsError
+from .generation.engine import Engine, GenerationState, Interrupt
+from .generation.sampling import ItemSampling
+from .model.dvae import DVAE, Decoder
+from .model.embed import Embed
+from .model.gpt import GPT
+from .model.loading import load_module
+from .model.tokenizer import Tokenizer
+from .model.vocos import build_vocos, vocos_decode
+from .params import InferCodeParams, RefineTextParams
+from .speaker import (
+    SpeakerStats,
+    decode_sample,
+    decode_speaker,
+    encode_sample,
+    speaker_embedding,
+)
+
+logger = logging.getLogger("chattts")
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_CODE_TAGS = ("[Stts]", "[spk_emb]", "[empty_spk]")
+
+
+def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    """``"float32" | "bfloat16" | "float16"`` (or a torch dtype) -> torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype in _DTYPES.values():
+            return dtype
+        raise ValueError(f"unsupported dtype {dtype}")
+    try:
+        return _DTYPES[str(dtype)]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}") from None
+
+
+def refine_prompt(text: str, prompt: str) -> str:
+    """The refine pass input: ``[Sbreak]`` text ``[Pbreak]`` prompt."""
+    return f"[Sbreak]{text}[Pbreak]{prompt}"
+
+
+def code_prompt(text: str, prompt: str, txt_smp: Optional[str], with_speaker: bool) -> str:
+    """The code pass input (§5): speaker tag, sample transcript, prompt, text, ``[Ptts]``."""
+    for tag in _CODE_TAGS:
+        text = text.replace(tag, "")
+    spk = "[spk_emb]" if with_speaker else "[empty_spk]"
+    return f"[Stts]{spk}{txt_smp or ''}{prompt}{text.strip()}[Ptts]"
+
+
+def item_sampling(params: RefineTextParams, seed: Optional[int] = None) -> ItemSampling:
+    """The per-item sampling parameters of a params object."""
+    return ItemSampling(
+        temperature=params.temperature,
+        top_p=params.top_P,
+        top_k=params.top_K,
+        repetition_penalty=params.repetition_penalty,
+        min_new_token=params.min_new_token,
+        max_new_token=params.max_new_token,
+        seed=seed,
+    )
+
+
+@dataclass
+class Models:
+    """Every module of a loaded model root, on one device."""
+
+    config: ModelConfig
+    tokenizer: Tokenizer
+    embed: Embed
+    gpt: GPT
+    dvae: DVAE
+    decoder: Optional[Decoder]
+    vocos: torch.nn.Module
+    speakers: SpeakerStats
+    device: torch.device
+    engine: Engine
+
+    @classmethod
+    def load(
+        cls,
+        root: str,
+        device: Union[str, torch.device] = "cpu",
+        dtype: Union[str, torch.dtype] = "float32",
+        coef: Optional[str] = None,
+        load_decoder: bool = True,
+    ) -> Models:
+        """Load a model root (§1) strictly; every dimension comes from the files.
+
+        ``coef`` (a speaker-sample-like base16384 string of the DVAE ``coef``, as the
+        reference's ``load(coef=...)``) replaces the checkpoint's value.
+        """
+        device = torch.device(device)
+        compute = parse_dtype(dtype)
+        path = lambda rel: os.path.join(root, rel)  # noqa: E731
+        config = ModelConfig.from_model_root(root)
+        tokenizer = Tokenizer(path(TOKENIZER_DIR))
+        if tokenizer.vocab_size != config.gpt.num_text_tokens:
+            raise WeightsError(
+                f"{path(TOKENIZER_DIR)}: the tokenizer has {tokenizer.vocab_size} tokens, "
+                f"{path(EMBED_WEIGHTS)} tensor 'emb_text.weight' has {config.gpt.num_text_tokens}"
+            )
+        g = config.gpt
+        embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
+        load_module(embed, path(EMBED_WEIGHTS))
+        embed.fold_weight_norm()
+        gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute)
+        dvae = load_module(DVAE(config.dvae), path(DVAE_WEIGHTS))
+        if coef is not None:
+            dvae.coef.data = decode_coef(coef, config.dvae.n_mels)
+        decoder = load_module(Decoder(config.decoder), path(DECODER_WEIGHTS)) if load_decoder else None
+        vocos = load_module(build_vocos(config.vocos), path(VOCOS_WEIGHTS))
+        speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
+        for module in (embed, gpt, dvae, decoder, vocos):
+            if module is not None:
+                module.to(device).eval().requires_grad_(False)
+        embed.to(compute)
+        return cls(config, tokenizer, embed, gpt, dvae, decoder, vocos, speakers, device,
+                   Engine(gpt, embed))
+
+
+def decode_coef(coef: str, n_mels: int) -> torch.Tensor:
+    """A ``coef`` string (base16384 of n_mels float32 values) -> (1, n_mels, 1) tensor."""
+    import pybase16384 as b14
+
+    try:
+        arr = np.frombuffer(b14.decode_from_string(coef), dtype="<f4")
+    except Exception as e:
+        raise ValueError(f"invalid coef string ({e})") from e
+    if arr.size != n_mels:
+        raise ValueError(f"coef has {arr.size} values, the model needs {n_mels}")
+    return torch.from_numpy(arr.copy()).view(1, n_mels, 1)
+
+
+def encode_coef(coef: torch.Tensor) -> str:
+    """(1, n_mels, 1) tensor -> ``coef`` string."""
+    import pybase16384 as b14
+
+    return b14.encode_to_string(coef.detach().float().cpu().numpy().astype("<f4").tobytes())
+
+
+class Passes:
+    """The refine and code passes, and audio decoding, over loaded :class:`Models`."""
+
+    def __init__(self, models: Models) -> None:
+        self.m = models
+
+    # ---- prompts ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def code_inputs(
+        self, texts: list[str], params: Union[InferCodeParams, list[InferCodeParams]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, T, H) and attention mask (B, T) of the code pass prompts.
+
+        All items share the speaker sample (``spk_smp``) of the first params object.
+        """
+        m = self.m
+        plist = params if isinstance(params, list) else [params] * len(texts)
+        smp = plist[0].spk_smp
+        codes = decode_sample(smp, m.config.gpt.num_vq) if smp else None
+        decorated = [
+            code_prompt(t, p.prompt, p.txt_smp, p.spk_emb is not None) for t, p in zip(texts, plist)
+        ]
+        batch = m.tokenizer.encode(decorated, m.config.gpt.num_vq, codes, m.device)
+        embeds = m.embed(batch.input_ids, batch.text_mask)
+        is_spk = batch.text_mask & (batch.input_ids[..., 0] == m.tokenizer.spk_emb_id)
+        for i, p in enumerate(plist):
+            if p.spk_emb is not None and bool(is_spk[i].any()):
+                vec = speaker_embedding(decode_speaker(p.spk_emb, m.config.gpt.hidden_size))
+                embeds[i, is_spk[i]] = vec.to(embeds.device, embeds.dtype)
+        return embeds.to(m.gpt.body.norm.weight.dtype), batch.attention_mask
+
+    # ---- passes -----------------------------------------------------------------------------
+
+    def refine(
+        self,
+        texts: list[str],
+        params: RefineTextParams,
+        interrupt: Optional[Interrupt] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> list[str]:
+        """Rewrite texts with prosody tokens; ids ≥ ``[break_0]`` are removed before decoding."""
+        m = self.m
+        batch = m.tokenizer.encode(
+            [refine_prompt(t, params.prompt) for t in texts], m.config.gpt.num_vq, None, m.device
+        )
+        embeds = m.embed(batch.input_ids, batch.text_mask).to(m.gpt.body.norm.weight.dtype)
+        heads = m.engine.refine_heads(m.tokenizer.eos_refine_id)
+        state = last(m.engine.steps(
+            embeds, batch.attention_mask, heads, [item_sampling(params)] * len(texts),
+            params.manual_seed, interrupt, progress, params.ensure_non_empty,
+        ))
+        ids = []
+        for i in range(len(texts)):
+            row = state.item_tokens(i)[:, 0].tolist() if state is not None else []
+            ids.append([t for t in row if t < m.tokenizer.break_0_id])
+        return m.tokenizer.decode(ids)
+
+    def code_steps(
+        self,
+        texts: list[str],
+        params: Union[InferCodeParams, list[InferCodeParams]],
+        interrupt: Optional[Interrupt] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
+        per_item_seeds: bool = False,
+    ) -> Iterator[GenerationState]:
+        """The code pass, yielding the state after every step.
+
+        With one params object its ``manual_seed`` seeds the whole batch, as the reference
+        does; with ``per_item_seeds`` (or a list of params) each item's ``manual_seed`` seeds
+        only that item, so it draws what it would draw alone.
+        """
+        plist = params if isinstance(params, list) else [params] * len(texts)
+        embeds, mask = self.code_inputs(texts, plist)
+        per_item = per_item_seeds or isinstance(params, list)
+        items = [item_sampling(p, p.manual_seed if per_item else None) for p in plist]
+        batch_seed = None if per_item else plist[0].manual_seed
+        return self.m.engine.steps(
+            embeds, mask, self.m.engine.code_heads(), items, batch_seed, interrupt, progress,
+            plist[0].ensure_non_empty,
+        )
+
+    # ---- audio ------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def mel(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
+        """Hidden states (B, T, H) with the Decoder, or codes (B, T, num_vq) with the DVAE,
+        -> log-mel (B, n_mels, 2T)."""
+        if use_decoder:
+            if self.m.decoder is None:
+                raise RuntimeError("the Decoder is not loaded")
+            return self.m.decoder.decode(features.transpose(1, 2))
+        return self.m.dvae.decode(features.transpose(1, 2))
+
+    @torch.inference_mode()
+    def waveform(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
+        """Features (B, T, ·) -> (B, (2T − 1) · hop) float32 waveforms."""
+        return vocos_decode(self.m.vocos, self.mel(features, use_decoder))
+
+    def decode_items(
+        self, state: GenerationState, use_decoder: bool, items: Optional[list[int]] = None
+    ) -> list[np.ndarray]:
+        """Decode items of a finished generation in one call, each cut to its own length.
+
+        Items are right-padded with zeros to the longest, decoded together, then item i is
+        cut to its first (2·T_i − 1)·hop samples (empty for T_i = 0).
+        """
+        items = list(range(state.lengths.shape[0])) if items is None else items
+        lengths = [int(state.lengths[i]) for i in items]
+        longest = max(lengths, default=0)
+        if longest == 0:
+            return [np.zeros(0, dtype=np.float32) for _ in items]
+        source = state.hiddens if use_decoder else state.tokens
+        feats = torch.zeros(len(items), longest, source.shape[-1], dtype=source.dtype,
+                            device=source.device)
+        for j, (i, n) in enumerate(zip(items, lengths)):
+            feats[j, :n] = source[i, :n]
+        wav = self.waveform(feats, use_decoder).cpu().numpy()
+        hop = self.m.config.vocos.hop_length
+        return [wav[j, : max(0, (2 * n - 1) * hop)].copy() for j, n in enumerate(lengths)]
+
+    @torch.inference_mode()
+    def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor]) -> str:
+        """24 kHz mono waveform (N,) -> speaker sample string of its DVAE codes (num_vq, T)."""
+        x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if not isinstance(wav, torch.Tensor)
+                            else wav.float())
+        if x.dim() == 2 and x.shape[0] == 1:
+            x = x[0]
+        if x.dim() != 1 or x.numel() == 0:
+            raise ValueError(f"expected a mono waveform of shape (N,), got {tuple(x.shape)}")
+        codes = self.m.dvae.encode(x[None].to(self.m.device))[0]
+        return encode_sample(codes)
+
+
+def last(iterator: Iterator[GenerationState]) -> Optional[GenerationState]:
+    """Exhaust a generation and return its final state (None if it ran no step)."""
+    state = None
+    for state in iterator:
+        pass
+    return state
