@@ -1,0 +1,165 @@
+"""Random checkpoints in the official layout, for tests and benchmarks.
+
+``make_random_checkpoint(root, size="tiny" | "full", seed=0)`` writes a complete model root
+(``root/asset/...``): random weights of the tiny conformance dimensions or of the official ones,
+a synthetic BERT WordPiece tokenizer of the matching size (21178 ids at full size) with the 50
+official special tokens, and speaker statistics. Load it with ``verify=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+
+import torch
+
+from .config import (
+    DECODER_WEIGHTS,
+    DVAE_WEIGHTS,
+    EMBED_WEIGHTS,
+    GPT_WEIGHTS,
+    SPK_STAT,
+    TOKENIZER_DIR,
+    VOCOS_WEIGHTS,
+    ConvStackConfig,
+    DecoderConfig,
+    DVAEConfig,
+    GFSQConfig,
+    GPTConfig,
+    VocosConfig,
+)
+
+#: The official added tokens, in id order (REFERENCE.md §2).
+SPECIAL_TOKENS: list[str] = (
+    ["[Sasr]", "[Pasr]", "[Easr]", "[Stts]", "[Ptts]", "[Etts]", "[Sbreak]", "[Pbreak]",
+     "[Ebreak]", "[uv_break]", "[v_break]", "[lbreak]", "[llbreak]", "[undefine]", "[laugh]",
+     "[spk_emb]", "[empty_spk]", "[music]", "[pure]"]
+    + [f"[break_{i}]" for i in range(8)]
+    + [f"[laugh_{i}]" for i in range(3)]
+    + [f"[oral_{i}]" for i in range(10)]
+    + [f"[speed_{i}]" for i in range(10)]
+)
+
+_SIZES = {
+    "tiny": dict(
+        gpt=GPTConfig(64, 128, 4, 4, 2, 1024, num_text_tokens=170),
+        dvae=DVAEConfig(32, 100, ConvStackConfig(32, 64, 16, 1, 8), ConvStackConfig(32, 32, 16, 1, 8),
+                        GFSQConfig(dim=64)),
+        decoder=DecoderConfig(32, 100, ConvStackConfig(32, 32, 16, 1, 8)),
+        vocos=VocosConfig(dim=32, intermediate_dim=64, num_layers=1),
+    ),
+    "full": dict(gpt=GPTConfig(), dvae=DVAEConfig(), decoder=DecoderConfig(), vocos=VocosConfig()),
+}
+
+
+def _wordpiece_vocab(size: int) -> list[str]:
+    """A BERT-style vocabulary of ``size`` entries: specials, ASCII, pieces, then CJK."""
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    ascii_chars = [chr(c) for c in range(33, 127) if not chr(c).isupper()]
+    vocab += ascii_chars
+    vocab += ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    words = ["hello", "world", "chat", "speech", "model", "test", "text", "the", "is", "this"]
+    vocab += [w for w in words if w not in vocab]
+    cjk = 0x4E00
+    while len(vocab) < size and cjk <= 0x9FFF:
+        vocab.append(chr(cjk))
+        cjk += 1
+    n = 0
+    while len(vocab) < size:
+        vocab.append(f"##{n}x")
+        n += 1
+    return vocab[:size]
+
+
+def _write_tokenizer(path: str, num_text_tokens: int) -> None:
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers import decoders, models, normalizers, pre_tokenizers
+    from transformers import BertTokenizerFast
+
+    base = num_text_tokens - len(SPECIAL_TOKENS)
+    vocab = {tok: i for i, tok in enumerate(_wordpiece_vocab(base))}
+    raw = RawTokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer(lowercase=True, handle_chinese_chars=True)
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.decoder = decoders.WordPiece()
+    tok = BertTokenizerFast(tokenizer_object=raw, do_lower_case=True)
+    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+    if len(tok) != num_text_tokens:
+        raise RuntimeError(f"synthetic tokenizer has {len(tok)} ids, wanted {num_text_tokens}")
+    tok.save_pretrained(path)
+
+
+def _save(module: torch.nn.Module, path: str) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, path)
+
+
+def _randomize(module: torch.nn.Module, gen: torch.Generator, layer_scale: float = 0.1) -> None:
+    """Deterministic random weights: normal for matrices, small for biases and scales."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("coef"):
+                p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+            elif name.endswith("bias"):
+                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+            elif p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
+            elif "norm" in name:
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:  # ConvNeXt layer scales
+                p.fill_(layer_scale)
+
+
+def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
+    """Write a random model root in the official layout; returns ``root``."""
+    from transformers import LlamaConfig, LlamaModel
+
+    from .model.dvae import DVAE, Decoder
+    from .model.embed import Embed
+    from .model.vocos import build_vocos
+
+    if size not in _SIZES:
+        raise ValueError(f"size must be 'tiny' or 'full', not {size!r}")
+    cfg = _SIZES[size]
+    g: GPTConfig = cfg["gpt"]
+    gen = torch.Generator().manual_seed(seed)
+    os.makedirs(os.path.join(root, "asset", "gpt"), exist_ok=True)
+    path = lambda rel: os.path.join(root, rel)  # noqa: E731
+
+    llama = LlamaConfig(
+        hidden_size=g.hidden_size, intermediate_size=g.intermediate_size,
+        num_attention_heads=g.num_attention_heads, num_key_value_heads=g.num_key_value_heads,
+        num_hidden_layers=g.num_hidden_layers, max_position_embeddings=g.max_position_embeddings,
+        rms_norm_eps=g.rms_norm_eps, vocab_size=8, use_cache=False,
+    )
+    body = LlamaModel(llama)
+    _randomize(body, gen)
+    state = {k: v.contiguous() for k, v in body.state_dict().items()}
+    from safetensors.torch import save_file
+
+    save_file(state, path(GPT_WEIGHTS), metadata={"format": "pt"})
+    conf = llama.to_dict()
+    conf.update(num_audio_tokens=g.num_audio_tokens, num_text_tokens=g.num_text_tokens,
+                num_vq=g.num_vq, architectures=["LlamaModel"])
+    with open(os.path.join(root, "asset", "gpt", "config.json"), "w", encoding="utf-8") as f:
+        json.dump(conf, f, indent=2)
+    del body, state
+
+    embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
+    _randomize(embed, gen)
+    _save(embed, path(EMBED_WEIGHTS))
+    for module, rel in ((DVAE(cfg["dvae"]), DVAE_WEIGHTS), (Decoder(cfg["decoder"]), DECODER_WEIGHTS),
+                        (build_vocos(cfg["vocos"]), VOCOS_WEIGHTS)):
+        _randomize(module, gen)
+        _save(module, path(rel))
+    std = torch.rand(g.hidden_size, generator=gen) + 0.5
+    mean = 0.1 * torch.randn(g.hidden_size, generator=gen)
+    torch.save(torch.cat([std, mean]), path(SPK_STAT))
+    _write_tokenizer(path(TOKENIZER_DIR), g.num_text_tokens)
+    with open(os.path.join(root, "chattts-random.json"), "w", encoding="utf-8") as f:
+        json.dump({"size": size, "seed": seed, "gpt": asdict(g)}, f, indent=2)
+    return root

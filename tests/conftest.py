@@ -1,0 +1,71 @@
+"""Shared fixtures: the tiny conformance model, its expected outputs, a loaded Chat."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+import chattts
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = os.path.join(HERE, "fixtures", "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_root() -> str:
+    """The conformance model root (read-only: copy it before changing files)."""
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def cases() -> dict:
+    with open(os.path.join(TINY, "expected", "cases.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def expected() -> dict:
+    return load_file(os.path.join(TINY, "expected", "tensors.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def chat() -> chattts.Chat:
+    """A Chat with the tiny model loaded on the CPU (shared: tests must not unload it)."""
+    c = chattts.Chat()
+    assert c.load(source="custom", custom_path=TINY, verify=False, device="cpu")
+    return c
+
+
+@pytest.fixture(scope="session")
+def spk(cases) -> str:
+    return cases["speaker"]["spk_emb"]
+
+
+@pytest.fixture()
+def tiny_copy(tmp_path) -> str:
+    """A writable copy of the tiny model root."""
+    dst = tmp_path / "tiny"
+    shutil.copytree(os.path.join(TINY, "asset"), dst / "asset")
+    return str(dst)
+
+
+def assert_close(actual, reference, name: str = "") -> None:
+    """The conformance tolerance: max|a − b| ≤ 1e-4 · max|b| + 1e-6, shapes equal."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    assert a.shape == b.shape, f"{name}: shape {a.shape} != {b.shape}"
+    err = float(np.abs(a - b).max()) if a.size else 0.0
+    tol = 1e-4 * float(np.abs(b).max()) + 1e-6 if b.size else 1e-6
+    assert err <= tol, f"{name}: max error {err} > {tol}"
+
+
+def trim(wav) -> np.ndarray:
+    """Trim leading and trailing samples with |x| ≤ 1e-5 (the fixture's comparison rule)."""
+    wav = np.asarray(wav)
+    loud = np.flatnonzero(np.abs(wav) > 1e-5)
+    return wav[loud[0] : loud[-1] + 1] if loud.size else wav[:0]
