@@ -129,8 +129,20 @@ class Chat:
         official one (fine-tuned, random).
         """
         try:
-            self._load(source, force_redownload, compile, custom_path, device, coef,
-                       use_flash_attn, use_vllm, experimental, verify, dtype, quantize)
+            self._load(
+                source,
+                force_redownload,
+                compile,
+                custom_path,
+                device,
+                coef,
+                use_flash_attn,
+                use_vllm,
+                experimental,
+                verify,
+                dtype,
+                quantize,
+            )
         except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
             if raise_on_error:
                 raise
@@ -138,8 +150,21 @@ class Chat:
             return False
         return True
 
-    def _load(self, source, force_redownload, compile, custom_path, device, coef,
-              use_flash_attn, use_vllm, experimental, verify, dtype, quantize) -> None:
+    def _load(
+        self,
+        source,
+        force_redownload,
+        compile,
+        custom_path,
+        device,
+        coef,
+        use_flash_attn,
+        use_vllm,
+        experimental,
+        verify,
+        dtype,
+        quantize,
+    ) -> None:
         if use_vllm:
             self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
         if quantize not in (None, "int8"):
@@ -152,13 +177,13 @@ class Chat:
         models = Models.load(root, device, dtype, coef)
         from .generation.accel import configure_engine
 
-        configure_engine(models, compile=compile, quantize=quantize,
-                         use_flash_attn=use_flash_attn)
+        configure_engine(models, compile=compile, quantize=quantize, use_flash_attn=use_flash_attn)
         self.models = models
         self.config = models.config
         self._passes = Passes(models)
-        self.logger.info("loaded %s on %s (%s%s)", root, device, dtype,
-                         ", int8" if quantize else "")
+        self.logger.info(
+            "loaded %s on %s (%s%s)", root, device, dtype, ", int8" if quantize else ""
+        )
 
     def unload(self) -> None:
         """Release the models."""
@@ -232,8 +257,9 @@ class Chat:
         flag = self.context.new()
         try:
             if not skip_refine_text:
-                texts = passes.refine(texts, params_refine_text, flag,
-                                      self._progress(params_refine_text, "refine"))
+                texts = passes.refine(
+                    texts, params_refine_text, flag, self._progress(params_refine_text, "refine")
+                )
                 if refine_text_only:
                     return "\n".join(texts) if single else texts
             elif refine_text_only:
@@ -243,15 +269,62 @@ class Chat:
             raise
         params = copy.copy(params_infer_code)
         if stream:
-            return self._stream(passes, texts, params, single, split_text, use_decoder,
-                                max_split_batch, flag)
+            return self._stream(
+                passes, texts, params, single, split_text, use_decoder, max_split_batch, flag
+            )
         try:
-            wavs = self._synthesize(passes, texts, params, split_text, use_decoder,
-                                    max_split_batch, flag)
+            wavs = self._synthesize(
+                passes, texts, params, split_text, use_decoder, max_split_batch, flag
+            )
         finally:
             self.context.done(flag)
         wavs = [trim_silence(w) for w in wavs]
         return [np.concatenate(wavs)] if single else wavs
+
+    def synthesize(
+        self,
+        texts: list[str],
+        params: Union[InferCodeParams, list[InferCodeParams]],
+        *,
+        stream: bool = False,
+        use_decoder: bool = True,
+        refine: Optional[RefineTextParams] = None,
+        do_text_normalization: bool = True,
+        cancelled: Optional[list[Interrupt]] = None,
+    ) -> Iterator[list[np.ndarray]]:
+        """Synthesise independent requests as one batch (for servers and batch jobs).
+
+        Unlike ``infer``, each item's ``manual_seed`` seeds only that item, so an item gives
+        the same audio whatever it is batched with (and equals ``infer([text])`` with that
+        seed). No sentence splitting, no voice carry-over. ``refine``: run the refine pass
+        first (one batch, its ``manual_seed`` for all). ``cancelled``: one flag per item; a
+        set flag ends that item within one step.
+
+        Yields lists with one float32 array (n,) per item: with ``stream``, the new audio of
+        each item (possibly empty) as it is produced; otherwise once, each whole waveform.
+        """
+        passes = self._require()
+        texts = [self.normalizer(t, do_text_normalization) for t in texts]
+        plist = list(params) if isinstance(params, list) else [params] * len(texts)
+        if len(plist) != len(texts):
+            raise ValueError("params must be one InferCodeParams or one per text")
+        if not texts:
+            return
+        flag = self.context.new()
+        try:
+            if refine is not None:
+                texts = passes.refine(texts, refine, flag)
+            steps = passes.code_steps(texts, plist, flag, None, True, cancelled)
+            if stream:
+                yield from stream_batch(passes, steps, len(texts), plist[0], use_decoder)
+                return
+            state = last(steps)
+            if state is None:
+                yield [np.zeros(0, dtype=np.float32) for _ in texts]
+            else:
+                yield passes.decode_items(state, use_decoder, padded=False)
+        finally:
+            self.context.done(flag)
 
     def _progress(self, params: RefineTextParams, desc: str):
         if not params.show_tqdm:
@@ -284,11 +357,13 @@ class Chat:
         for start in range(0, len(texts), max_split_batch):
             yield texts[start : start + max_split_batch], params
 
-    def _synthesize(self, passes, texts, params, split_text, use_decoder, max_split_batch,
-                    flag) -> list[np.ndarray]:
+    def _synthesize(
+        self, passes, texts, params, split_text, use_decoder, max_split_batch, flag
+    ) -> list[np.ndarray]:
         wavs: list[np.ndarray] = []
-        for batch, p in self._batches(passes, texts, params, split_text, use_decoder,
-                                      max_split_batch, flag):
+        for batch, p in self._batches(
+            passes, texts, params, split_text, use_decoder, max_split_batch, flag
+        ):
             state = last(passes.code_steps(batch, p, flag, self._progress(p, "code")))
             if state is None:
                 wavs += [np.zeros(0, dtype=np.float32) for _ in batch]
@@ -296,11 +371,13 @@ class Chat:
                 wavs += passes.decode_items(state, use_decoder)
         return wavs
 
-    def _stream(self, passes, texts, params, single, split_text, use_decoder, max_split_batch,
-                flag) -> Iterator[np.ndarray]:
+    def _stream(
+        self, passes, texts, params, single, split_text, use_decoder, max_split_batch, flag
+    ) -> Iterator[np.ndarray]:
         try:
-            for batch, p in self._batches(passes, texts, params, split_text, use_decoder,
-                                          max_split_batch, flag):
+            for batch, p in self._batches(
+                passes, texts, params, split_text, use_decoder, max_split_batch, flag
+            ):
                 steps = passes.code_steps(batch, p, flag, self._progress(p, "code"))
                 chunks = stream_batch(passes, steps, len(batch), p, use_decoder)
                 yield from (_in_order(chunks, len(batch)) if single else _stacked(chunks))

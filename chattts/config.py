@@ -232,8 +232,12 @@ def _dvae_config(path: str) -> DVAEConfig:
     vq = GFSQConfig(dim=encoder.odim, groups=groups)
     proj = shapes.get("vq_layer.quantizer.rvqs.0.project_in.weight")
     if proj is not None:
-        _check(path, "vq_layer.quantizer.rvqs.0.project_in.weight",
-               [len(vq.levels), vq.dim // groups], list(proj))
+        _check(
+            path,
+            "vq_layer.quantizer.rvqs.0.project_in.weight",
+            [len(vq.levels), vq.dim // groups],
+            list(proj),
+        )
     return DVAEConfig(dim=decoder.idim, n_mels=n_mels, encoder=encoder, decoder=decoder, vq=vq)
 
 

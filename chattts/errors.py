@@ -45,5 +45,3 @@ class NotLoadedError(ChatTTSError, RuntimeError):
 
 class SpeakerError(ChatTTSError, ValueError):
     """A speaker string or speaker sample cannot be decoded."""
-
-

@@ -134,15 +134,27 @@ class Models:
         dvae = load_module(DVAE(config.dvae), path(DVAE_WEIGHTS))
         if coef is not None:
             dvae.coef.data = decode_coef(coef, config.dvae.n_mels)
-        decoder = load_module(Decoder(config.decoder), path(DECODER_WEIGHTS)) if load_decoder else None
+        decoder = (
+            load_module(Decoder(config.decoder), path(DECODER_WEIGHTS)) if load_decoder else None
+        )
         vocos = load_module(build_vocos(config.vocos), path(VOCOS_WEIGHTS))
         speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
         for module in (embed, gpt, dvae, decoder, vocos):
             if module is not None:
                 module.to(device).eval().requires_grad_(False)
         embed.to(compute)
-        return cls(config, tokenizer, embed, gpt, dvae, decoder, vocos, speakers, device,
-                   Engine(gpt, embed))
+        return cls(
+            config,
+            tokenizer,
+            embed,
+            gpt,
+            dvae,
+            decoder,
+            vocos,
+            speakers,
+            device,
+            Engine(gpt, embed),
+        )
 
 
 def decode_coef(coef: str, n_mels: int) -> torch.Tensor:
@@ -186,7 +198,8 @@ class Passes:
         smp = plist[0].spk_smp
         codes = decode_sample(smp, m.config.gpt.num_vq) if smp else None
         decorated = [
-            code_prompt(t, p.prompt, p.txt_smp, p.spk_emb is not None) for t, p in zip(texts, plist)
+            code_prompt(t, p.prompt, p.txt_smp, p.spk_emb is not None)
+            for t, p in zip(texts, plist, strict=True)
         ]
         batch = m.tokenizer.encode(decorated, m.config.gpt.num_vq, codes, m.device)
         embeds = m.embed(batch.input_ids, batch.text_mask)
@@ -213,10 +226,18 @@ class Passes:
         )
         embeds = m.embed(batch.input_ids, batch.text_mask).to(m.gpt.body.norm.weight.dtype)
         heads = m.engine.refine_heads(m.tokenizer.eos_refine_id)
-        state = last(m.engine.steps(
-            embeds, batch.attention_mask, heads, [item_sampling(params)] * len(texts),
-            params.manual_seed, interrupt, progress, params.ensure_non_empty,
-        ))
+        state = last(
+            m.engine.steps(
+                embeds,
+                batch.attention_mask,
+                heads,
+                [item_sampling(params)] * len(texts),
+                params.manual_seed,
+                interrupt,
+                progress,
+                params.ensure_non_empty,
+            )
+        )
         ids = []
         for i in range(len(texts)):
             row = state.item_tokens(i)[:, 0].tolist() if state is not None else []
@@ -230,6 +251,7 @@ class Passes:
         interrupt: Optional[Interrupt] = None,
         progress: Optional[Callable[[int, int], None]] = None,
         per_item_seeds: bool = False,
+        cancelled: Optional[list[Interrupt]] = None,
     ) -> Iterator[GenerationState]:
         """The code pass, yielding the state after every step.
 
@@ -243,8 +265,15 @@ class Passes:
         items = [item_sampling(p, p.manual_seed if per_item else None) for p in plist]
         batch_seed = None if per_item else plist[0].manual_seed
         return self.m.engine.steps(
-            embeds, mask, self.m.engine.code_heads(), items, batch_seed, interrupt, progress,
+            embeds,
+            mask,
+            self.m.engine.code_heads(),
+            items,
+            batch_seed,
+            interrupt,
+            progress,
             plist[0].ensure_non_empty,
+            cancelled,
         )
 
     # ---- audio ------------------------------------------------------------------------------
@@ -265,32 +294,50 @@ class Passes:
         return vocos_decode(self.m.vocos, self.mel(features, use_decoder))
 
     def decode_items(
-        self, state: GenerationState, use_decoder: bool, items: Optional[list[int]] = None
+        self,
+        state: GenerationState,
+        use_decoder: bool,
+        items: Optional[list[int]] = None,
+        padded: bool = True,
     ) -> list[np.ndarray]:
-        """Decode items of a finished generation in one call, each cut to its own length.
+        """Decode items of a finished generation, each cut to its own length.
 
-        Items are right-padded with zeros to the longest, decoded together, then item i is
-        cut to its first (2·T_i − 1)·hop samples (empty for T_i = 0).
+        ``padded`` (the reference's way): items are right-padded with zeros to the longest and
+        decoded in one call, so near its end a shorter item hears the padding. Otherwise items
+        of equal length are decoded together and each item's audio is what it would be alone.
+        Item i keeps its first (2·T_i − 1)·hop samples (none for T_i = 0).
         """
         items = list(range(state.lengths.shape[0])) if items is None else items
-        lengths = [int(state.lengths[i]) for i in items]
-        longest = max(lengths, default=0)
-        if longest == 0:
-            return [np.zeros(0, dtype=np.float32) for _ in items]
-        source = state.hiddens if use_decoder else state.tokens
-        feats = torch.zeros(len(items), longest, source.shape[-1], dtype=source.dtype,
-                            device=source.device)
-        for j, (i, n) in enumerate(zip(items, lengths)):
-            feats[j, :n] = source[i, :n]
-        wav = self.waveform(feats, use_decoder).cpu().numpy()
+        lengths = {i: int(state.lengths[i]) for i in items}
+        groups = (
+            [items]
+            if padded
+            else [[i for i in items if lengths[i] == n] for n in sorted(set(lengths.values()))]
+        )
+        out: dict[int, np.ndarray] = {}
         hop = self.m.config.vocos.hop_length
-        return [wav[j, : max(0, (2 * n - 1) * hop)].copy() for j, n in enumerate(lengths)]
+        source = state.hiddens if use_decoder else state.tokens
+        for group in groups:
+            longest = max(lengths[i] for i in group)
+            if longest == 0:
+                out.update({i: np.zeros(0, dtype=np.float32) for i in group})
+                continue
+            feats = torch.zeros(
+                len(group), longest, source.shape[-1], dtype=source.dtype, device=source.device
+            )
+            for j, i in enumerate(group):
+                feats[j, : lengths[i]] = source[i, : lengths[i]]
+            wav = self.waveform(feats, use_decoder).cpu().numpy()
+            for j, i in enumerate(group):
+                out[i] = wav[j, : max(0, (2 * lengths[i] - 1) * hop)].copy()
+        return [out[i] for i in items]
 
     @torch.inference_mode()
     def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor]) -> str:
         """24 kHz mono waveform (N,) -> speaker sample string of its DVAE codes (num_vq, T)."""
-        x = torch.as_tensor(np.asarray(wav, dtype=np.float32) if not isinstance(wav, torch.Tensor)
-                            else wav.float())
+        x = torch.as_tensor(
+            np.asarray(wav, dtype=np.float32) if not isinstance(wav, torch.Tensor) else wav.float()
+        )
         if x.dim() == 2 and x.shape[0] == 1:
             x = x[0]
         if x.dim() != 1 or x.numel() == 0:
@@ -302,6 +349,6 @@ class Passes:
 def last(iterator: Iterator[GenerationState]) -> Optional[GenerationState]:
     """Exhaust a generation and return its final state (None if it ran no step)."""
     state = None
-    for state in iterator:
+    for state in iterator:  # noqa: B007 - the loop's last value is the result
         pass
     return state

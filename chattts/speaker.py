@@ -45,7 +45,9 @@ def encode_speaker(emb: torch.Tensor) -> str:
     return _b14_encode(_compress(arr.tobytes()))
 
 
-def decode_speaker(spk: Union[str, torch.Tensor], hidden_size: Optional[int] = None) -> torch.Tensor:
+def decode_speaker(
+    spk: Union[str, torch.Tensor], hidden_size: Optional[int] = None
+) -> torch.Tensor:
     """Speaker string (or tensor) -> (H,) float16 tensor on the CPU.
 
     Raises:
@@ -62,7 +64,9 @@ def decode_speaker(spk: Union[str, torch.Tensor], hidden_size: Optional[int] = N
             raise SpeakerError("invalid speaker string: odd number of bytes")
         emb = torch.from_numpy(np.frombuffer(raw, dtype="<f2").copy())
     else:
-        raise SpeakerError(f"a speaker must be a speaker string or a tensor, not {type(spk).__name__}")
+        raise SpeakerError(
+            f"a speaker must be a speaker string or a tensor, not {type(spk).__name__}"
+        )
     if hidden_size is not None and emb.numel() != hidden_size:
         raise SpeakerError(
             f"the speaker has {emb.numel()} values but the model's hidden size is {hidden_size}"

@@ -32,8 +32,9 @@ class WindowedDecoder:
         lookahead: steps decoded past a chunk's end (≥ 1); ``context``: steps before its start.
     """
 
-    def __init__(self, passes: Passes, use_decoder: bool, first: int, size: int,
-                 lookahead: int, context: int) -> None:
+    def __init__(
+        self, passes: Passes, use_decoder: bool, first: int, size: int, lookahead: int, context: int
+    ) -> None:
         if first < 1 or size < 1:
             raise ValueError("stream_first_batch and stream_batch must be ≥ 1")
         if lookahead < 1 or context < 0:
@@ -64,23 +65,25 @@ class WindowedDecoder:
             self.start = end
 
     @torch.inference_mode()
-    def _chunk(self, state: GenerationState, avail: torch.Tensor, finished: torch.Tensor,
-               s: int, e: int) -> list[np.ndarray]:
+    def _chunk(
+        self, state: GenerationState, avail: torch.Tensor, finished: torch.Tensor, s: int, e: int
+    ) -> list[np.ndarray]:
+        """Samples of steps [s, e) of every item; each item's window ends at its own data."""
         a = max(0, s - self.context)
-        b = min(e + self.lookahead, int(avail.max()))
+        ends = [min(e + self.lookahead, int(n)) for n in avail]
         source = state.hiddens if self.use_decoder else state.tokens
-        feats = source[:, a:b].clone()
-        beyond = torch.arange(a, b, device=feats.device)[None] >= avail[:, None]
-        feats[beyond] = 0
-        wav = self.passes.waveform(feats, self.use_decoder).cpu().numpy()
-        out = []
-        for i in range(wav.shape[0]):
-            lo, hi = s * self.per_step, e * self.per_step
-            if bool(finished[i]):
-                hi = min(hi, (2 * int(state.lengths[i]) - 1) * self.hop)
-            hi = max(hi, lo)
-            off = a * self.per_step
-            out.append(wav[i, lo - off : hi - off].copy())
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(ends)
+        off = a * self.per_step
+        for b in sorted(set(ends)):
+            rows = [i for i, end in enumerate(ends) if end == b]
+            if b <= s:
+                continue
+            wav = self.passes.waveform(source[rows, a:b], self.use_decoder).cpu().numpy()
+            for j, i in enumerate(rows):
+                lo, hi = s * self.per_step, e * self.per_step
+                if bool(finished[i]):
+                    hi = min(hi, (2 * int(state.lengths[i]) - 1) * self.hop)
+                out[i] = wav[j, lo - off : max(hi, lo) - off].copy()
         return out
 
 
@@ -92,8 +95,14 @@ def stream_batch(
     use_decoder: bool,
 ) -> Iterator[list[np.ndarray]]:
     """Per-item audio chunks (a list of n_items arrays, some possibly empty) as steps arrive."""
-    decoder = WindowedDecoder(passes, use_decoder, params.stream_first_batch, params.stream_batch,
-                              params.stream_lookahead, params.stream_context)
+    decoder = WindowedDecoder(
+        passes,
+        use_decoder,
+        params.stream_first_batch,
+        params.stream_batch,
+        params.stream_lookahead,
+        params.stream_context,
+    )
     state = None
     for state in steps:
         yield from decoder.ready(state, final=False)

@@ -32,9 +32,27 @@ from .config import (
 
 #: The official added tokens, in id order (REFERENCE.md §2).
 SPECIAL_TOKENS: list[str] = (
-    ["[Sasr]", "[Pasr]", "[Easr]", "[Stts]", "[Ptts]", "[Etts]", "[Sbreak]", "[Pbreak]",
-     "[Ebreak]", "[uv_break]", "[v_break]", "[lbreak]", "[llbreak]", "[undefine]", "[laugh]",
-     "[spk_emb]", "[empty_spk]", "[music]", "[pure]"]
+    [
+        "[Sasr]",
+        "[Pasr]",
+        "[Easr]",
+        "[Stts]",
+        "[Ptts]",
+        "[Etts]",
+        "[Sbreak]",
+        "[Pbreak]",
+        "[Ebreak]",
+        "[uv_break]",
+        "[v_break]",
+        "[lbreak]",
+        "[llbreak]",
+        "[undefine]",
+        "[laugh]",
+        "[spk_emb]",
+        "[empty_spk]",
+        "[music]",
+        "[pure]",
+    ]
     + [f"[break_{i}]" for i in range(8)]
     + [f"[laugh_{i}]" for i in range(3)]
     + [f"[oral_{i}]" for i in range(10)]
@@ -44,8 +62,13 @@ SPECIAL_TOKENS: list[str] = (
 _SIZES = {
     "tiny": dict(
         gpt=GPTConfig(64, 128, 4, 4, 2, 1024, num_text_tokens=170),
-        dvae=DVAEConfig(32, 100, ConvStackConfig(32, 64, 16, 1, 8), ConvStackConfig(32, 32, 16, 1, 8),
-                        GFSQConfig(dim=64)),
+        dvae=DVAEConfig(
+            32,
+            100,
+            ConvStackConfig(32, 64, 16, 1, 8),
+            ConvStackConfig(32, 32, 16, 1, 8),
+            GFSQConfig(dim=64),
+        ),
         decoder=DecoderConfig(32, 100, ConvStackConfig(32, 32, 16, 1, 8)),
         vocos=VocosConfig(dim=32, intermediate_dim=64, num_layers=1),
     ),
@@ -131,10 +154,15 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
     path = lambda rel: os.path.join(root, rel)  # noqa: E731
 
     llama = LlamaConfig(
-        hidden_size=g.hidden_size, intermediate_size=g.intermediate_size,
-        num_attention_heads=g.num_attention_heads, num_key_value_heads=g.num_key_value_heads,
-        num_hidden_layers=g.num_hidden_layers, max_position_embeddings=g.max_position_embeddings,
-        rms_norm_eps=g.rms_norm_eps, vocab_size=8, use_cache=False,
+        hidden_size=g.hidden_size,
+        intermediate_size=g.intermediate_size,
+        num_attention_heads=g.num_attention_heads,
+        num_key_value_heads=g.num_key_value_heads,
+        num_hidden_layers=g.num_hidden_layers,
+        max_position_embeddings=g.max_position_embeddings,
+        rms_norm_eps=g.rms_norm_eps,
+        vocab_size=8,
+        use_cache=False,
     )
     body = LlamaModel(llama)
     _randomize(body, gen)
@@ -143,8 +171,12 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
 
     save_file(state, path(GPT_WEIGHTS), metadata={"format": "pt"})
     conf = llama.to_dict()
-    conf.update(num_audio_tokens=g.num_audio_tokens, num_text_tokens=g.num_text_tokens,
-                num_vq=g.num_vq, architectures=["LlamaModel"])
+    conf.update(
+        num_audio_tokens=g.num_audio_tokens,
+        num_text_tokens=g.num_text_tokens,
+        num_vq=g.num_vq,
+        architectures=["LlamaModel"],
+    )
     with open(os.path.join(root, "asset", "gpt", "config.json"), "w", encoding="utf-8") as f:
         json.dump(conf, f, indent=2)
     del body, state
@@ -152,8 +184,11 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
     embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
     _randomize(embed, gen)
     _save(embed, path(EMBED_WEIGHTS))
-    for module, rel in ((DVAE(cfg["dvae"]), DVAE_WEIGHTS), (Decoder(cfg["decoder"]), DECODER_WEIGHTS),
-                        (build_vocos(cfg["vocos"]), VOCOS_WEIGHTS)):
+    for module, rel in (
+        (DVAE(cfg["dvae"]), DVAE_WEIGHTS),
+        (Decoder(cfg["decoder"]), DECODER_WEIGHTS),
+        (build_vocos(cfg["vocos"]), VOCOS_WEIGHTS),
+    ):
         _randomize(module, gen)
         _save(module, path(rel))
     std = torch.rand(g.hidden_size, generator=gen) + 0.5

@@ -50,8 +50,13 @@ def test_tokenize(chat, cases, expected, spk):
 def test_refine_text_only(chat, cases):
     case = cases["refine_text_only"]
     params = R(show_tqdm=False, **case["params_refine_text"])
-    result = chat.infer(case["texts"], refine_text_only=True, split_text=False,
-                        do_text_normalization=False, params_refine_text=params)
+    result = chat.infer(
+        case["texts"],
+        refine_text_only=True,
+        split_text=False,
+        do_text_normalization=False,
+        params_refine_text=params,
+    )
     assert result == case["result"]
 
 
@@ -59,9 +64,14 @@ def test_skip_refine_decoder_and_dvae(chat, cases, expected, spk):
     for use_decoder in (1, 0):
         key = f"infer.skip_refine.decoder_{use_decoder}"
         case = cases[key]
-        wavs = chat.infer(case["texts"], skip_refine_text=True, split_text=False,
-                          use_decoder=bool(use_decoder), do_text_normalization=False,
-                          params_infer_code=code_params(cases, spk, key))
+        wavs = chat.infer(
+            case["texts"],
+            skip_refine_text=True,
+            split_text=False,
+            use_decoder=bool(use_decoder),
+            do_text_normalization=False,
+            params_infer_code=code_params(cases, spk, key),
+        )
         assert len(wavs) == case["n_wavs"]
         for i, wav in enumerate(wavs):
             assert wav.dtype == np.float32 and wav.ndim == 1
@@ -76,10 +86,14 @@ def test_code_pass_and_modules(chat, cases, spk, expected):
     m = chat.models
     ids, hiddens = expected["code_pass.ids"], expected["code_pass.hiddens"]
     assert_close(m.dvae.decode(ids.t()[None]), expected["dvae.decode.mel"], "dvae.decode.mel")
-    assert_close(m.decoder.decode(hiddens.t()[None]), expected["decoder.decode.mel"],
-                 "decoder.decode.mel")
-    assert_close(vocos_decode(m.vocos, expected["decoder.decode.mel"]),
-                 expected["vocos.decode.wav"], "vocos.decode.wav")
+    assert_close(
+        m.decoder.decode(hiddens.t()[None]), expected["decoder.decode.mel"], "decoder.decode.mel"
+    )
+    assert_close(
+        vocos_decode(m.vocos, expected["decoder.decode.mel"]),
+        expected["vocos.decode.wav"],
+        "vocos.decode.wav",
+    )
 
 
 def test_encode(chat, cases, expected):
@@ -91,17 +105,25 @@ def test_encode(chat, cases, expected):
 
 def test_zero_shot(chat, cases, expected, spk):
     case = cases["infer.zero_shot"]
-    wavs = chat.infer([case["text"]], skip_refine_text=True, split_text=False,
-                      do_text_normalization=False,
-                      params_infer_code=code_params(cases, spk, "infer.zero_shot"))
+    wavs = chat.infer(
+        [case["text"]],
+        skip_refine_text=True,
+        split_text=False,
+        do_text_normalization=False,
+        params_infer_code=code_params(cases, spk, "infer.zero_shot"),
+    )
     assert_close(trim(wavs[0]), trim(expected["infer.zero_shot.wav0"].numpy()), "zero_shot")
 
 
 def test_full(chat, cases, expected, spk):
     case = cases["infer.full"]
-    wavs = chat.infer(case["texts"], split_text=False, do_text_normalization=False,
-                      params_refine_text=R(show_tqdm=False, **case["params_refine_text"]),
-                      params_infer_code=code_params(cases, spk, "infer.full"))
+    wavs = chat.infer(
+        case["texts"],
+        split_text=False,
+        do_text_normalization=False,
+        params_refine_text=R(show_tqdm=False, **case["params_refine_text"]),
+        params_infer_code=code_params(cases, spk, "infer.full"),
+    )
     assert_close(trim(wavs[0]), trim(expected["infer.full.wav0"].numpy()), "infer.full")
 
 
@@ -112,8 +134,13 @@ def test_eos_batch(chat, cases, expected, spk):
     assert state.lengths.tolist() == case["steps"]
     for i in range(len(case["texts"])):
         assert torch.equal(state.item_tokens(i), expected[f"eos.batch.ids{i}"])
-    wavs = chat.infer(case["texts"], skip_refine_text=True, split_text=False,
-                      do_text_normalization=False, params_infer_code=params)
+    wavs = chat.infer(
+        case["texts"],
+        skip_refine_text=True,
+        split_text=False,
+        do_text_normalization=False,
+        params_infer_code=params,
+    )
     for i, wav in enumerate(wavs):
         assert_close(trim(wav), trim(expected[f"eos.batch.wav{i}"].numpy()), f"eos.wav{i}")
 
@@ -123,8 +150,13 @@ def test_repetition_window(chat, cases, expected, spk):
     params = code_params(cases, spk, "repetition.window")
     state = last(chat._passes.code_steps([case["text"]], params))
     assert torch.equal(state.item_tokens(0), expected["repetition.window.ids"])
-    wavs = chat.infer([case["text"]], skip_refine_text=True, split_text=False,
-                      do_text_normalization=False, params_infer_code=params)
+    wavs = chat.infer(
+        [case["text"]],
+        skip_refine_text=True,
+        split_text=False,
+        do_text_normalization=False,
+        params_infer_code=params,
+    )
     assert_close(trim(wavs[0]), trim(expected["repetition.window.wav0"].numpy()), "rep.wav0")
 
 
@@ -132,11 +164,17 @@ def test_split_text(chat, cases, expected, spk):
     case = cases["split_text"]
     params = code_params(cases, spk, "split_text")
     before = copy.deepcopy(vars(params))
-    wavs = chat.infer(case["text"], skip_refine_text=True, split_text=True,
-                      do_text_normalization=False, params_infer_code=params)
+    wavs = chat.infer(
+        case["text"],
+        skip_refine_text=True,
+        split_text=True,
+        do_text_normalization=False,
+        params_infer_code=params,
+    )
     assert len(wavs) == 1
-    joined = np.concatenate([trim(expected["split_text.wav0"].numpy()),
-                             trim(expected["split_text.wav1"].numpy())])
+    joined = np.concatenate(
+        [trim(expected["split_text.wav0"].numpy()), trim(expected["split_text.wav1"].numpy())]
+    )
     assert_close(wavs[0], joined, "split_text")
     assert vars(params) == before
     derived = chat._voice_from_first(chat._passes, case["sentences"], params, True, None)

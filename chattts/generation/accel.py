@@ -29,12 +29,18 @@ def quantize_int8(module: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore")
         for name, child in list(module.named_children()):
             if type(child) is nn.Linear:
-                q = DynLinear(child.in_features, child.out_features, bias_=child.bias is not None,
-                              dtype=torch.qint8)
+                q = DynLinear(
+                    child.in_features,
+                    child.out_features,
+                    bias_=child.bias is not None,
+                    dtype=torch.qint8,
+                )
                 q.set_weight_bias(
                     torch.quantize_per_channel(
                         child.weight.detach().float(),
-                        *_per_channel_qparams(child.weight.detach().float()), 0, torch.qint8
+                        *_per_channel_qparams(child.weight.detach().float()),
+                        0,
+                        torch.qint8,
                     ),
                     None if child.bias is None else child.bias.detach().float(),
                 )

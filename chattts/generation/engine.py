@@ -144,6 +144,7 @@ class Engine:
         interrupt: Optional[Interrupt] = None,
         progress: Optional[Callable[[int, int], None]] = None,
         ensure_non_empty: bool = False,
+        cancelled: Optional[list[Interrupt]] = None,
     ) -> Iterator[GenerationState]:
         """Generate, yielding the state after every step.
 
@@ -157,17 +158,23 @@ class Engine:
             progress: called with (step, max_steps) after every step.
             ensure_non_empty: restart the whole generation when an item draws EOS at step 0
                 (only without seeds, where a restart can draw differently).
+            cancelled: one flag per item; a set flag ends that item (its output so far stays).
         """
-        can_restart = ensure_non_empty and batch_seed is None and all(
-            it.seed is None for it in items
+        can_restart = (
+            ensure_non_empty and batch_seed is None and all(it.seed is None for it in items)
         )
         for attempt in range(MAX_RESTARTS + 1):
             restart = False
-            for state in self._run(embeds, attention_mask, heads, items, batch_seed, interrupt,
-                                   progress):
-                if state.step == 1 and can_restart and bool(state.finished.any()) and bool(
-                    (state.lengths == 0).any()
-                ) and attempt < MAX_RESTARTS:
+            for state in self._run(
+                embeds, attention_mask, heads, items, batch_seed, interrupt, progress, cancelled
+            ):
+                if (
+                    state.step == 1
+                    and can_restart
+                    and bool(state.finished.any())
+                    and bool((state.lengths == 0).any())
+                    and attempt < MAX_RESTARTS
+                ):
                     logger.debug("an item ended at step 0: restarting the generation")
                     restart = True
                     break
@@ -186,6 +193,7 @@ class Engine:
         batch_seed: Optional[int],
         interrupt: Optional[Interrupt],
         progress: Optional[Callable[[int, int], None]],
+        cancelled: Optional[list[Interrupt]] = None,
     ) -> Iterator[GenerationState]:
         b, t, hidden = embeds.shape
         device = embeds.device
@@ -227,6 +235,9 @@ class Engine:
             if progress is not None:
                 progress(step + 1, max_new)
             yield state
+            if cancelled is not None:
+                gone = [i for i, flag in enumerate(cancelled) if flag.is_set()]
+                state.finished[gone] = True
             if bool(state.finished.all()):
                 break
             if compact and bool(newly.any() or state.finished[active].any()):

@@ -83,12 +83,15 @@ class RowSampler:
         self.top_p_threshold = None
         if any(it.top_p is not None for it in per_row):
             # compared as in transformers: cumulative probability <= 1 - top_p is removed
-            self.top_p_threshold = rows([(1 - it.top_p) if it.top_p is not None else -1.0
-                                         for it in per_row])
+            self.top_p_threshold = rows(
+                [(1 - it.top_p) if it.top_p is not None else -1.0 for it in per_row]
+            )
         self.top_k = None
         if any(it.top_k is not None for it in per_row):
-            ks = [min(max(it.top_k, MIN_TOKENS_TO_KEEP), vocab) if it.top_k is not None else vocab
-                  for it in per_row]
+            ks = [
+                min(max(it.top_k, MIN_TOKENS_TO_KEEP), vocab) if it.top_k is not None else vocab
+                for it in per_row
+            ]
             self.top_k_max = max(ks)
             self.top_k = torch.tensor(ks, dtype=torch.long, device=device).view(-1, 1) - 1
         self.min_new = torch.tensor([it.min_new_token for it in per_row], device=device)
@@ -101,7 +104,9 @@ class RowSampler:
         new = RowSampler.__new__(RowSampler)
         new.__dict__.update(self.__dict__)
         new.items = [self.items[i] for i in idx]
-        rows = (items[:, None] * self.heads + torch.arange(self.heads, device=items.device)).reshape(-1)
+        rows = (
+            items[:, None] * self.heads + torch.arange(self.heads, device=items.device)
+        ).reshape(-1)
         for name in ("temperature", "penalty", "top_p_threshold", "top_k", "min_new", "_counts"):
             value = getattr(self, name)
             setattr(new, name, None if value is None else value[rows])
@@ -165,6 +170,8 @@ class RowSampler:
                     probs[i * h : (i + 1) * h], 1, generator=self._generator(s)
                 )[:, 0]
         if unseeded:
-            rows = torch.tensor([i * h + j for i in unseeded for j in range(h)], device=probs.device)
+            rows = torch.tensor(
+                [i * h + j for i in unseeded for j in range(h)], device=probs.device
+            )
             out[rows] = torch.multinomial(probs[rows], 1)[:, 0]
         return out

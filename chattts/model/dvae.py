@@ -18,7 +18,11 @@ class ConvNeXtBlock(nn.Module):
     def __init__(self, dim: int, inner: int, kernel_size: int = 7, dilation: int = 2) -> None:
         super().__init__()
         self.dwconv = nn.Conv1d(
-            dim, dim, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation,
+            dim,
+            dim,
+            kernel_size,
+            padding=dilation * (kernel_size // 2),
+            dilation=dilation,
             groups=dim,
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -74,7 +78,9 @@ class GFSQ(nn.Module):
         self.groups = cfg.groups
         self.num_quantizers = cfg.num_quantizers
         self.quantizer = GroupedResidualFSQ(
-            dim=cfg.dim, levels=list(cfg.levels), num_quantizers=cfg.num_quantizers,
+            dim=cfg.dim,
+            levels=list(cfg.levels),
+            num_quantizers=cfg.num_quantizers,
             groups=cfg.groups,
         )
 

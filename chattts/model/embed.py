@@ -51,9 +51,9 @@ class Embed(nn.Module):
 
     def embed_code(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., num_vq) codes -> (..., H): the sum of each codebook's embedding."""
-        return torch.stack(
-            [self.emb_code[i](ids[..., i]) for i in range(self.num_vq)], dim=-2
-        ).sum(-2)
+        return torch.stack([self.emb_code[i](ids[..., i]) for i in range(self.num_vq)], dim=-2).sum(
+            -2
+        )
 
     def forward(self, input_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """Input embeddings of a prompt.
@@ -67,8 +67,9 @@ class Embed(nn.Module):
             looked up only at its own positions.
         """
         b, t, _ = input_ids.shape
-        out = torch.empty(b, t, self.hidden_size, dtype=self.emb_text.weight.dtype,
-                          device=input_ids.device)
+        out = torch.empty(
+            b, t, self.hidden_size, dtype=self.emb_text.weight.dtype, device=input_ids.device
+        )
         text_mask = text_mask.bool()
         out[text_mask] = self.embed_text(input_ids[text_mask][:, 0])
         out[~text_mask] = self.embed_code(input_ids[~text_mask])

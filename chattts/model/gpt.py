@@ -110,11 +110,16 @@ class GPT(nn.Module):
     def _rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """cos, sin of shape (B, T, head_dim) for positions (B, T), from a cached table."""
         need = int(positions.max()) + 1 if positions.numel() else 1
-        if self._rope_cos is None or self._rope_cos.shape[0] < need or (
-            self._rope_cos.device != positions.device
+        if (
+            self._rope_cos is None
+            or self._rope_cos.shape[0] < need
+            or (self._rope_cos.device != positions.device)
         ):
-            size = max(need, 2 * (self._rope_cos.shape[0] if self._rope_cos is not None else 0),
-                       self.config.max_position_embeddings)
+            size = max(
+                need,
+                2 * (self._rope_cos.shape[0] if self._rope_cos is not None else 0),
+                self.config.max_position_embeddings,
+            )
             pos = torch.arange(size, device=positions.device)[None]
             probe = torch.empty(0, device=positions.device)
             cos, sin = self.body.rotary_emb(probe, pos)

@@ -42,10 +42,13 @@ def load_strict(
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own and k not in ignored)
     if missing:
-        raise WeightsError(f"{path}: missing tensor(s) {missing[:5]}" + ("..." if len(missing) > 5 else ""))
+        raise WeightsError(
+            f"{path}: missing tensor(s) {missing[:5]}" + ("..." if len(missing) > 5 else "")
+        )
     if unexpected:
         raise WeightsError(
-            f"{path}: unexpected tensor(s) {unexpected[:5]}" + ("..." if len(unexpected) > 5 else "")
+            f"{path}: unexpected tensor(s) {unexpected[:5]}"
+            + ("..." if len(unexpected) > 5 else "")
         )
     converted = {}
     for name, target in own.items():
@@ -68,6 +71,6 @@ def load_module(
     """Read ``path`` and strictly load its tensors (optionally under ``prefix``) into ``module``."""
     state = read_safetensors(path)
     if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     load_strict(module, state, path, ignore)
     return module

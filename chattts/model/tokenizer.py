@@ -34,7 +34,9 @@ class Tokenizer:
         from transformers import BertTokenizerFast
 
         if not os.path.isfile(os.path.join(path, "tokenizer.json")):
-            raise AssetNotFoundError(f"model file not found: {os.path.join(path, 'tokenizer.json')}")
+            raise AssetNotFoundError(
+                f"model file not found: {os.path.join(path, 'tokenizer.json')}"
+            )
         try:
             self._tok = BertTokenizerFast.from_pretrained(path)
         except Exception as e:  # tokenizers raises plain Exceptions for corrupt files

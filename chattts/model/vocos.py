@@ -20,11 +20,16 @@ def build_vocos(cfg: VocosConfig) -> nn.Module:
 
     return Vocos(
         feature_extractor=MelSpectrogramFeatures(
-            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-            n_mels=cfg.n_mels, padding="center",
+            sample_rate=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            n_mels=cfg.n_mels,
+            padding="center",
         ),
         backbone=VocosBackbone(
-            input_channels=cfg.n_mels, dim=cfg.dim, intermediate_dim=cfg.intermediate_dim,
+            input_channels=cfg.n_mels,
+            dim=cfg.dim,
+            intermediate_dim=cfg.intermediate_dim,
             num_layers=cfg.num_layers,
         ),
         head=ISTFTHead(dim=cfg.dim, n_fft=cfg.n_fft, hop_length=cfg.hop_length, padding="center"),
