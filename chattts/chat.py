@@ -13,6 +13,7 @@ import torch
 
 from . import assets
 from .config import ModelConfig, default_device
+from .dia import DiaAPI
 from .errors import ChatTTSError, NotLoadedError
 from .generation.engine import Interrupt
 from .params import InferCodeParams, RefineTextParams
@@ -58,7 +59,7 @@ class _Context:
                 flag.set()
 
 
-class Chat:
+class Chat(DiaAPI):
     """Load a ChatTTS model and synthesise speech, with the reference's API.
 
     >>> chat = Chat()
