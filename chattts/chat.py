@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -292,6 +292,7 @@ class Chat(DiaAPI):
         refine: Optional[RefineTextParams] = None,
         do_text_normalization: bool = True,
         cancelled: Optional[list[Interrupt]] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
     ) -> Iterator[list[np.ndarray]]:
         """Synthesise independent requests as one batch (for servers and batch jobs).
 
@@ -299,7 +300,8 @@ class Chat(DiaAPI):
         the same audio whatever it is batched with (and equals ``infer([text])`` with that
         seed). No sentence splitting, no voice carry-over. ``refine``: run the refine pass
         first (one batch, its ``manual_seed`` for all). ``cancelled``: one flag per item; a
-        set flag ends that item within one step.
+        set flag ends that item within one step. ``progress``: called with (step, max_steps)
+        after every step of the code pass.
 
         Yields lists with one float32 array (n,) per item: with ``stream``, the new audio of
         each item (possibly empty) as it is produced; otherwise once, each whole waveform.
@@ -315,7 +317,7 @@ class Chat(DiaAPI):
         try:
             if refine is not None:
                 texts = passes.refine(texts, refine, flag)
-            steps = passes.code_steps(texts, plist, flag, None, True, cancelled)
+            steps = passes.code_steps(texts, plist, flag, progress, True, cancelled)
             if stream:
                 yield from stream_batch(passes, steps, len(texts), plist[0], use_decoder)
                 return
