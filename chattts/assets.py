@@ -2,11 +2,21 @@
 
 Three sources, as in the reference:
 
-- ``huggingface``: ``huggingface_hub.snapshot_download`` of ``2Noise/ChatTTS`` into the Hub
-  cache (``custom_path`` is the cache directory); an existing snapshot is reused;
+- ``huggingface``: the files of ``2Noise/ChatTTS`` that the reference's ``snapshot_download``
+  patterns select, plus ``asset/spk_stat.pt``, in the Hub cache (``custom_path`` is the cache
+  directory). A complete snapshot already there is reused without any network access (so it
+  works offline); missing files are added to it and corrupt ones fetched again;
 - ``local``: the model root is ``custom_path`` or the current directory; files that are missing
   or fail verification are fetched from the Hub into that folder, then verified;
 - ``custom``: ``custom_path`` as given, verified, nothing fetched.
+
+All Hub traffic goes through ``huggingface_hub`` (``HfApi.model_info`` and ``hf_hub_download``
+pinned to one commit), so ``HF_ENDPOINT`` (read when called, not only at import), tokens,
+proxies and the cache layout behave as usual. The first request carries a timeout
+(``HF_HUB_ETAG_TIMEOUT``, 10 s by default): ``snapshot_download`` itself asks for the repo
+info and file list with no timeout at all, so a Hub that accepts connections but never
+answers would hang it forever. Offline (``HF_HUB_OFFLINE=1``), unreachable or failing Hubs
+raise :class:`~chattts.errors.DownloadError` saying what was needed and why.
 """
 
 from __future__ import annotations
@@ -14,7 +24,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Optional
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from .config import (
     DECODER_WEIGHTS,
@@ -67,6 +79,8 @@ REQUIRED_FILES: tuple[str, ...] = (
 #: What the reference fetches from the Hub, plus the speaker statistics.
 ALLOW_PATTERNS = ["*.yaml", "*.json", "*.safetensors", SPK_STAT]
 
+_MAX_WORKERS = 8
+
 
 def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
     """Hex SHA256 of a file, read in chunks."""
@@ -77,116 +91,263 @@ def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def verify_model_root(root: str, verify: bool = True) -> None:
-    """Raise on the first problem of :func:`check_model_root`, naming the file."""
-    for rel in REQUIRED_FILES:
-        path = os.path.join(root, rel)
-        if not os.path.isfile(path):
-            raise AssetNotFoundError(f"model file not found: {path}")
+def verify_model_root(
+    root: str, verify: bool = True, sha256_map: Mapping[str, str] | None = None
+) -> None:
+    """Check that ``root`` holds every required file and, if ``verify``, the hashes of
+    ``sha256_map`` (default :data:`SHA256_MAP`, the official ones).
+
+    Raises :class:`AssetNotFoundError` naming every missing file, or
+    :class:`ChecksumMismatchError` naming the first file whose SHA256 differs (with both hashes).
+    """
+    table = SHA256_MAP if sha256_map is None else sha256_map
+    missing = [f for f in (_all_files(table) if verify else REQUIRED_FILES) if not _exists(root, f)]
+    if missing:
+        paths = ", ".join(os.path.join(root, rel) for rel in missing)
+        raise AssetNotFoundError(f"model file(s) not found: {paths}")
     if not verify:
         return
-    for rel, expected in SHA256_MAP.items():
+    for rel, expected in table.items():
         path = os.path.join(root, rel)
-        if not os.path.isfile(path):
-            raise AssetNotFoundError(f"model file not found: {path}")
         found = sha256_file(path)
         if found != expected:
             raise ChecksumMismatchError(path, expected, found)
     logger.info("all model files in %s match the official SHA256", root)
 
 
-def _bad_files(root: str, verify: bool) -> list[str]:
-    bad = []
-    wanted = list(REQUIRED_FILES) + ([f for f in SHA256_MAP if f not in REQUIRED_FILES] if verify else [])
-    for rel in wanted:
-        path = os.path.join(root, rel)
-        if not os.path.isfile(path):
-            bad.append(rel)
-        elif verify and rel in SHA256_MAP and sha256_file(path) != SHA256_MAP[rel]:
-            logger.warning("%s does not match the official SHA256: fetching it again", path)
-            bad.append(rel)
-    return bad
+def _all_files(table: Mapping[str, str]) -> list[str]:
+    """Every file of the layout: the required ones and those with a hash in ``table``."""
+    return list(REQUIRED_FILES) + [f for f in table if f not in REQUIRED_FILES]
 
 
-def _hub_error(e: Exception) -> DownloadError:
+def _exists(root: str, rel: str) -> bool:
+    return os.path.isfile(os.path.join(root, rel))
+
+
+def _bad_files(root: str, verify: bool, table: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(missing, corrupt) files of ``root``, relative paths; corrupt ones only when ``verify``."""
+    missing, corrupt = [], []
+    for rel in _all_files(table) if verify else REQUIRED_FILES:
+        if not _exists(root, rel):
+            missing.append(rel)
+        elif verify and rel in table:
+            path = os.path.join(root, rel)
+            if sha256_file(path) != table[rel]:
+                logger.warning("%s does not match its expected SHA256", path)
+                corrupt.append(rel)
+    return missing, corrupt
+
+
+# -- the Hub -------------------------------------------------------------------------------------
+
+
+def _endpoint() -> str | None:
+    """``HF_ENDPOINT`` as set now (``huggingface_hub`` reads it only once, at import)."""
+    endpoint = os.environ.get("HF_ENDPOINT")
+    return endpoint.rstrip("/") if endpoint else None
+
+
+def _timeout() -> float:
+    """Seconds to wait for the Hub to answer a metadata request (``HF_HUB_ETAG_TIMEOUT``)."""
+    from huggingface_hub import constants
+
+    return float(constants.HF_HUB_ETAG_TIMEOUT)
+
+
+def _files_in(files: list[str], where: str) -> str:
+    """``"a, b, c, d and 3 more in <where>"``."""
+    shown = ", ".join(files[:4]) + (f" and {len(files) - 4} more" if len(files) > 4 else "")
+    return f"{shown} in {where}"
+
+
+def _hub_error(e: BaseException | None, need: str) -> DownloadError:
+    """A DownloadError saying what was needed, why the Hub could not provide it, what to do."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if e is None or isinstance(e, OfflineModeIsEnabled):
+        why, hint = "downloads are disabled (HF_HUB_OFFLINE is set)", "unset HF_HUB_OFFLINE"
+    else:
+        endpoint = _endpoint() or constants.ENDPOINT
+        cause = e
+        while cause.__cause__ is not None:  # huggingface_hub wraps the network error
+            cause = cause.__cause__
+        detail = f"{type(e).__name__}: {e}"
+        if cause is not e:
+            detail += f" <- {type(cause).__name__}: {cause}"
+        why = f"the Hub at {endpoint} could not provide it ({detail})"
+        hint = "check the network and HF_ENDPOINT"
     return DownloadError(
-        f"cannot download {REPO_ID} from the Hugging Face Hub ({type(e).__name__}: {e}); "
-        "check the network or HF_ENDPOINT, or use source='local'/'custom' with a model folder"
+        f"{REPO_ID}: needed {need}, but {why}; {hint}, "
+        "or pass source='custom' with custom_path=<a complete model folder>"
     )
 
 
-def download_huggingface(
-    cache_dir: Optional[str] = None, force_redownload: bool = False, verify: bool = True
-) -> str:
-    """Snapshot of the Hub repo in the Hub cache; reuses an existing one. Returns the root."""
+def _latest_commit(need: str) -> tuple[str, list[str]]:
+    """(commit hash of ``main``, files in the repo), asked with a timeout so that an unreachable
+    or silent Hub fails fast instead of hanging (``huggingface_hub`` 2.4's ``snapshot_download``
+    lists the repo with no timeout at all)."""
     import huggingface_hub
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub import constants
 
-    root = None
-    if not force_redownload:
+    if constants.is_offline_mode():
+        raise _hub_error(None, need)
+    try:
+        info = huggingface_hub.HfApi(endpoint=_endpoint()).model_info(
+            REPO_ID, revision=constants.DEFAULT_REVISION, timeout=_timeout()
+        )
+    except Exception as e:  # connection, timeout, HTTP and Hub errors all end here
+        raise _hub_error(e, need) from e
+    if not info.sha:
+        raise _hub_error(ValueError("no commit hash in the repo info"), need)
+    return info.sha, [s.rfilename for s in info.siblings or []]
+
+
+def _fetch(files: list[str], commit: str, force: set[str], where: str, **dest: object) -> list[str]:
+    """``hf_hub_download`` each file at ``commit`` (in parallel) into ``dest`` (``cache_dir=``
+    or ``local_dir=``); files in ``force`` are fetched even if present. Returns the paths.
+
+    Every request is bounded: HEAD by ``etag_timeout``, GET by ``HF_HUB_DOWNLOAD_TIMEOUT`` between
+    bytes (with the library's limited retries)."""
+    import huggingface_hub
+
+    def one(rel: str) -> str:
         try:
-            root = huggingface_hub.snapshot_download(
-                REPO_ID, allow_patterns=ALLOW_PATTERNS, cache_dir=cache_dir, local_files_only=True
-            )
-            if _bad_files(root, verify):
-                root = None
-            else:
-                logger.info("using the cached snapshot %s", root)
-        except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-            root = None
-    if root is None:
-        logger.info("downloading %s from the Hugging Face Hub", REPO_ID)
-        try:
-            root = huggingface_hub.snapshot_download(
+            return huggingface_hub.hf_hub_download(
                 REPO_ID,
-                allow_patterns=ALLOW_PATTERNS,
-                cache_dir=cache_dir,
-                force_download=force_redownload,
+                rel,
+                revision=commit,
+                endpoint=_endpoint(),
+                etag_timeout=_timeout(),
+                force_download=rel in force,
+                **dest,  # type: ignore[arg-type]
             )
-        except Exception as e:  # network, HTTP and Hub errors all end here
-            raise _hub_error(e) from e
-    verify_model_root(root, verify)
+        except Exception as e:
+            raise _hub_error(e, _files_in([rel], where)) from e
+
+    logger.info("fetching %d file(s) of %s@%s into %s", len(files), REPO_ID, commit[:8], where)
+    with ThreadPoolExecutor(max_workers=max(1, min(_MAX_WORKERS, len(files)))) as pool:
+        futures = [pool.submit(one, rel) for rel in files]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _write_ref(storage_folder: str, commit: str) -> None:
+    """Record ``refs/main`` -> ``commit`` in the Hub cache (its documented layout), so that the
+    snapshot is found again, offline too. ``hf_hub_download`` pinned to a commit does not."""
+    ref = os.path.join(storage_folder, "refs", "main")
+    try:
+        os.makedirs(os.path.dirname(ref), exist_ok=True)
+        tmp = f"{ref}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(commit)
+        os.replace(tmp, ref)
+    except OSError as e:  # a read-only cache still works, it is only not found offline
+        logger.warning("cannot record %s: %s", ref, e)
+
+
+def _cached_snapshot(cache_dir: str | None) -> str | None:
+    """The snapshot of ``main`` already in the Hub cache, without any network access."""
+    import huggingface_hub
+
+    try:
+        return huggingface_hub.snapshot_download(
+            REPO_ID, allow_patterns=ALLOW_PATTERNS, cache_dir=cache_dir, local_files_only=True
+        )
+    except Exception:  # not cached, incomplete, unreadable: download
+        return None
+
+
+def download_huggingface(
+    cache_dir: str | None = None,
+    force_redownload: bool = False,
+    verify: bool = True,
+    sha256_map: Mapping[str, str] | None = None,
+) -> str:
+    """Snapshot of the Hub repo in the Hub cache (``cache_dir``, default the Hub's own); an
+    existing complete snapshot is reused without network access unless ``force_redownload``.
+    Files of the reference's patterns plus ``asset/spk_stat.pt`` are fetched; missing ones are
+    added to an existing snapshot, corrupt ones fetched again. Returns the snapshot root."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import filter_repo_objects
+
+    where = f"the Hub cache {cache_dir or constants.HF_HUB_CACHE}"
+    table = SHA256_MAP if sha256_map is None else sha256_map
+    need, force = f"a snapshot in {where}", set()
+    cached = None if force_redownload else _cached_snapshot(cache_dir)
+    if cached is not None:
+        missing, corrupt = _bad_files(cached, verify, table)
+        if not missing and not corrupt:
+            logger.info("using the cached snapshot %s", cached)
+            return cached
+        need, force = _files_in(missing + corrupt, cached), set(corrupt)
+    commit, repo_files = _latest_commit(need)
+    files = sorted(filter_repo_objects(repo_files, allow_patterns=ALLOW_PATTERNS))
+    if not files:
+        raise DownloadError(f"{REPO_ID} on the Hub holds no file matching {ALLOW_PATTERNS}")
+    if force_redownload:
+        force = set(files)
+    paths = _fetch(files, commit, force, where, cache_dir=cache_dir)
+    root = str(Path(paths[0]).parents[len(files[0].split("/")) - 1])
+    _write_ref(os.path.dirname(os.path.dirname(root)), commit)
+    verify_model_root(root, verify, table)
     return root
 
 
 def download_local(
-    root: Optional[str] = None, force_redownload: bool = False, verify: bool = True
+    root: str | None = None,
+    force_redownload: bool = False,
+    verify: bool = True,
+    sha256_map: Mapping[str, str] | None = None,
 ) -> str:
-    """Complete a local model root from the Hub: fetch missing or corrupt files into it."""
-    import huggingface_hub
-
+    """Complete a local model root from the Hub: fetch missing (and, with ``verify``, corrupt)
+    files into it, or every file with ``force_redownload``; then verify. Returns the root."""
     root = os.path.abspath(root or os.getcwd())
-    bad = list(REQUIRED_FILES) if force_redownload else _bad_files(root, verify)
-    if bad:
-        logger.info("fetching %d file(s) of %s into %s: %s", len(bad), REPO_ID, root, bad)
-        for rel in bad:
-            try:
-                huggingface_hub.hf_hub_download(
-                    REPO_ID, rel, local_dir=root, force_download=True
-                )
-            except Exception as e:
-                raise _hub_error(e) from e
-    verify_model_root(root, verify)
+    table = SHA256_MAP if sha256_map is None else sha256_map
+    if force_redownload:
+        missing, corrupt = [], _all_files(table)
+    else:
+        missing, corrupt = _bad_files(root, verify, table)
+    if missing or corrupt:
+        needed = missing + corrupt
+        commit, _ = _latest_commit(_files_in(needed, root))
+        _fetch(needed, commit, set(corrupt), root, local_dir=root)
+    verify_model_root(root, verify, table)
     return root
 
 
 def resolve_model_root(
     source: str = "local",
-    custom_path: Optional[str] = None,
+    custom_path: str | None = None,
     force_redownload: bool = False,
     verify: bool = True,
+    *,
+    sha256_map: Mapping[str, str] | None = None,
 ) -> str:
-    """The model root for ``source``, fetched and verified as needed; raises on failure."""
+    """The model root for ``source``, fetched and verified as needed; raises on failure.
+
+    ``huggingface``: a snapshot in the Hub cache (``custom_path`` = cache dir); ``local``: the
+    folder ``custom_path`` (default the current directory), completed from the Hub; ``custom``:
+    ``custom_path`` as is. ``verify`` checks the hashes of ``sha256_map`` (default
+    :data:`SHA256_MAP`); missing or corrupt files make ``local``/``huggingface`` fetch them.
+    Raises :class:`AssetNotFoundError`, :class:`ChecksumMismatchError`, :class:`DownloadError`
+    (Hub offline, unreachable or not answering within ``HF_HUB_ETAG_TIMEOUT`` seconds) or
+    ``ValueError`` (bad arguments).
+    """
     if source == "huggingface":
-        return download_huggingface(custom_path, force_redownload, verify)
+        return download_huggingface(custom_path, force_redownload, verify, sha256_map)
     if source == "local":
-        return download_local(custom_path, force_redownload, verify)
+        return download_local(custom_path, force_redownload, verify, sha256_map)
     if source == "custom":
         if not custom_path:
             raise ValueError("source='custom' needs custom_path, the model root folder")
         root = os.path.abspath(custom_path)
         if not os.path.isdir(root):
             raise AssetNotFoundError(f"model folder not found: {root}")
-        verify_model_root(root, verify)
+        verify_model_root(root, verify, sha256_map)
         return root
     raise ValueError(f"unknown source {source!r}: use 'huggingface', 'local' or 'custom'")
