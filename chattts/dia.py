@@ -1,7 +1,575 @@
-"""Dia-style API on ``Chat`` (placeholder; the Dia-style issue fills it in)."""
+"""Dia-style API on :class:`chattts.Chat`: ``from_pretrained``, ``generate``, ``generate_batch``,
+``save_audio``, and dialogue scripts with ``[S1]``/``[S2]`` speaker tags.
+
+The methods live in the :class:`DiaAPI` mixin, so one ``Chat`` object offers both this API and
+the reference's ``load``/``infer``::
+
+    chat = Chat.from_pretrained("2Noise/ChatTTS")
+    wav = chat.generate("[S1] Hi there! [S2] Hello. (laughs)", seed=7)
+    chat.save_audio("hello.mp3", wav)
+
+Every waveform returned is mono float32 (n,) at the ``sample_rate`` asked for (24 kHz native).
+Generation runs through :meth:`chattts.Chat.synthesize`, where each item's ``manual_seed`` seeds
+only that item: an item sounds the same whatever it is batched with.
+"""
 
 from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional, TypeVar, Union
+
+import numpy as np
+
+from .dialogue import ScriptError, has_speaker_tags, parse_script, speaker_key, strip_speaker_tags
+from .errors import AssetNotFoundError, ChatTTSError, DownloadError
+from .params import InferCodeParams
+
+logger = logging.getLogger("chattts")
+
+#: Default pause between the turns of a script, in seconds.
+DEFAULT_PAUSE = 0.3
+#: Default largest number of texts (or turns) generated in one batch.
+DEFAULT_BATCH_SIZE = 16
+#: Shortest reference audio accepted, in seconds.
+MIN_PROMPT_SECONDS = 0.1
+_LOG_EVERY = 100  # steps between verbose progress lines
+
+
+class UnsupportedOptionError(ChatTTSError, ValueError):
+    """An option of Dia's API that the ChatTTS engine does not offer (``cfg_scale``)."""
+
+
+@dataclass(frozen=True)
+class Voice:
+    """Who speaks: one of ``speaker``, ``audio`` (+ ``text``) or ``seed``.
+
+    Args:
+        seed: a voice drawn from this seed (the same as ``sample_random_speaker(seed)``).
+        speaker: a speaker string (``spk_emb``), as from ``sample_random_speaker``.
+        audio: reference speech to clone (``spk_smp``): a file path, the file's bytes, a
+            waveform (n,) or (1, n) at 24 kHz (numpy or torch), or a ``(waveform, rate)`` tuple.
+        text: the transcript of ``audio`` (``txt_smp``); ``[Sn]`` tags in it are removed.
+
+    With ``speaker`` and ``audio`` both, both condition the model; ``seed`` then picks nothing.
+    With none of the three, a random voice.
+    """
+
+    seed: Optional[int] = None
+    speaker: Any = None
+    audio: Any = None
+    text: Optional[str] = None
+
+    @property
+    def chosen(self) -> bool:
+        """True when a speaker string or reference audio is given."""
+        return self.speaker is not None or self.audio is not None
+
+
+VoiceLike = Union[Voice, int, str, Mapping[str, Any], Any, None]
+
+
+def as_voice(value: VoiceLike) -> Voice:
+    """A ``speakers`` mapping value -> :class:`Voice`.
+
+    ``int``: a seed; ``str``: a path (an existing file, or any ASCII string) to reference audio,
+    otherwise a speaker string (speaker strings are not ASCII); ``dict``: the fields of
+    :class:`Voice`; bytes, ``os.PathLike``, arrays, tensors and ``(waveform, rate)``: audio.
+    """
+    if value is None or isinstance(value, Voice):
+        return value or Voice()
+    if isinstance(value, bool):
+        raise TypeError("a voice cannot be a bool")
+    if isinstance(value, (int, np.integer)):
+        return Voice(seed=int(value))
+    if isinstance(value, str):
+        return (
+            Voice(audio=value) if os.path.exists(value) or value.isascii() else Voice(speaker=value)
+        )
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"seed", "speaker", "audio", "text"}
+        if unknown:
+            raise TypeError(f"a voice dict takes seed, speaker, audio, text; not {sorted(unknown)}")
+        return Voice(**value)
+    return Voice(audio=value)
+
+
+def load_prompt(audio: Any, sample_rate: int = 24000) -> np.ndarray:
+    """Reference speech -> mono float32 (n,) at ``sample_rate``.
+
+    ``audio``: a path, bytes or binary file (any format FFmpeg reads, resampled), a waveform
+    (n,) or (1, n) taken to be at ``sample_rate``, or a ``(waveform, rate)`` tuple.
+
+    Raises:
+        chattts.audio.AudioFileNotFoundError: no such file; chattts.audio.AudioError: not
+        audio, not mono, or shorter than :data:`MIN_PROMPT_SECONDS`.
+    """
+    from .audio import AudioError, as_mono, load_audio, resample
+
+    try:
+        if isinstance(audio, tuple):
+            if len(audio) != 2:
+                raise AudioError("an audio prompt tuple is (waveform, sample_rate)")
+            wav = resample(as_mono(audio[0]), audio[1], sample_rate)
+        elif isinstance(audio, (str, os.PathLike, bytes, bytearray)) or hasattr(audio, "read"):
+            wav = load_audio(audio, sample_rate)
+        else:
+            wav = as_mono(audio)
+    except AudioError as e:
+        raise type(e)(f"audio prompt: {e}") from e
+    if wav.size < MIN_PROMPT_SECONDS * sample_rate:
+        raise AudioError(
+            f"audio prompt: {wav.size / sample_rate:.3f} s is too short; give at least "
+            f"{MIN_PROMPT_SECONDS} s (ideally 5 to 10 s) of speech"
+        )
+    return wav
+
+
+class _Sampling(NamedTuple):
+    top_p: Optional[float]
+    top_k: Optional[int]
+    temperature: Any
+    max_new_tokens: int
+
+    def params(self, voice: dict, manual_seed: Optional[int]) -> InferCodeParams:
+        return InferCodeParams(
+            top_P=self.top_p,
+            top_K=self.top_k,
+            temperature=self.temperature,
+            max_new_token=self.max_new_tokens,
+            manual_seed=manual_seed,
+            show_tqdm=False,
+            **voice,
+        )
+
+
+class _Segment(NamedTuple):
+    text: str
+    params: InferCodeParams
+
+
+class _Voices:
+    """Resolves voices to ``InferCodeParams`` fields; each reference audio is encoded once."""
+
+    def __init__(self, chat: Any) -> None:
+        self.chat = chat
+        self._samples: dict[Any, str] = {}
+
+    def fields(self, voice: Voice) -> dict[str, Any]:
+        from .speaker import decode_speaker
+
+        out: dict[str, Any] = {}
+        if voice.speaker is not None:
+            decode_speaker(voice.speaker, self.chat.config.gpt.hidden_size)  # fail early
+            out["spk_emb"] = voice.speaker
+        if voice.audio is not None:
+            out["spk_smp"] = self._sample(voice.audio)
+            out["txt_smp"] = strip_speaker_tags(voice.text) if voice.text else None
+        elif voice.text is not None:
+            raise ValueError("a transcript (audio_prompt_text) needs its audio prompt")
+        if not out:
+            out["spk_emb"] = self.chat.sample_random_speaker(voice.seed)
+        return out
+
+    def _sample(self, audio: Any) -> str:
+        key = audio if isinstance(audio, (str, bytes, os.PathLike)) else id(audio)
+        if key not in self._samples:
+            wav = load_prompt(audio, self.chat.config.sample_rate)
+            self._samples[key] = self.chat.sample_audio_speaker(wav)
+        return self._samples[key]
+
+
+class _Progress:
+    """Turns per-batch (step, max_steps) into one increasing count over all batches."""
+
+    def __init__(
+        self, callback: Optional[Callable[[int, int], None]], verbose: bool, steps: int
+    ) -> None:
+        self.callback, self.verbose = callback, verbose
+        self.steps, self.total = steps, steps  # total: set once the batches are known
+        self.done = 0
+        self.start = time.perf_counter()
+
+    def batch(self, b: int) -> Optional[Callable[[int, int], None]]:
+        if self.callback is None and not self.verbose:
+            return None
+        return lambda step, _max: self.report(b * self.steps + step)
+
+    def report(self, done: int) -> None:
+        if done <= self.done:
+            return
+        before, self.done = self.done, done
+        if self.callback is not None:
+            self.callback(done, self.total)
+        if self.verbose and (done // _LOG_EVERY > before // _LOG_EVERY or done == self.total):
+            rate = done / max(time.perf_counter() - self.start, 1e-9)
+            logger.info("generate: step %d/%d (%.1f steps/s)", done, self.total, rate)
+
+
+T = TypeVar("T")
+
+
+def _each(value: Union[T, list[T], None], n: int, name: str) -> list[Optional[T]]:
+    """A list of n values (checked), or one value (not a list) for every item."""
+    if isinstance(value, list):
+        if len(value) != n:
+            raise ValueError(f"{name} has {len(value)} entries for {n} texts")
+        return value
+    return [value] * n
+
+
+def _check(
+    sample_rate: Any, max_new_tokens: Any, pause: Any, batch_size: Any, cfg_scale: Any
+) -> None:
+    if cfg_scale is not None:
+        raise UnsupportedOptionError(
+            "cfg_scale: classifier-free guidance is not available: the ChatTTS weights were "
+            "never trained with an unconditional prompt to guide against, so leave "
+            "cfg_scale=None (use temperature, top_p and top_k to steer sampling)"
+        )
+    for name, v, low in (("sample_rate", sample_rate, 1000), ("max_new_tokens", max_new_tokens, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name} must be an integer ≥ {low}, not {v!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer ≥ 1, not {batch_size!r}")
+    if not isinstance(pause, (int, float)) or not math.isfinite(pause) or pause < 0:
+        raise ValueError(f"pause must be a number of seconds ≥ 0, not {pause!r}")
+
+
+def _join(parts: list[np.ndarray], gap: np.ndarray) -> np.ndarray:
+    out: list[np.ndarray] = []
+    for i, part in enumerate(parts):
+        if i:
+            out.append(gap)
+        out.append(part)
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+def _snapshot(repo_id: str, revision: Optional[str], cache_dir: Optional[str], force: bool) -> str:
+    """Download (or reuse) a snapshot of a Hub model repo; returns its folder."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from .assets import ALLOW_PATTERNS
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    kw: dict[str, Any] = {"allow_patterns": ALLOW_PATTERNS, "cache_dir": cache_dir}
+    if not force:
+        try:
+            return huggingface_hub.snapshot_download(
+                repo_id, revision=revision, local_files_only=True, **kw
+            )
+        except Exception:  # not cached (or incomplete): download
+            pass
+    try:
+        # a bounded request first: snapshot_download lists the repo without any timeout
+        info = huggingface_hub.HfApi(endpoint=endpoint).model_info(
+            repo_id, revision=revision, timeout=float(constants.HF_HUB_ETAG_TIMEOUT)
+        )
+        return huggingface_hub.snapshot_download(
+            repo_id, revision=info.sha, endpoint=endpoint, force_download=force, **kw
+        )
+    except Exception as e:
+        raise DownloadError(
+            f"{repo_id}: cannot fetch the model from the Hub ({type(e).__name__}: {e}); check "
+            "the repo id, the network and HF_ENDPOINT, or pass a local model folder"
+        ) from e
+
+
+def _is_repo_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(
+        p and p not in (".", "..") and all(c.isalnum() or c in "-_." for c in p) for p in parts
+    )
 
 
 class DiaAPI:
     """Mixin of ``Chat``: ``from_pretrained``, ``generate``, ``generate_batch``, ``save_audio``."""
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str = "2Noise/ChatTTS",
+        compute_dtype: str = "float32",
+        device: Any = None,
+        *,
+        cache_dir: Optional[str] = None,
+        revision: Optional[str] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A loaded ``Chat`` from a local model root or a Hub model repo.
+
+        Args:
+            model_id_or_path: an existing folder (the model root, see ``Chat.load``) or a Hub
+                repo id ``owner/name``; the official ``2Noise/ChatTTS`` goes through the
+                library's verified download (``source="huggingface"``), another repo through
+                ``huggingface_hub.snapshot_download`` of the same files.
+            compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+            device: ``"cpu"``, ``"cuda"``, ... (default: the best available).
+            cache_dir: the Hub cache folder (default: the Hub's own).
+            revision: a branch, tag or commit of the Hub repo.
+            **kwargs: passed to ``Chat.load``: ``verify`` (False for checkpoints other than
+                the official one), ``compile``, ``quantize``, ``force_redownload``, ``coef``...
+
+        Raises:
+            AssetNotFoundError: neither a folder nor a repo id; DownloadError: the Hub failed;
+            whatever ``Chat.load(raise_on_error=True)`` raises for bad model files.
+        """
+        for key in ("source", "custom_path", "dtype", "raise_on_error"):
+            if key in kwargs:
+                raise TypeError(f"from_pretrained() does not take {key!r}")
+        path = os.fspath(model_id_or_path)
+        force = bool(kwargs.get("force_redownload", False))
+        if os.path.isdir(path):
+            source, root = "custom", path
+        elif path == "2Noise/ChatTTS" and revision is None:
+            source, root = "huggingface", cache_dir
+        elif _is_repo_id(path):
+            source, root = "custom", _snapshot(path, revision, cache_dir, force)
+            kwargs.pop("force_redownload", None)
+        else:
+            raise AssetNotFoundError(
+                f"{path!r} is neither a model folder nor a Hub repo id (owner/name)"
+            )
+        chat = cls()
+        chat.load(  # type: ignore[attr-defined]
+            source=source,
+            custom_path=root,
+            device=device,
+            dtype=compute_dtype,
+            raise_on_error=True,
+            **kwargs,
+        )
+        return chat
+
+    def generate(
+        self,
+        text: Union[str, list[str]],
+        audio_prompt: Any = None,
+        audio_prompt_text: Optional[str] = None,
+        top_p: Optional[float] = 0.7,
+        temperature: float = 0.3,
+        top_k: Optional[int] = 20,
+        sample_rate: int = 24000,
+        max_new_tokens: int = 2048,
+        use_torch_compile: bool = False,
+        cfg_scale: Optional[float] = None,
+        verbose: bool = False,
+        callback: Optional[Callable[[int, int], None]] = None,
+        seed: Optional[int] = None,
+        speaker: Any = None,
+        *,
+        speakers: Optional[Mapping[Any, VoiceLike]] = None,
+        pause: float = DEFAULT_PAUSE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Union[np.ndarray, list[np.ndarray]]:
+        """Speak ``text`` (or a dialogue script); returns float32 mono audio (n,).
+
+        Args:
+            text: what to say, or a script with ``[S1]``/``[S2]``... speaker tags (see
+                :mod:`chattts.dialogue`); a list of texts is :meth:`generate_batch`.
+            audio_prompt: reference speech whose voice is cloned (a path, bytes, a 24 kHz
+                waveform, or ``(waveform, rate)``); ``audio_prompt_text`` is its transcript.
+            top_p, temperature, top_k: sampling of the audio codes.
+            sample_rate: the rate of the returned audio (resampled from 24 kHz).
+            max_new_tokens: the most code steps (about 47 per second of audio).
+            use_torch_compile: compile the decode step first (as ``load(compile=True)``).
+            cfg_scale: must be None (raises :class:`UnsupportedOptionError` otherwise).
+            verbose: log progress and the real-time factor (INFO on the ``chattts`` logger).
+            callback: called as ``callback(step, max_steps)`` after every code step, with
+                steps increasing over all batches, and once more with (max_steps, max_steps).
+            seed: seeds sampling, so the same seed gives the same audio; without a speaker or
+                prompt it also picks the voice (``sample_random_speaker(seed)``). Without
+                seed, speaker or prompt: a random voice.
+            speaker: a speaker string (``spk_emb``).
+            speakers: for scripts, ``{"S1": voice, ...}``: a seed, a speaker string, reference
+                audio or a :class:`Voice`. Unmapped ``Sn`` speak with the voice of seed
+                ``seed + n - 1`` (a random base seed without ``seed``); ``speaker`` or
+                ``audio_prompt``, when given, is S1's voice unless ``speakers`` maps S1.
+                Turn i (from 0) is sampled with ``manual_seed = seed + i``.
+            pause: seconds of silence between the turns of a script.
+            batch_size: the most texts or turns generated in one batch.
+
+        Raises:
+            ScriptError: empty text, a turn with no text; UnsupportedOptionError: cfg_scale;
+            chattts.audio.AudioError: an unreadable prompt or a waveform that is not mono;
+            SpeakerError: a bad speaker string.
+        """
+        batch = isinstance(text, (list, tuple))
+        wavs = self.generate_batch(
+            list(text) if batch else [text],
+            audio_prompt if batch else [audio_prompt],
+            audio_prompt_text if batch else [audio_prompt_text],
+            top_p,
+            temperature,
+            top_k,
+            sample_rate,
+            max_new_tokens,
+            use_torch_compile,
+            cfg_scale,
+            verbose,
+            callback,
+            seeds=seed if batch else [seed],
+            speaker=speaker if batch else [speaker],
+            speakers=speakers,
+            pause=pause,
+            batch_size=batch_size,
+        )
+        return wavs if batch else wavs[0]
+
+    def generate_batch(
+        self,
+        texts: Sequence[str],
+        audio_prompts: Any = None,
+        audio_prompt_texts: Union[str, list[Optional[str]], None] = None,
+        top_p: Optional[float] = 0.7,
+        temperature: float = 0.3,
+        top_k: Optional[int] = 20,
+        sample_rate: int = 24000,
+        max_new_tokens: int = 2048,
+        use_torch_compile: bool = False,
+        cfg_scale: Optional[float] = None,
+        verbose: bool = False,
+        callback: Optional[Callable[[int, int], None]] = None,
+        *,
+        seeds: Union[int, list[Optional[int]], None] = None,
+        speaker: Any = None,
+        speakers: Optional[Mapping[Any, VoiceLike]] = None,
+        pause: float = DEFAULT_PAUSE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[np.ndarray]:
+        """:meth:`generate` for several texts at once: one float32 waveform (n_i,) per text.
+
+        The texts (and the turns of scripts among them) are generated together, in batches of
+        up to ``batch_size``; each is cut to its own length and sounds as it would alone, so
+        ``generate_batch(texts, seeds=s)[i]`` equals ``generate(texts[i], seed=s[i])``.
+        ``audio_prompts``, ``audio_prompt_texts``, ``seeds`` and ``speaker`` take a list (one
+        entry per text) or one value for all; a tuple is one ``(waveform, rate)`` prompt.
+        Items with different reference audio go in different batches (the engine shares one
+        audio prompt across a batch).
+        """
+        _check(sample_rate, max_new_tokens, pause, batch_size, cfg_scale)
+        if isinstance(texts, str):
+            raise TypeError("generate_batch takes a list of texts; use generate for one")
+        texts = list(texts)
+        n = len(texts)
+        prompts = _each(audio_prompts, n, "audio_prompts")
+        transcripts = _each(audio_prompt_texts, n, "audio_prompt_texts")
+        item_seeds = _each(seeds, n, "seeds")
+        spks = _each(speaker, n, "speaker")
+        for s in item_seeds:
+            if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))):
+                raise TypeError(f"a seed must be an int, not {s!r}")
+        cast = {speaker_key(k): as_voice(v) for k, v in (speakers or {}).items()}
+        if n == 0:
+            return []
+        passes = self._require()  # type: ignore[attr-defined]
+        if use_torch_compile and not passes.m.engine.static_decode:
+            from .generation.accel import configure_engine
+
+            configure_engine(passes.m, compile=True)
+        start = time.perf_counter()
+        sampling = _Sampling(top_p, top_k, temperature, max_new_tokens)
+        voices = _Voices(self)
+        plans = [
+            self._plan(t, Voice(s, spk, a, tr), s, cast, sampling, voices)
+            for t, s, spk, a, tr in zip(texts, item_seeds, spks, prompts, transcripts, strict=True)
+        ]
+        turns = self._run(plans, batch_size, _Progress(callback, verbose, max_new_tokens))
+        rate = self.config.sample_rate  # type: ignore[attr-defined]
+        gap = np.zeros(round(pause * rate), dtype=np.float32)
+        wavs = [_join(parts, gap) for parts in turns]
+        if verbose:
+            seconds = sum(w.size for w in wavs) / rate
+            elapsed = time.perf_counter() - start
+            logger.info(
+                "generate: %.2f s of audio in %.2f s (real-time factor %.3f)",
+                seconds,
+                elapsed,
+                elapsed / seconds if seconds else float("inf"),
+            )
+        if sample_rate != rate:
+            from .audio import resample
+
+            wavs = [resample(w, rate, int(sample_rate)) for w in wavs]
+        return wavs
+
+    @staticmethod
+    def save_audio(
+        path: Union[str, os.PathLike], audio: Any, sample_rate: int = 24000, format: Any = None
+    ) -> None:
+        """Write mono audio (n,) to ``path``: wav, mp3, flac, ogg/opus, aac, m4a by suffix
+        (or ``format``); see :func:`chattts.audio.save_audio`."""
+        from .audio import save_audio
+
+        save_audio(path, audio, sample_rate, format)
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _plan(
+        self,
+        text: str,
+        voice: Voice,
+        seed: Optional[int],
+        cast: dict[str, Voice],
+        sampling: _Sampling,
+        voices: _Voices,
+    ) -> list[_Segment]:
+        """The segments (turns) of one text, each with its sampling parameters."""
+        if not isinstance(text, str):
+            raise TypeError(f"a text must be a str, not {type(text).__name__}")
+        if not has_speaker_tags(text):
+            if not text.strip():
+                raise ScriptError("the text is empty")
+            return [_Segment(text, sampling.params(voices.fields(voice), seed))]
+        turns = parse_script(text)
+        base = seed if seed is not None else secrets.randbits(30)
+        fields = {}
+        for name in dict.fromkeys(t.speaker for t in turns):
+            if name in cast:
+                who = cast[name]
+            elif name == "S1" and voice.chosen:
+                who = voice
+            else:
+                who = Voice(seed=base + int(name[1:]) - 1)
+            fields[name] = voices.fields(who)
+        return [
+            _Segment(t.text, sampling.params(fields[t.speaker], None if seed is None else seed + i))
+            for i, t in enumerate(turns)
+        ]
+
+    def _run(
+        self, plans: list[list[_Segment]], batch_size: int, progress: _Progress
+    ) -> list[list[np.ndarray]]:
+        """Generate every segment, batched by shared reference audio; each trimmed of silence."""
+        from .chat import trim_silence
+
+        flat = [(p, j, seg) for p, plan in enumerate(plans) for j, seg in enumerate(plan)]
+        groups: dict[Optional[str], list[int]] = {}
+        for k, (_, _, seg) in enumerate(flat):
+            groups.setdefault(seg.params.spk_smp, []).append(k)
+        batches = [
+            g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)
+        ]
+        progress.total = len(batches) * progress.steps
+        out: list[list[np.ndarray]] = [[] for _ in plans]
+        done: dict[int, np.ndarray] = {}
+        for b, batch in enumerate(batches):
+            texts = [flat[k][2].text for k in batch]
+            params = [flat[k][2].params for k in batch]
+            for wavs in self.synthesize(texts, params, progress=progress.batch(b)):  # type: ignore[attr-defined]
+                done.update({k: trim_silence(w) for k, w in zip(batch, wavs, strict=True)})
+            if len(batches) > 1:
+                logger.debug("generate: batch %d/%d done", b + 1, len(batches))
+        progress.report(progress.total)
+        for k, (p, _, _) in enumerate(flat):
+            out[p].append(done[k])
+        return out
+
+
+__all__ = ["DiaAPI", "UnsupportedOptionError", "Voice", "as_voice", "load_prompt"]
