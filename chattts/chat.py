@@ -101,7 +101,9 @@ class Chat(DiaAPI):
         (``custom_path`` or the current directory, completed from the Hub) or ``"custom"``.
         """
         try:
-            return assets.resolve_model_root(source, custom_path, force_redownload, verify)
+            return assets.resolve_model_root(
+                source, custom_path, force_redownload, verify, sha256_map=self.sha256_map
+            )
         except (ChatTTSError, ValueError, OSError) as e:
             self.logger.error("%s", e)
             return None
@@ -170,7 +172,9 @@ class Chat(DiaAPI):
             self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
         if quantize not in (None, "int8"):
             raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
-        root = assets.resolve_model_root(source, custom_path, force_redownload, verify)
+        root = assets.resolve_model_root(
+            source, custom_path, force_redownload, verify, sha256_map=self.sha256_map
+        )
         device = torch.device(device or default_device(experimental))
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but CUDA is not available")
@@ -330,6 +334,7 @@ class Chat(DiaAPI):
             self.context.done(flag)
 
     def _progress(self, params: RefineTextParams, desc: str):
+        """A tqdm progress callback over ``max_new_token`` steps when ``show_tqdm``."""
         if not params.show_tqdm:
             return None
         from tqdm.auto import tqdm
@@ -341,7 +346,7 @@ class Chat(DiaAPI):
             if step >= total:
                 bar.close()
 
-        return update
+        return update  # a bar left open by an early EOS closes when the closure is dropped
 
     def _voice_from_first(self, passes, texts, params, use_decoder, flag) -> InferCodeParams:
         """The reference's voice carry-over: the first text alone becomes ``spk_smp``."""

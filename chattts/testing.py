@@ -120,6 +120,12 @@ def _save(module: torch.nn.Module, path: str) -> None:
     save_file(state, path)
 
 
+def _random_tensor(name: str, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    if name.endswith("norm.weight"):
+        return 1 + 0.1 * torch.randn(shape, generator=gen)
+    return torch.randn(shape, generator=gen) / shape[-1] ** 0.5
+
+
 def _randomize(module: torch.nn.Module, gen: torch.Generator, layer_scale: float = 0.1) -> None:
     """Deterministic random weights: normal for matrices, small for biases and scales."""
     with torch.no_grad():
@@ -164,9 +170,9 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
         vocab_size=8,
         use_cache=False,
     )
-    body = LlamaModel(llama)
-    _randomize(body, gen)
-    state = {k: v.contiguous() for k, v in body.state_dict().items()}
+    with torch.device("meta"):  # shapes only: random values are drawn below, once
+        body = LlamaModel(llama)
+    state = {k: _random_tensor(k, tuple(v.shape), gen) for k, v in body.state_dict().items()}
     from safetensors.torch import save_file
 
     save_file(state, path(GPT_WEIGHTS), metadata={"format": "pt"})
@@ -179,7 +185,7 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
     )
     with open(os.path.join(root, "asset", "gpt", "config.json"), "w", encoding="utf-8") as f:
         json.dump(conf, f, indent=2)
-    del body, state
+    del state
 
     embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
     _randomize(embed, gen)
