@@ -129,9 +129,9 @@ class ModelConfig:
         gpt = _gpt_config(root)
         return cls(
             gpt=gpt,
-            dvae=_dvae_config(os.path.join(root, DVAE_WEIGHTS)),
-            decoder=_decoder_config(os.path.join(root, DECODER_WEIGHTS)),
-            vocos=_vocos_config(os.path.join(root, VOCOS_WEIGHTS)),
+            dvae=dvae_config(os.path.join(root, DVAE_WEIGHTS)),
+            decoder=decoder_config(os.path.join(root, DECODER_WEIGHTS)),
+            vocos=vocos_config(os.path.join(root, VOCOS_WEIGHTS)),
         )
 
 
@@ -221,7 +221,8 @@ def conv_stack_config(shapes: dict, path: str, prefix: str) -> ConvStackConfig:
     return ConvStackConfig(idim, odim, hidden, n_layer, bn_dim, kernel_size=kernel)
 
 
-def _dvae_config(path: str) -> DVAEConfig:
+def dvae_config(path: str) -> DVAEConfig:
+    """DVAE dimensions read from ``DVAE.safetensors``."""
     shapes = read_shapes(path)
     n_mels = _need(shapes, path, "coef", 3)[1]
     encoder = conv_stack_config(shapes, path, "encoder.")
@@ -241,14 +242,16 @@ def _dvae_config(path: str) -> DVAEConfig:
     return DVAEConfig(dim=decoder.idim, n_mels=n_mels, encoder=encoder, decoder=decoder, vq=vq)
 
 
-def _decoder_config(path: str) -> DecoderConfig:
+def decoder_config(path: str) -> DecoderConfig:
+    """Decoder dimensions read from ``Decoder.safetensors``."""
     shapes = read_shapes(path)
     n_mels = _need(shapes, path, "coef", 3)[1]
     decoder = conv_stack_config(shapes, path, "decoder.")
     return DecoderConfig(dim=decoder.idim, n_mels=n_mels, decoder=decoder)
 
 
-def _vocos_config(path: str) -> VocosConfig:
+def vocos_config(path: str) -> VocosConfig:
+    """Vocos dimensions read from ``Vocos.safetensors``."""
     shapes = read_shapes(path)
     dim, n_mels, _ = _need(shapes, path, "backbone.embed.weight", 3)
     inter = _need(shapes, path, "backbone.convnext.0.pwconv1.weight", 2)[0]

@@ -33,7 +33,7 @@ from .model.embed import Embed
 from .model.gpt import GPT
 from .model.loading import load_module
 from .model.tokenizer import Tokenizer
-from .model.vocos import build_vocos, vocos_decode
+from .model.vocos import load_vocos, vocos_decode
 from .params import InferCodeParams, RefineTextParams
 from .speaker import (
     SpeakerStats,
@@ -131,13 +131,11 @@ class Models:
         load_module(embed, path(EMBED_WEIGHTS))
         embed.fold_weight_norm()
         gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute)
-        dvae = load_module(DVAE(config.dvae), path(DVAE_WEIGHTS))
+        dvae = DVAE.from_file(path(DVAE_WEIGHTS))
         if coef is not None:
             dvae.coef.data = decode_coef(coef, config.dvae.n_mels)
-        decoder = (
-            load_module(Decoder(config.decoder), path(DECODER_WEIGHTS)) if load_decoder else None
-        )
-        vocos = load_module(build_vocos(config.vocos), path(VOCOS_WEIGHTS))
+        decoder = Decoder.from_file(path(DECODER_WEIGHTS)) if load_decoder else None
+        vocos = load_vocos(path(VOCOS_WEIGHTS))
         speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
         for module in (embed, gpt, dvae, decoder, vocos):
             if module is not None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import torch
 from conftest import assert_close, trim
 
 import chattts
-from chattts.model.vocos import vocos_decode
+from chattts.model.dvae import DVAE, Decoder
+from chattts.model.vocos import load_vocos, vocos_decode
 from chattts.pipeline import code_prompt, last
 from chattts.speaker import decode_speaker
 
@@ -78,19 +80,23 @@ def test_skip_refine_decoder_and_dvae(chat, cases, expected, spk):
             assert_close(trim(wav), trim(expected[f"{key}.wav{i}"].numpy()), f"{key}.wav{i}")
 
 
-def test_code_pass_and_modules(chat, cases, spk, expected):
+def test_code_pass_and_modules(chat, cases, spk, expected, tiny_root):
     params = code_params(cases, spk, "code_pass")
     state = last(chat._passes.code_steps([cases["code_pass"]["text"]], params))
     assert torch.equal(state.item_tokens(0), expected["code_pass.ids"])
     assert_close(state.item_hiddens(0), expected["code_pass.hiddens"], "code_pass.hiddens")
-    m = chat.models
+    # each module loads alone from its file, dimensions read from its shapes
+    asset = os.path.join(tiny_root, "asset")
+    dvae = DVAE.from_file(os.path.join(asset, "DVAE.safetensors"))
+    decoder = Decoder.from_file(os.path.join(asset, "Decoder.safetensors"))
+    vocos = load_vocos(os.path.join(asset, "Vocos.safetensors"))
     ids, hiddens = expected["code_pass.ids"], expected["code_pass.hiddens"]
-    assert_close(m.dvae.decode(ids.t()[None]), expected["dvae.decode.mel"], "dvae.decode.mel")
+    assert_close(dvae.decode(ids.t()[None]), expected["dvae.decode.mel"], "dvae.decode.mel")
     assert_close(
-        m.decoder.decode(hiddens.t()[None]), expected["decoder.decode.mel"], "decoder.decode.mel"
+        decoder.decode(hiddens.t()[None]), expected["decoder.decode.mel"], "decoder.decode.mel"
     )
     assert_close(
-        vocos_decode(m.vocos, expected["decoder.decode.mel"]),
+        vocos_decode(vocos, expected["decoder.decode.mel"]),
         expected["vocos.decode.wav"],
         "vocos.decode.wav",
     )

@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ConvStackConfig, DecoderConfig, DVAEConfig, GFSQConfig
+from ..config import (
+    ConvStackConfig,
+    DecoderConfig,
+    DVAEConfig,
+    GFSQConfig,
+    decoder_config,
+    dvae_config,
+)
+from .loading import load_module
 
 
 class ConvNeXtBlock(nn.Module):
@@ -127,6 +135,11 @@ class DVAE(nn.Module):
         self.vq_layer = GFSQ(cfg.vq)
         self.preprocessor_mel = _MelFrontEnd(cfg.n_mels)
 
+    @classmethod
+    def from_file(cls, path: str) -> DVAE:
+        """Build with the dimensions of ``DVAE.safetensors`` and load it strictly."""
+        return load_module(cls(dvae_config(path)), path).eval().requires_grad_(False)
+
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, num_vq, T) -> log-mel (B, n_mels, 2T)."""
@@ -151,6 +164,11 @@ class Decoder(nn.Module):
         self.coef = nn.Parameter(torch.ones(1, cfg.n_mels, 1))
         self.decoder = ConvStack(cfg.decoder)
         self.out_conv = nn.Conv1d(cfg.decoder.odim, cfg.n_mels, 3, padding=1, bias=False)
+
+    @classmethod
+    def from_file(cls, path: str) -> Decoder:
+        """Build with the dimensions of ``Decoder.safetensors`` and load it strictly."""
+        return load_module(cls(decoder_config(path)), path).eval().requires_grad_(False)
 
     @torch.inference_mode()
     def decode(self, hiddens: torch.Tensor) -> torch.Tensor:

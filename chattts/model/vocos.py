@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import VocosConfig
+from ..config import VocosConfig, vocos_config
+from .loading import load_module
 
 
 def build_vocos(cfg: VocosConfig) -> nn.Module:
@@ -34,6 +35,11 @@ def build_vocos(cfg: VocosConfig) -> nn.Module:
         ),
         head=ISTFTHead(dim=cfg.dim, n_fft=cfg.n_fft, hop_length=cfg.hop_length, padding="center"),
     )
+
+
+def load_vocos(path: str) -> nn.Module:
+    """Build with the dimensions of ``Vocos.safetensors`` and load it strictly."""
+    return load_module(build_vocos(vocos_config(path)), path).eval().requires_grad_(False)
 
 
 @torch.inference_mode()
