@@ -20,7 +20,8 @@ from .params import InferCodeParams, RefineTextParams
 from .pipeline import Models, Passes, last
 from .speaker import decode_speaker, encode_speaker
 from .streaming import stream_batch
-from .text import Normalizer, split_sentences
+from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
+from .text import split_text as split_long
 
 logger = logging.getLogger("chattts")
 
@@ -235,6 +236,8 @@ class Chat(DiaAPI):
         max_split_batch: int = 4,
         params_refine_text: RefineTextParams = RefineTextParams(),  # noqa: B008 - never mutated
         params_infer_code: InferCodeParams = InferCodeParams(),  # noqa: B008 - never mutated
+        *,
+        max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
     ) -> Any:
         """Synthesise speech.
 
@@ -244,6 +247,11 @@ class Chat(DiaAPI):
         for a str, a list for a list). With ``stream``, a generator of float32 chunks (B, n):
         for a list, B = the texts of the current batch (rows of items that have ended are
         zero); for a str, B = 1 and the chunks follow the sentences in order.
+
+        A str with ``split_text`` is split by the reference rule, each sentence normalised,
+        then any sentence longer than ``max_split_chars`` (a ``[...]`` tag counting one) is cut
+        further at its last sentence or clause boundary, so no piece runs into
+        ``max_new_token``.
         """
         passes = self._require()
         if max_split_batch < 1:
@@ -257,6 +265,8 @@ class Chat(DiaAPI):
         texts = [
             self.normalizer(t, do_text_normalization, do_homophone_replacement, lang) for t in texts
         ]
+        if single and split_text:
+            texts = [piece for t in texts for piece in split_long(t, max_split_chars)]
         if not texts or all(not t.strip() for t in texts):
             return _empty_result(single, stream, refine_text_only)
         flag = self.context.new()

@@ -394,3 +394,25 @@ def test_sha256_map_is_what_verification_uses(tiny_copy):
         rel: sha256_file(os.path.join(tiny_copy, rel)) for rel in chattts.assets.SHA256_MAP
     }
     assert chat.load(source="custom", custom_path=tiny_copy, raise_on_error=True)
+
+
+def test_long_text_is_split_under_the_limit(chat, spk, monkeypatch):
+    seen: list[list[str]] = []
+    real = chat._passes.code_steps
+
+    def spy(texts, *args, **kwargs):
+        seen.append(list(texts))
+        return real(texts, *args, **kwargs)
+
+    monkeypatch.setattr(chat._passes, "code_steps", spy)
+    text = "hello world, " * 30  # no full stop: the reference rule leaves it whole
+    wavs = chat.infer(
+        text,
+        skip_refine_text=True,
+        max_split_chars=40,
+        params_infer_code=quick(spk_emb=spk, max_new_token=4),
+    )
+    assert len(wavs) == 1
+    pieces = [t for batch in seen[1:] for t in batch]  # seen[0]: the voice carry-over
+    assert len(pieces) >= 9 and all(len(p.strip()) <= 40 for p in pieces)
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
