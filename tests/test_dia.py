@@ -206,11 +206,12 @@ def test_audio_prompt_clones_through_spk_smp(chat, tmp_path, monkeypatch) -> Non
     out = chat.generate_batch(
         [text, text, "plain", "plain too"],
         audio_prompts=[ref, (low, 16000), None, None],
+        audio_prompt_texts=[transcript, None, None, None],
         seeds=4,
         max_new_tokens=STEPS,
     )
     assert sorted(calls) == [1, 1, 2]
-    assert_close(out[0], gen(chat, text, audio_prompt=ref, seed=4))
+    assert_close(out[0], wav)
     assert_close(out[1], from_tuple)
     assert_close(out[3], gen(chat, "plain too", seed=4))
 
