@@ -1,33 +1,169 @@
-"""Placeholder normaliser (pass-through with registration); the text issue completes it."""
+"""Text normalisation before the models (REFERENCE.md §10).
+
+The model reads Chinese characters, Latin letters, ``，。、,.``, spaces and ``[...]`` tags.
+:class:`Normalizer` turns what a user writes into that: numbers, dates, currencies, units and
+symbols are spoken by a per-language normaliser (NeMo for English, WeTextProcessing for
+Chinese, used automatically when the ``text`` extra is installed), punctuation is mapped to
+the pauses the model knows, homophones are replaced from an optional table, and whatever is
+still unreadable is removed and named in one warning per call.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Optional
+
+from ..errors import AssetNotFoundError, ChatTTSError
+from . import chars
+from .backends import INSTALL_HINT, BackendUnavailable, BuiltinNormalizer, PathLike, builtin
 
 logger = logging.getLogger("chattts")
 
+#: What :meth:`Normalizer.register` feeds a new normaliser to check it.
+TEST_STRING = "test string 测试字符串 123"
+# In English text, a stretch of Chinese with the digits, symbols and punctuation attached to
+# it (no space or Latin letter in between) goes to the Chinese normaliser.
+_NON_LATIN_RUN = re.compile(r"[^\sA-Za-z]+")
+_EDGES = re.compile(r"^(\s*)(.*?)(\s*)$", re.S)
+
+
+class TextError(ChatTTSError, ValueError):
+    """Text input or a text table (homophones) that cannot be used."""
+
 
 class Normalizer:
-    """Runs registered per-language normalisers over text."""
+    """Makes text readable by the model; ``normalizer(text) -> str``.
 
-    def __init__(self) -> None:
+    Args:
+        homophones: optional JSON table ``{"char": "replacement"}`` (see
+            :meth:`load_homophones`).
+        cache_dir: where the English grammars are built once (default: the user cache,
+            ``$XDG_CACHE_HOME/chattts/text`` or ``~/.cache/chattts/text`` on Linux).
+        builtin_normalizers: use NeMo (``en``) and WeTextProcessing (``zh``) when installed.
+            They are imported and built on first use only, so construction is cheap.
+
+    ``normalizers`` maps a language code to its normaliser; :meth:`register` adds or
+    replaces one (a built-in one is replaced, one registered by hand is kept).
+    """
+
+    def __init__(
+        self,
+        homophones: Optional[PathLike] = None,
+        *,
+        cache_dir: Optional[PathLike] = None,
+        builtin_normalizers: bool = True,
+    ) -> None:
         self.normalizers: dict[str, Callable[[str], str]] = {}
+        if builtin_normalizers:
+            for lang in ("en", "zh"):
+                self.normalizers[lang] = builtin(lang, cache_dir)
+        self.homophones: dict[str, str] = {}
+        self._homophone_table = str.maketrans({})
+        self._said_no_homophones = False
+        if homophones is not None:
+            self.load_homophones(homophones)
+
+    # -- registration ------------------------------------------------------------------
 
     def register(self, name: str, fn: Callable[[str], str]) -> bool:
+        """Use ``fn`` (str -> str) for the language ``name`` (``"en"``, ``"zh"``...).
+
+        ``fn`` is called once on a test string; one that raises or returns something other
+        than a str is refused. A name already registered by hand is refused too (unregister
+        it first); a built-in normaliser is replaced. Returns whether ``fn`` was registered.
+        """
+        current = self.normalizers.get(name)
+        if current is not None and not isinstance(current, BuiltinNormalizer):
+            logger.warning("a normalizer is already registered as %r: unregister it first", name)
+            return False
         try:
-            ok = isinstance(fn("test string 123"), str)
-        except Exception:
-            ok = False
-        if not ok:
-            logger.error("normalizer %r failed on a test string: not registered", name)
+            value = fn(TEST_STRING)
+        except Exception as e:
+            logger.warning("normalizer %r failed on a test string (%r): not registered", name, e)
+            return False
+        if not isinstance(value, str):
+            logger.warning(
+                "normalizer %r returned %s, not str: not registered", name, type(value).__name__
+            )
             return False
         self.normalizers[name] = fn
         return True
 
     def unregister(self, name: str) -> None:
+        """Stop normalising ``name`` text (built-in normaliser included); no-op if absent."""
         self.normalizers.pop(name, None)
+
+    def prepare(self, langs: Iterable[str] = ("en", "zh")) -> dict[str, bool]:
+        """Build the built-in normalisers now rather than on first use (a server's start-up).
+
+        Returns, per language, whether a normaliser is available.
+        """
+        ready = {}
+        for lang in langs:
+            fn = self.normalizers.get(lang)
+            ready[lang] = fn.available() if isinstance(fn, BuiltinNormalizer) else fn is not None
+        return ready
+
+    # -- homophones --------------------------------------------------------------------
+
+    def load_homophones(self, path: PathLike) -> int:
+        """Replace the homophone table by the JSON file ``path``: ``{"char": "replacement"}``,
+        one character to one character. Returns the number of entries.
+
+        Raises:
+            AssetNotFoundError: ``path`` does not exist.
+            TextError: the file is not such a table.
+        """
+        p = Path(path)
+        try:
+            table = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise AssetNotFoundError(f"homophone table {p} does not exist") from e
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise TextError(f"homophone table {p} is not readable JSON: {e}") from e
+        if not isinstance(table, dict):
+            raise TextError(f"homophone table {p}: expected an object {{char: replacement}}")
+        bad = [
+            (k, v)
+            for k, v in table.items()
+            if not (isinstance(v, str) and len(k) == 1 and len(v) == 1)
+        ]
+        if bad:
+            raise TextError(
+                f"homophone table {p}: entries must map one character to one character; "
+                f"{len(bad)} do not, e.g. {bad[0][0]!r}: {bad[0][1]!r}"
+            )
+        self.homophones = dict(table)
+        self._homophone_table = str.maketrans(self.homophones)
+        logger.debug("loaded %d homophones from %s", len(table), p)
+        return len(table)
+
+    def _replace_homophones(self, text: str) -> str:
+        if not self.homophones:
+            if not self._said_no_homophones:
+                logger.debug("no homophone table loaded: homophone replacement does nothing")
+                self._said_no_homophones = True
+            return text
+        counts: Counter[str] = Counter()
+
+        def replace(piece: str) -> str:
+            counts.update(c for c in piece if c in self.homophones)
+            return piece.translate(self._homophone_table)
+
+        text = chars.map_outside_tags(text, replace)
+        if counts:
+            logger.info(
+                "replaced homophones: %s",
+                ", ".join(f"{c}->{self.homophones[c]}" for c in counts),
+            )
+        return text
+
+    # -- normalisation -----------------------------------------------------------------
 
     def __call__(
         self,
@@ -36,4 +172,80 @@ class Normalizer:
         do_homophone_replacement: bool = True,
         lang: Optional[str] = None,
     ) -> str:
+        """``text`` as the model can read it.
+
+        Steps: whitespace becomes spaces; with ``do_text_normalization``, letters and digits
+        are folded to ASCII (``café`` -> ``cafe``), the language is detected (``zh`` when CJK
+        characters outnumber English words; ``lang`` overrides), the language's normaliser
+        runs between the ``[...]`` tags (in English text, stretches of Chinese go to the
+        Chinese normaliser) and ``zh`` text gets full-width punctuation; then the
+        invalid-character map, homophone replacement, and removal of what is still
+        unreadable (outside tags), named in one warning.
+        """
+        removed: list[str] = []
+        text = chars.spaces(text)
+        if do_text_normalization:
+            text = chars.map_outside_tags(text, lambda s: chars.fold(s, removed))
+            lang = lang or chars.detect_language(text)
+            text = chars.map_outside_tags(text, lambda s: self._normalize_piece(s, lang))
+            if lang == "zh":
+                text = chars.map_outside_tags(text, chars.to_fullwidth)
+        text = chars.map_outside_tags(text, chars.map_invalid)
+        if do_homophone_replacement:
+            text = self._replace_homophones(text)
+        text = chars.map_outside_tags(text, lambda s: chars.remove_invalid(s, removed))
+        if removed:
+            self._warn_removed(removed, lang if do_text_normalization else None)
         return text
+
+    def _normalize_piece(self, piece: str, lang: str) -> str:
+        """One stretch of text between tags through the normaliser(s) of ``lang``."""
+        if lang != "en" or not chars.CJK.search(piece):
+            return self._run(lang, piece)
+        out, at = [], 0
+        for m in _NON_LATIN_RUN.finditer(piece):
+            if not chars.CJK.search(m.group()):
+                continue
+            out.append(self._run("en", piece[at : m.start()]))
+            out.append(chars.to_fullwidth(self._run("zh", m.group())))
+            at = m.end()
+        out.append(self._run("en", piece[at:]))
+        return "".join(out)
+
+    def _run(self, lang: str, piece: str) -> str:
+        """``piece`` through the normaliser registered for ``lang``, its edge spaces kept.
+
+        Without a normaliser, or when it fails, ``piece`` comes back unchanged.
+        """
+        fn = self.normalizers.get(lang)
+        lead, core, trail = _EDGES.match(piece).groups()
+        if fn is None or not core:
+            return piece
+        try:
+            out = fn(core)
+        except BackendUnavailable:
+            return piece
+        except Exception as e:
+            logger.warning("normalizer %r failed on %r (%r): text left as it is", lang, core, e)
+            return piece
+        if not isinstance(out, str):
+            logger.warning(
+                "normalizer %r returned %s: text left as it is", lang, type(out).__name__
+            )
+            return piece
+        return lead + out + trail
+
+    def _warn_removed(self, removed: list[str], lang: Optional[str]) -> None:
+        hint = ""
+        if lang is None:
+            hint = " (text normalisation is off)"
+        elif any(c.isdigit() for c in removed):
+            fn = self.normalizers.get(lang)
+            if fn is None or (isinstance(fn, BuiltinNormalizer) and fn.failed):
+                hint = f" (no {lang!r} normaliser reads the numbers: {INSTALL_HINT})"
+        logger.warning(
+            "removed %d character(s) the model cannot read: %s%s",
+            len(removed),
+            chars.describe(removed),
+            hint,
+        )
