@@ -17,13 +17,15 @@ from typing import Optional
 import torch
 
 from ..model.embed import Embed
-from ..model.gpt import GPT
+from ..model.gpt import GPT, KVCache
 from .sampling import ItemSampling, RowSampler
 
 logger = logging.getLogger("chattts")
 
 #: Restarts allowed by ``ensure_non_empty`` before empty items are accepted.
 MAX_RESTARTS = 100
+#: Cache capacity granularity of the static (compiled) step: one compiled graph per bucket.
+STATIC_BUCKET = 256
 
 
 @dataclass
@@ -92,11 +94,18 @@ class Interrupt:
 
 
 class Engine:
-    """Runs passes of the GPT over a static KV cache.
+    """Runs passes of the GPT over a KV cache allocated once per generation.
 
     Args:
         gpt: the LLaMA body.
         embed: embeddings and heads.
+
+    Attributes:
+        decode_fn: the decode step, ``(embeds, cache, static) -> hidden`` (``compile=True``
+            replaces it by a compiled one).
+        static_decode: run the fixed-shape step (:meth:`GPT.decode_static`): caches are then
+            sized in buckets of :data:`STATIC_BUCKET` positions and reused between
+            generations, and finished items keep their rows (shapes never change).
     """
 
     def __init__(self, gpt: GPT, embed: Embed) -> None:
@@ -104,13 +113,17 @@ class Engine:
         self.embed = embed
         self.decode_fn: Callable = gpt.decode
         self.static_decode = False
+        self._cache_pool: dict[tuple[int, int], list[KVCache]] = {}
+        self._pool_lock = threading.Lock()
+        #: called on every cache made for the static step (CUDA graphs mark their addresses)
+        self.on_new_static_cache: Optional[Callable[[KVCache], None]] = None
 
     @property
     def device(self) -> torch.device:
         return self.embed.emb_text.weight.device
 
     def _compute_dtype(self) -> torch.dtype:
-        return self.gpt.body.norm.weight.dtype
+        return self.gpt.dtype
 
     def refine_heads(self, eos_id: int) -> PassHeads:
         emb, dtype = self.embed, self._compute_dtype()
@@ -130,9 +143,37 @@ class Engine:
             vocab=emb.num_audio_tokens,
             eos_id=emb.num_audio_tokens - 1,
             embed_tokens=lambda tok: emb.embed_code(tok).to(dtype),
-            logits=lambda h: emb.code_logits(h.to(emb.emb_text.weight.dtype)).float(),
+            logits=lambda h: emb.code_logits(h).float(),
             keep_hidden=True,
         )
+
+    # ---- caches -----------------------------------------------------------------------------
+
+    def _take_cache(self, batch: int, needed: int) -> KVCache:
+        """A cache for ``needed`` positions: fresh (eager), or bucketed and reused (static)."""
+        if not self.static_decode:
+            return self.gpt.new_cache(batch, needed, self.device)
+        capacity = -(-needed // STATIC_BUCKET) * STATIC_BUCKET
+        with self._pool_lock:
+            pool = self._cache_pool.get((batch, capacity))
+            if pool:
+                return pool.pop()
+        cache = self.gpt.new_cache(batch, capacity, self.device, zeroed=True)
+        if self.on_new_static_cache is not None:
+            self.on_new_static_cache(cache)
+        return cache
+
+    def _give_back(self, cache: KVCache) -> None:
+        if self.static_decode:
+            with self._pool_lock:
+                self._cache_pool.setdefault((cache.batch, cache.capacity), []).append(cache)
+
+    def clear_caches(self) -> None:
+        """Free the caches kept for the static step."""
+        with self._pool_lock:
+            self._cache_pool.clear()
+
+    # ---- generation -------------------------------------------------------------------------
 
     def steps(
         self,
@@ -208,44 +249,44 @@ class Engine:
         )
         # the reference keeps feeding finished items; with a batch seed their rows must stay
         # so that every row draws the same random numbers, otherwise finished items leave
-        compact = batch_seed is None
+        # (not with the static step, whose shapes must not change)
+        compact = batch_seed is None and not self.static_decode
         active = torch.arange(b, device=device)
         history = torch.zeros(b * heads.heads, max_new, dtype=torch.long, device=device)
-        cache = self.gpt.new_cache(b, t + max_new, device)
-        h = self.gpt.prefill(embeds, attention_mask, cache)[:, -1]
-        for step in range(max_new):
-            if interrupt is not None and interrupt.is_set():
-                state.interrupted = True
-                break
-            h32 = h.float()
-            logits = heads.logits(h)
-            logits = sampler.process(logits, history, step)
-            tok = sampler.draw(logits)
-            history[:, step] = tok
-            tok = tok.view(-1, heads.heads)
-            state.tokens[active, step] = tok
-            if state.hiddens is not None:
-                state.hiddens[active, step] = h32
-            running = ~state.finished[active]
-            eos = (tok == heads.eos_id).any(-1)
-            newly = running & eos
-            state.lengths[active] += running & ~eos
-            state.finished[active] |= eos | (step + 1 >= item_max[active])
-            state.step = step + 1
-            if progress is not None:
-                progress(step + 1, max_new)
-            yield state
-            if cancelled is not None:
-                gone = [i for i, flag in enumerate(cancelled) if flag.is_set()]
-                state.finished[gone] = True
-            if bool(state.finished.all()):
-                break
-            if compact and bool(newly.any() or state.finished[active].any()):
-                keep = (~state.finished[active]).nonzero()[:, 0]
-                active, sampler = active[keep], sampler.select(keep)
-                cache = cache.select(keep)
-                history = history.view(-1, heads.heads, max_new)[keep].view(-1, max_new)
-                tok = tok[keep]
-            if step + 1 < max_new:
-                x = heads.embed_tokens(tok)[:, None]
-                h = self.decode_fn(x, cache, self.static_decode)[:, -1]
+        cache = self._take_cache(b, t + max_new)
+        try:
+            h = self.gpt.prefill(embeds, attention_mask, cache)[:, -1]
+            for step in range(max_new):
+                if interrupt is not None and interrupt.is_set():
+                    state.interrupted = True
+                    break
+                logits = sampler.process(heads.logits(h), history, step)
+                tok = sampler.draw(logits)
+                history[:, step] = tok
+                tok = tok.view(-1, heads.heads)
+                state.tokens[active, step] = tok
+                if state.hiddens is not None:
+                    state.hiddens[active, step] = h.float()
+                running = ~state.finished[active]
+                eos = (tok == heads.eos_id).any(-1)
+                state.lengths[active] += running & ~eos
+                state.finished[active] |= eos | (step + 1 >= item_max[active])
+                state.step = step + 1
+                if progress is not None:
+                    progress(step + 1, max_new)
+                yield state
+                if cancelled is not None:
+                    gone = [i for i, flag in enumerate(cancelled) if flag.is_set()]
+                    state.finished[gone] = True
+                if bool(state.finished.all()) or step + 1 == max_new:
+                    break
+                if compact and bool(state.finished[active].any()):
+                    keep = (~state.finished[active]).nonzero()[:, 0]
+                    active, sampler = active[keep], sampler.select(keep)
+                    cache = cache.select(keep)
+                    history = history.view(-1, heads.heads, max_new)[keep].view(-1, max_new)
+                    tok = tok[keep]
+                h = self.decode_fn(heads.embed_tokens(tok)[:, None], cache, self.static_decode)
+                h = h[:, -1]
+        finally:
+            self._give_back(cache)

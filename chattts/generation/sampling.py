@@ -95,7 +95,8 @@ class RowSampler:
             self.top_k_max = max(ks)
             self.top_k = torch.tensor(ks, dtype=torch.long, device=device).view(-1, 1) - 1
         self.min_new = torch.tensor([it.min_new_token for it in per_row], device=device)
-        self._counts = torch.zeros(len(per_row), vocab, device=device)
+        self._early = bool((self.min_new > 0).any())
+        self._bufs: dict[str, torch.Tensor] = {}
         self._gens: dict[int, torch.Generator] = {}
 
     def select(self, items: torch.Tensor) -> RowSampler:
@@ -107,10 +108,19 @@ class RowSampler:
         rows = (
             items[:, None] * self.heads + torch.arange(self.heads, device=items.device)
         ).reshape(-1)
-        for name in ("temperature", "penalty", "top_p_threshold", "top_k", "min_new", "_counts"):
+        for name in ("temperature", "penalty", "top_p_threshold", "top_k", "min_new"):
             value = getattr(self, name)
             setattr(new, name, None if value is None else value[rows])
+        new._bufs = {}  # work buffers are re-made at the new row count
         return new
+
+    def _buf(self, name: str, like: torch.Tensor, dtype: Optional[torch.dtype] = None):
+        """A work buffer shaped like ``like``, allocated on first use (then reused every step)."""
+        dtype = dtype or like.dtype
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape != like.shape or buf.dtype != dtype:
+            buf = self._bufs[name] = torch.empty(like.shape, dtype=dtype, device=like.device)
+        return buf
 
     def _generator(self, seed: int) -> torch.Generator:
         gen = self._gens.get(seed)
@@ -120,42 +130,58 @@ class RowSampler:
         return gen
 
     def process(self, logits: torch.Tensor, history: torch.Tensor, step: int) -> torch.Tensor:
-        """Apply temperature, penalty, top-P, top-K and the EOS rule.
+        """Apply temperature, penalty, top-P, top-K and the EOS rule, in place.
 
         Args:
             logits: (N, V) float32 logits of this step (modified in place).
-            history: (N, S) generated tokens so far (S = ``step``), row-major like ``logits``.
+            history: (N, S) generated tokens so far (S ≥ ``step``), row-major like ``logits``.
             step: index of this step from 0.
 
         Returns:
-            (N, V) processed logits.
+            ``logits``, processed. Work tensors are reused from step to step.
         """
+        inf = float("inf")
         logits.div_(self.temperature)
         if self.penalty is not None and step > 0:
-            window = history[:, max(0, step - PENALTY_WINDOW) : step]
-            counts = self._counts.zero_()
-            counts.scatter_add_(1, window, torch.ones_like(window, dtype=counts.dtype))
-            alpha = torch.pow(self.penalty, counts)
-            logits = torch.where(logits < 0, logits * alpha, logits / alpha)
+            lo = max(0, step - PENALTY_WINDOW)
+            window = history[:, lo:step]
+            counts = self._buf("counts", logits).zero_()
+            ones = self._buf("ones", window, counts.dtype).fill_(1.0)
+            counts.scatter_add_(1, window, ones)
+            alpha = torch.pow(self.penalty, counts, out=self._buf("alpha", logits))
+            times = torch.mul(logits, alpha, out=self._buf("times", logits))
+            torch.div(logits, alpha, out=alpha)
+            neg = torch.lt(logits, 0, out=self._buf("neg", logits, torch.bool))
+            torch.where(neg, times, alpha, out=logits)
         if self.top_p_threshold is not None:
-            sorted_logits, order = torch.sort(logits, descending=False)
-            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-            drop_sorted = cum <= self.top_p_threshold
+            sorted_logits, order = torch.sort(
+                logits,
+                descending=False,
+                out=(self._buf("sorted", logits), self._buf("order", logits, torch.long)),
+            )
+            cum = torch.softmax(sorted_logits, dim=-1, out=self._buf("cum", logits))
+            torch.cumsum(cum, dim=-1, out=cum)
+            drop_sorted = torch.le(
+                cum, self.top_p_threshold, out=self._buf("drop_s", cum, torch.bool)
+            )
             drop_sorted[:, -MIN_TOKENS_TO_KEEP:] = False
-            drop = drop_sorted.scatter(1, order, drop_sorted)
-            logits = logits.masked_fill(drop, -float("inf"))
+            drop = self._buf("drop", drop_sorted).scatter_(1, order, drop_sorted)
+            logits.masked_fill_(drop, -inf)
         if self.top_k is not None:
             top = torch.topk(logits, self.top_k_max, dim=-1).values
             kth = top.gather(1, self.top_k)
-            logits = logits.masked_fill(logits < kth, -float("inf"))
-        early = step < self.min_new
-        if bool(early.any()):
-            logits[early, self.eos_id] = -float("inf")
+            logits.masked_fill_(
+                torch.lt(logits, kth, out=self._buf("below", logits, torch.bool)), -inf
+            )
+        if self._early:
+            early = step < self.min_new
+            if bool(early.any()):
+                logits[early, self.eos_id] = -inf
         return logits
 
     def draw(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax and one multinomial draw per row: (N, V) -> (N,) int64."""
-        probs = torch.softmax(logits, dim=-1)
+        probs = torch.softmax(logits, dim=-1, out=self._buf("probs", logits))
         if self.batch_seed is not None:
             return torch.multinomial(probs, 1, generator=self._generator(self.batch_seed))[:, 0]
         seeds = [it.seed for it in self.items]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
@@ -35,15 +38,24 @@ class Embed(nn.Module):
             weight_norm(nn.Linear(hidden_size, num_audio_tokens, bias=False), dim=0)
             for _ in range(num_vq)
         )
+        #: the code heads stacked (num_vq · V_code, H), built by :meth:`fold_weight_norm`
+        #: (not saved: the file keeps the separate heads).
+        self.register_buffer("code_head_weight", None, persistent=False)
+        #: a module replacing the stacked product (e.g. int8 weights), set by the engine.
+        self.code_head: Optional[nn.Module] = None
 
     def fold_weight_norm(self) -> None:
-        """Replace each head's parametrisation by its computed weight (g · v / ‖v‖ row-wise).
+        """Replace each head's parametrisation by its computed weight (g · v / ‖v‖ row-wise)
+        and stack the code heads into one matrix.
 
-        Done once after loading, so heads are plain linear layers on the hot path.
+        Done once after loading, so heads are plain linear layers on the hot path and the code
+        pass computes its four heads in one matrix product.
         """
         for head in [self.head_text, *self.head_code]:
             if parametrize.is_parametrized(head, "weight"):
                 parametrize.remove_parametrizations(head, "weight", leave_parametrized=True)
+        stacked = torch.cat([head.weight.detach() for head in self.head_code], 0)
+        self.code_head_weight = stacked
 
     def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
         """(...,) text ids -> (..., H)."""
@@ -81,5 +93,11 @@ class Embed(nn.Module):
 
     def code_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, H) -> (B · num_vq, V_code), one row per (item, codebook), item-major."""
-        logits = torch.stack([head(hidden) for head in self.head_code], dim=1)
+        if self.code_head is not None:
+            logits = self.code_head(hidden)
+        elif self.code_head_weight is not None:
+            w = self.code_head_weight
+            logits = F.linear(hidden.to(w.dtype), w)
+        else:
+            logits = torch.stack([head(hidden) for head in self.head_code], dim=1)
         return logits.reshape(-1, self.num_audio_tokens)
