@@ -21,12 +21,22 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
 
-from .dialogue import ScriptError, has_speaker_tags, parse_script, speaker_key, strip_speaker_tags
+from .dialogue import (
+    MIN_PROMPT_SECONDS,
+    ScriptError,
+    Voice,
+    VoiceLike,
+    as_voice,
+    has_speaker_tags,
+    load_prompt,
+    parse_script,
+    speaker_key,
+    strip_speaker_tags,
+)
 from .errors import AssetNotFoundError, ChatTTSError, DownloadError
 from .params import InferCodeParams
 
@@ -36,98 +46,11 @@ logger = logging.getLogger("chattts")
 DEFAULT_PAUSE = 0.3
 #: Default largest number of texts (or turns) generated in one batch.
 DEFAULT_BATCH_SIZE = 16
-#: Shortest reference audio accepted, in seconds.
-MIN_PROMPT_SECONDS = 0.1
 _LOG_EVERY = 100  # steps between verbose progress lines
 
 
 class UnsupportedOptionError(ChatTTSError, ValueError):
     """An option of Dia's API that the ChatTTS engine does not offer (``cfg_scale``)."""
-
-
-@dataclass(frozen=True)
-class Voice:
-    """Who speaks: one of ``speaker``, ``audio`` (+ ``text``) or ``seed``.
-
-    Args:
-        seed: a voice drawn from this seed (the same as ``sample_random_speaker(seed)``).
-        speaker: a speaker string (``spk_emb``), as from ``sample_random_speaker``.
-        audio: reference speech to clone (``spk_smp``): a file path, the file's bytes, a
-            waveform (n,) or (1, n) at 24 kHz (numpy or torch), or a ``(waveform, rate)`` tuple.
-        text: the transcript of ``audio`` (``txt_smp``); ``[Sn]`` tags in it are removed.
-
-    With ``speaker`` and ``audio`` both, both condition the model; ``seed`` then picks nothing.
-    With none of the three, a random voice.
-    """
-
-    seed: Optional[int] = None
-    speaker: Any = None
-    audio: Any = None
-    text: Optional[str] = None
-
-    @property
-    def chosen(self) -> bool:
-        """True when a speaker string or reference audio is given."""
-        return self.speaker is not None or self.audio is not None
-
-
-VoiceLike = Union[Voice, int, str, Mapping[str, Any], Any, None]
-
-
-def as_voice(value: VoiceLike) -> Voice:
-    """A ``speakers`` mapping value -> :class:`Voice`.
-
-    ``int``: a seed; ``str``: a path (an existing file, or any ASCII string) to reference audio,
-    otherwise a speaker string (speaker strings are not ASCII); ``dict``: the fields of
-    :class:`Voice`; bytes, ``os.PathLike``, arrays, tensors and ``(waveform, rate)``: audio.
-    """
-    if value is None or isinstance(value, Voice):
-        return value or Voice()
-    if isinstance(value, bool):
-        raise TypeError("a voice cannot be a bool")
-    if isinstance(value, (int, np.integer)):
-        return Voice(seed=int(value))
-    if isinstance(value, str):
-        return (
-            Voice(audio=value) if os.path.exists(value) or value.isascii() else Voice(speaker=value)
-        )
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"seed", "speaker", "audio", "text"}
-        if unknown:
-            raise TypeError(f"a voice dict takes seed, speaker, audio, text; not {sorted(unknown)}")
-        return Voice(**value)
-    return Voice(audio=value)
-
-
-def load_prompt(audio: Any, sample_rate: int = 24000) -> np.ndarray:
-    """Reference speech -> mono float32 (n,) at ``sample_rate``.
-
-    ``audio``: a path, bytes or binary file (any format FFmpeg reads, resampled), a waveform
-    (n,) or (1, n) taken to be at ``sample_rate``, or a ``(waveform, rate)`` tuple.
-
-    Raises:
-        chattts.audio.AudioFileNotFoundError: no such file; chattts.audio.AudioError: not
-        audio, not mono, or shorter than :data:`MIN_PROMPT_SECONDS`.
-    """
-    from .audio import AudioError, as_mono, load_audio, resample
-
-    try:
-        if isinstance(audio, tuple):
-            if len(audio) != 2:
-                raise AudioError("an audio prompt tuple is (waveform, sample_rate)")
-            wav = resample(as_mono(audio[0]), audio[1], sample_rate)
-        elif isinstance(audio, (str, os.PathLike, bytes, bytearray)) or hasattr(audio, "read"):
-            wav = load_audio(audio, sample_rate)
-        else:
-            wav = as_mono(audio)
-    except AudioError as e:
-        raise type(e)(f"audio prompt: {e}") from e
-    if wav.size < MIN_PROMPT_SECONDS * sample_rate:
-        raise AudioError(
-            f"audio prompt: {wav.size / sample_rate:.3f} s is too short; give at least "
-            f"{MIN_PROMPT_SECONDS} s (ideally 5 to 10 s) of speech"
-        )
-    return wav
 
 
 class _Sampling(NamedTuple):
@@ -572,4 +495,12 @@ class DiaAPI:
         return out
 
 
-__all__ = ["DiaAPI", "UnsupportedOptionError", "Voice", "as_voice", "load_prompt"]
+__all__ = [
+    "MIN_PROMPT_SECONDS",
+    "DiaAPI",
+    "UnsupportedOptionError",
+    "Voice",
+    "VoiceLike",
+    "as_voice",
+    "load_prompt",
+]

@@ -14,13 +14,21 @@ Inside a turn:
   ``[foo]``) are unknown: dropped, with a :class:`ScriptWarning`.
 
 Text without any speaker tag is not a script (:func:`has_speaker_tags`).
+
+Voices of the speakers: :class:`Voice` (a seed, a speaker string, or reference audio read by
+:func:`load_prompt`), and :func:`as_voice` for the short forms a ``speakers`` mapping takes.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import numpy as np
 
 from .errors import ChatTTSError
 
@@ -163,13 +171,109 @@ def parse_script(text: str) -> list[Turn]:
     return turns
 
 
+# ---- voices ----------------------------------------------------------------------------------
+
+#: Shortest reference audio accepted, in seconds.
+MIN_PROMPT_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Voice:
+    """Who speaks: one of ``speaker``, ``audio`` (+ ``text``) or ``seed``.
+
+    Args:
+        seed: a voice drawn from this seed (the same as ``sample_random_speaker(seed)``).
+        speaker: a speaker string (``spk_emb``), as from ``sample_random_speaker``.
+        audio: reference speech to clone (``spk_smp``): a file path, the file's bytes, a
+            waveform (n,) or (1, n) at 24 kHz (numpy or torch), or a ``(waveform, rate)`` tuple.
+        text: the transcript of ``audio`` (``txt_smp``); ``[Sn]`` tags in it are removed.
+
+    With ``speaker`` and ``audio`` both, both condition the model; ``seed`` then picks nothing.
+    With none of the three, a random voice.
+    """
+
+    seed: Optional[int] = None
+    speaker: Any = None
+    audio: Any = None
+    text: Optional[str] = None
+
+    @property
+    def chosen(self) -> bool:
+        """True when a speaker string or reference audio is given."""
+        return self.speaker is not None or self.audio is not None
+
+
+VoiceLike = Union[Voice, int, str, Mapping[str, Any], Any, None]
+
+
+def as_voice(value: VoiceLike) -> Voice:
+    """A ``speakers`` mapping value -> :class:`Voice`.
+
+    ``int``: a seed; ``str``: a path (an existing file, or any ASCII string) to reference audio,
+    otherwise a speaker string (speaker strings are not ASCII); ``dict``: the fields of
+    :class:`Voice`; bytes, ``os.PathLike``, arrays, tensors and ``(waveform, rate)``: audio.
+    """
+    if value is None or isinstance(value, Voice):
+        return value or Voice()
+    if isinstance(value, bool):
+        raise TypeError("a voice cannot be a bool")
+    if isinstance(value, (int, np.integer)):
+        return Voice(seed=int(value))
+    if isinstance(value, str):
+        return (
+            Voice(audio=value) if os.path.exists(value) or value.isascii() else Voice(speaker=value)
+        )
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"seed", "speaker", "audio", "text"}
+        if unknown:
+            raise TypeError(f"a voice dict takes seed, speaker, audio, text; not {sorted(unknown)}")
+        return Voice(**value)
+    return Voice(audio=value)
+
+
+def load_prompt(audio: Any, sample_rate: int = 24000) -> np.ndarray:
+    """Reference speech -> mono float32 (n,) at ``sample_rate``.
+
+    ``audio``: a path, bytes or binary file (any format FFmpeg reads, resampled), a waveform
+    (n,) or (1, n) taken to be at ``sample_rate``, or a ``(waveform, rate)`` tuple.
+
+    Raises:
+        chattts.audio.AudioFileNotFoundError: no such file; chattts.audio.AudioError: not
+        audio, not mono, or shorter than :data:`MIN_PROMPT_SECONDS`.
+    """
+    from .audio import AudioError, as_mono, load_audio, resample
+
+    try:
+        if isinstance(audio, tuple):
+            if len(audio) != 2:
+                raise AudioError("an audio prompt tuple is (waveform, sample_rate)")
+            wav = resample(as_mono(audio[0]), audio[1], sample_rate)
+        elif isinstance(audio, (str, os.PathLike, bytes, bytearray)) or hasattr(audio, "read"):
+            wav = load_audio(audio, sample_rate)
+        else:
+            wav = as_mono(audio)
+    except AudioError as e:
+        raise type(e)(f"audio prompt: {e}") from e
+    if wav.size < MIN_PROMPT_SECONDS * sample_rate:
+        raise AudioError(
+            f"audio prompt: {wav.size / sample_rate:.3f} s is too short; give at least "
+            f"{MIN_PROMPT_SECONDS} s (ideally 5 to 10 s) of speech"
+        )
+    return wav
+
+
 __all__ = [
     "CUES",
+    "MIN_PROMPT_SECONDS",
     "SPEAKER_TAG",
     "ScriptError",
     "ScriptWarning",
     "Turn",
+    "Voice",
+    "VoiceLike",
+    "as_voice",
     "has_speaker_tags",
+    "load_prompt",
     "map_cues",
     "parse_script",
     "speaker_key",
