@@ -1,0 +1,567 @@
+"""The ``chattts`` command: ``say``, ``speaker``, ``download``, ``serve`` and ``webui``.
+
+User mistakes (a bad option, a missing model folder, a wrong checksum, an invalid speaker string)
+end with one line on stderr and a non-zero exit code, never a traceback. See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, NoReturn, Optional, Union
+
+import numpy as np
+
+from . import audio
+from .errors import ChatTTSError, ChecksumMismatchError
+
+logger = logging.getLogger("chattts")
+
+PROG = "chattts"
+SOURCES = ("huggingface", "local", "custom")
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZE = ("int8",)
+VOICES_ENV = "CHATTTS_VOICES"
+
+#: A voice: a seed (int) or a speaker string (str).
+Voice = Union[int, str]
+
+
+class UsageError(ChatTTSError, ValueError):
+    """A mistake on the command line, reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ---- voices -------------------------------------------------------------------------------------
+
+
+def _voice_value(name: str, value: Any, where: str) -> Voice:
+    if isinstance(value, dict):
+        keys = {"seed", "spk"} & value.keys()
+        if len(keys) != 1:
+            raise UsageError(f"{where}: voice {name!r} needs exactly one of 'seed' or 'spk'")
+        value = value[keys.pop()]
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        raise UsageError(f"{where}: voice {name!r} must be a seed (integer) or a speaker string")
+    return value.strip() if isinstance(value, str) else value
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not valid JSON ({e})") from e
+
+
+def load_voices(path: Union[str, os.PathLike]) -> dict[str, Voice]:
+    """Named voices from a JSON file or a folder (format: docs/cli.md, "Voices").
+
+    A JSON file maps names to a seed, a speaker string, or ``{"seed": N}`` / ``{"spk": "..."}``.
+    A folder holds ``NAME.json`` files (``{"seed": N}`` or ``{"spk": "..."}``) and ``NAME.txt``
+    files (a speaker string); the name is the file name without its suffix.
+
+    Raises:
+        UsageError: missing path, bad JSON or bad entries.
+    """
+    path = os.fspath(path)
+    voices: dict[str, Voice] = {}
+    if os.path.isfile(path):
+        table = _read_json(path)
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: a voices file must hold a JSON object (name -> voice)")
+        for name, value in table.items():
+            voices[name] = _voice_value(name, value, path)
+    elif os.path.isdir(path):
+        for entry in sorted(os.listdir(path)):
+            name, suffix = os.path.splitext(entry)
+            full = os.path.join(path, entry)
+            if suffix == ".json":
+                voices[name] = _voice_value(name, _read_json(full), full)
+            elif suffix == ".txt":
+                with open(full, encoding="utf-8") as f:
+                    voices[name] = _voice_value(name, f.read(), full)
+    else:
+        raise UsageError(f"voices not found: {path} (a JSON file or a folder)")
+    return voices
+
+
+# ---- model --------------------------------------------------------------------------------------
+
+
+def _source(args: argparse.Namespace) -> str:
+    """--source, defaulting to custom with --model-dir and to huggingface without."""
+    return args.source or ("custom" if args.model_dir else "huggingface")
+
+
+def _check_model_dir(args: argparse.Namespace) -> None:
+    """Fail early, before importing torch, when a local model folder cannot be right."""
+    source = _source(args)
+    if source == "custom" and not args.model_dir:
+        raise UsageError("--source custom needs --model-dir DIR, the model folder")
+    if source == "custom" and not os.path.isdir(args.model_dir):
+        raise UsageError(f"model folder not found: {args.model_dir}")
+
+
+def load_chat(args: argparse.Namespace) -> Any:
+    """A loaded :class:`chattts.Chat` for the model options of ``args``."""
+    _check_model_dir(args)
+    from .chat import Chat
+
+    chat = Chat()
+    chat.load(
+        source=_source(args),
+        custom_path=args.model_dir,
+        verify=args.verify,
+        device=args.device,
+        compile=getattr(args, "compile", False),
+        dtype=args.dtype,
+        quantize=args.quantize,
+        raise_on_error=True,
+    )
+    return chat
+
+
+# ---- say ----------------------------------------------------------------------------------------
+
+
+def _texts(raw: Sequence[str]) -> list[str]:
+    texts: list[str] = []
+    for t in raw:
+        if t == "-":
+            texts += [line.strip() for line in sys.stdin if line.strip()]
+        else:
+            texts.append(t)
+    if not texts or any(not t.strip() for t in texts):
+        raise UsageError("nothing to say: give non-empty texts (or - to read lines from stdin)")
+    return texts
+
+
+def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
+    """The output paths ("-" for stdout) and the format, checked before the model loads."""
+    out = args.output
+    if out == "-":
+        if n > 1 and not args.join:
+            raise UsageError("-o - writes one stream: use --join with several texts")
+        return ["-"], audio.normalize_format(args.format or "wav")
+    fmt = audio.normalize_format(args.format) if args.format else audio.format_from_path(out)
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"output folder not found: {folder}")
+    if n == 1 or args.join:
+        return [out], fmt
+    stem, suffix = os.path.splitext(out)
+    return [f"{stem}_{i}{suffix}" for i in range(n)], fmt
+
+
+def _voice(args: argparse.Namespace) -> Optional[Voice]:
+    """--spk, --seed or --voice (checked before the model loads); None: a random voice."""
+    voice: Optional[Voice] = args.spk if args.spk is not None else args.seed
+    if args.voice is not None:
+        voice = _named_voice(args.voices, args.voice)
+    if isinstance(voice, str):
+        from .speaker import decode_speaker
+
+        decode_speaker(voice)  # SpeakerError names the problem
+    return voice
+
+
+def _speaker(chat: Any, voice: Optional[Voice]) -> str:
+    if isinstance(voice, str):
+        return voice
+    spk = chat.sample_random_speaker(seed=voice)
+    logger.info("speaker%s: %s", "" if voice is None else f" (seed {voice})", spk)
+    return spk
+
+
+def _named_voice(voices_path: Optional[str], name: str) -> Voice:
+    if not voices_path:
+        raise UsageError(f"--voice {name}: give --voices PATH (or set {VOICES_ENV})")
+    voices = load_voices(voices_path)
+    if name not in voices:
+        known = ", ".join(sorted(voices)) or "none"
+        raise UsageError(f"unknown voice {name!r} in {voices_path} (known: {known})")
+    return voices[name]
+
+
+def _params(args: argparse.Namespace, chat: Any, spk: str) -> tuple[Any, Any]:
+    show = sys.stderr.isatty()
+    code: dict[str, Any] = {"spk_emb": spk, "show_tqdm": show}
+    for key, attr in (
+        ("temperature", "temperature"),
+        ("top_P", "top_p"),
+        ("top_K", "top_k"),
+        ("max_new_token", "max_new_token"),
+        ("manual_seed", "manual_seed"),
+    ):
+        if getattr(args, attr) is not None:
+            code[key] = getattr(args, attr)
+    if args.speed is not None:
+        code["prompt"] = f"[speed_{args.speed}]"
+    refine: dict[str, Any] = {"show_tqdm": show, "manual_seed": args.manual_seed}
+    if args.refine_max_new_token is not None:
+        refine["max_new_token"] = args.refine_max_new_token
+    if args.refine_prompt is not None:
+        refine["prompt"] = args.refine_prompt
+    return chat.RefineTextParams(**refine), chat.InferCodeParams(**code)
+
+
+def _open_out(path: str) -> IO[bytes]:
+    return sys.stdout.buffer if path == "-" else open(path, "wb")
+
+
+def _close_out(f: IO[bytes], path: str, fmt: str) -> None:
+    if path == "-":
+        f.flush()
+        return
+    f.close()
+    if fmt == "wav":  # the streamed header had unknown sizes: write the real ones
+        with open(path, "r+b") as g:
+            audio.fix_wav_header(g)
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    texts = _texts(args.text)
+    paths, fmt = _outputs(args, len(texts))
+    if args.stream and fmt == "m4a":
+        raise UsageError("m4a cannot be streamed: use aac, mp3, opus, flac or wav with --stream")
+    voice = _voice(args)
+    chat = load_chat(args)
+    rate = chat.config.sample_rate
+    refine, code = _params(args, chat, _speaker(chat, voice))
+    infer = {
+        "skip_refine_text": not args.refine,
+        "params_refine_text": refine,
+        "params_infer_code": code,
+    }
+    gap = np.zeros(int(round(args.gap * rate)), np.float32) if args.join else None
+    if args.stream:
+        _say_streamed(chat, texts, paths, fmt, rate, gap, infer)
+    else:
+        wavs = chat.infer(texts, **infer)
+        if gap is not None:
+            wavs = [_join(wavs, gap)]
+        for path, wav in zip(paths, wavs, strict=True):
+            f = _open_out(path)
+            f.write(audio.encode_audio(wav, fmt, rate))
+            _close_out(f, path, "")
+    for path in paths:
+        if path != "-":
+            print(path)
+    return 0
+
+
+def _join(wavs: list, gap: Any) -> Any:
+    parts = []
+    for i, w in enumerate(wavs):
+        parts += [gap, w] if i else [w]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _chunks(chat: Any, text: str, infer: dict) -> Iterator[Any]:
+    for chunk in chat.infer(text, stream=True, split_text=False, **infer):
+        yield chunk[0]
+
+
+def _say_streamed(
+    chat: Any, texts: list[str], paths: list[str], fmt: str, rate: int, gap: Any, infer: dict
+) -> None:
+    """Each text streamed to its file (or all, with gaps, to one file) as its audio arrives."""
+    f = enc = None
+    for i, text in enumerate(texts):
+        if enc is None:
+            path = paths[i]
+            f, enc = _open_out(path), audio.StreamEncoder(fmt, rate)
+        elif gap is not None:
+            f.write(enc.write(gap))
+        for chunk in _chunks(chat, text, infer):
+            f.write(enc.write(chunk))
+            f.flush()
+        if gap is None or i == len(texts) - 1:
+            f.write(enc.close())
+            _close_out(f, path, fmt)
+            f = enc = None
+
+
+# ---- speaker, download, serve, webui ----------------------------------------------------------
+
+
+def _spk_stat_path(args: argparse.Namespace) -> str:
+    from .config import SPK_STAT
+
+    source = _source(args)
+    if source == "huggingface":
+        from .assets import REPO_ID
+
+        try:
+            import huggingface_hub
+
+            return huggingface_hub.hf_hub_download(REPO_ID, SPK_STAT, cache_dir=args.model_dir)
+        except Exception as e:  # network, HTTP and Hub errors
+            raise UsageError(f"cannot fetch {SPK_STAT} from {REPO_ID}: {e}") from e
+    root = args.model_dir or os.getcwd()
+    if not os.path.isdir(root):
+        raise UsageError(f"model folder not found: {root}")
+    return os.path.join(root, SPK_STAT)
+
+
+def cmd_speaker(args: argparse.Namespace) -> int:
+    from .speaker import SpeakerStats, encode_speaker
+
+    stats = SpeakerStats.from_file(_spk_stat_path(args))
+    print(encode_speaker(stats.sample(args.seed)))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .assets import resolve_model_root
+
+    if _source(args) == "custom":
+        _check_model_dir(args)
+    root = resolve_model_root(_source(args), args.model_dir, args.force, args.verify)
+    logger.info("the model is ready in %s", root)
+    print(root)
+    return 0
+
+
+def _run_app(module: str, extra: str, args: argparse.Namespace) -> int:
+    try:
+        mod = importlib.import_module(f"chattts.{module}")
+    except ModuleNotFoundError as e:
+        if e.name in (f"chattts.{module}", "chattts"):
+            raise UsageError(
+                f"'chattts {args.command}' is not available: "
+                f"chattts.{module} is missing from this installation"
+            ) from e
+        raise UsageError(
+            f"'chattts {args.command}' needs {e.name}: pip install 'chattts[{extra}]'"
+        ) from e
+    return int(mod.main(args) or 0)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _check_model_dir(args)
+    return _run_app("server", "server", args)
+
+
+def cmd_webui(args: argparse.Namespace) -> int:
+    _check_model_dir(args)
+    return _run_app("webui", "webui", args)
+
+
+# ---- parser and main ----------------------------------------------------------------------------
+
+
+def _model_options(p: argparse.ArgumentParser, engine: bool = True) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="model folder (with --source huggingface: the Hub cache folder)",
+    )
+    g.add_argument(
+        "--source",
+        choices=SOURCES,
+        help="where the model comes from (default: custom with --model-dir, else huggingface)",
+    )
+    g.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="accept checkpoints other than the official one (no SHA256 check)",
+    )
+    g.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: auto)")
+    if engine:
+        g.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
+        g.add_argument("--quantize", choices=QUANTIZE, help="int8 weights for the GPT")
+
+
+def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "say",
+        parents=[common],
+        help="synthesise texts into audio files",
+        description="Synthesise texts into audio files (docs/cli.md).",
+    )
+    p.add_argument("text", nargs="+", help="texts to speak, one file each ('-': lines of stdin)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="output.wav",
+        metavar="FILE",
+        help="output file; several texts give FILE_0.ext, FILE_1.ext... "
+        "('-': stdout) (default: output.wav)",
+    )
+    p.add_argument(
+        "--format", help=f"audio format (default: from the suffix): {', '.join(audio.FORMATS)}"
+    )
+    p.add_argument("--join", action="store_true", help="all texts into one file")
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=0.3,
+        metavar="SECONDS",
+        help="silence between joined texts (default: 0.3)",
+    )
+    p.add_argument("--stream", action="store_true", help="write the file as the audio arrives")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--spk", metavar="STRING", help="speaker string (see 'chattts speaker')")
+    who.add_argument("--seed", type=int, metavar="N", help="the voice of this seed")
+    who.add_argument("--voice", metavar="NAME", help="a named voice from --voices")
+    p.add_argument(
+        "--voices",
+        metavar="PATH",
+        default=os.environ.get(VOICES_ENV),
+        help=f"voices JSON file or folder (default: ${VOICES_ENV})",
+    )
+    s = p.add_argument_group("sampling")
+    s.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refine the text first (adds prosody tokens; default: on)",
+    )
+    s.add_argument("--temperature", type=float, help="code pass temperature (default 0.3)")
+    s.add_argument("--top-p", type=float, help="code pass top-P (default 0.7)")
+    s.add_argument("--top-k", type=int, help="code pass top-K (default 20)")
+    s.add_argument("--max-new-token", type=int, metavar="N", help="code steps (default 2048)")
+    s.add_argument(
+        "--refine-max-new-token", type=int, metavar="N", help="refine steps (default 384)"
+    )
+    s.add_argument("--refine-prompt", metavar="TOKENS", help="e.g. '[oral_2][laugh_0][break_6]'")
+    s.add_argument(
+        "--speed",
+        type=int,
+        choices=range(10),
+        metavar="0-9",
+        help="speaking speed prompt [speed_N] (default 5)",
+    )
+    s.add_argument("--manual-seed", type=int, metavar="N", help="seed of the sampling")
+    _model_options(p)
+    p.add_argument("--compile", action="store_true", help="torch.compile the GPT")
+    p.set_defaults(func=cmd_say)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``chattts`` argument parser."""
+    parser = _Parser(prog=PROG, description="ChatTTS text-to-speech.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log progress (INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _say_parser(sub, common)
+
+    p = sub.add_parser(
+        "speaker",
+        parents=[common],
+        help="print a speaker string",
+        description="Print the speaker string of a seed (only spk_stat.pt is read).",
+    )
+    p.add_argument("--seed", type=int, metavar="N", help="seed of the voice (default: random)")
+    _model_options(p, engine=False)
+    p.set_defaults(func=cmd_speaker)
+
+    p = sub.add_parser(
+        "download",
+        parents=[common],
+        help="fetch and verify the model",
+        description="Fetch and verify the model files; prints the model folder.",
+    )
+    _model_options(p, engine=False)
+    p.add_argument("--force", action="store_true", help="download again even if present")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible speech server")
+    _model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("CHATTTS_API_KEY"),
+        help="require this bearer token (default: $CHATTTS_API_KEY)",
+    )
+    p.add_argument(
+        "--voices",
+        metavar="PATH",
+        default=os.environ.get(VOICES_ENV),
+        help=f"voices JSON file or folder (default: ${VOICES_ENV})",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=8,
+        metavar="N",
+        help="most requests synthesised together (default 8)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=20.0,
+        metavar="MS",
+        help="how long to wait for requests to batch together (default 20)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("webui", parents=[common], help="browser interface (Gradio)")
+    _model_options(p, engine=False)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.set_defaults(func=cmd_webui)
+    return parser
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, ChecksumMismatchError):
+        return (
+            f"{e.path}: SHA256 mismatch (expected {e.expected}, found {e.found}); the file "
+            "is corrupt or not the official checkpoint (--no-verify loads other checkpoints)"
+        )
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _setup_logging(verbose: bool) -> None:
+    """chattts's log records to stderr: INFO and up with -v, WARNING and up otherwise."""
+    for h in [h for h in logger.handlers if getattr(h, "_chattts_cli", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler._chattts_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except (ChatTTSError, ValueError, OSError) as e:
+        logger.debug("details", exc_info=True)
+        print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
+        return 1
