@@ -189,12 +189,15 @@ class Passes:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (B, T, H) and attention mask (B, T) of the code pass prompts.
 
-        All items share the speaker sample (``spk_smp``) of the first params object.
+        Each item gets its own speaker (``spk_emb``) and speaker sample (``spk_smp``).
         """
         m = self.m
         plist = params if isinstance(params, list) else [params] * len(texts)
-        smp = plist[0].spk_smp
-        codes = decode_sample(smp, m.config.gpt.num_vq) if smp else None
+        samples: dict[str, torch.Tensor] = {}
+        for p in plist:
+            if p.spk_smp and p.spk_smp not in samples:
+                samples[p.spk_smp] = decode_sample(p.spk_smp, m.config.gpt.num_vq)
+        codes = [samples[p.spk_smp] if p.spk_smp else None for p in plist]
         decorated = [
             code_prompt(t, p.prompt, p.txt_smp, p.spk_emb is not None)
             for t, p in zip(texts, plist, strict=True)
@@ -338,8 +341,13 @@ class Passes:
         )
         if x.dim() == 2 and x.shape[0] == 1:
             x = x[0]
-        if x.dim() != 1 or x.numel() == 0:
+        if x.dim() != 1:
             raise ValueError(f"expected a mono waveform of shape (N,), got {tuple(x.shape)}")
+        need = self.m.dvae.preprocessor_mel.mel_spec.n_fft // 2 + 1  # reflect padding
+        if x.numel() < need:
+            raise ValueError(
+                f"the speaker sample is too short: {x.numel()} samples, at least {need} needed"
+            )
         codes = self.m.dvae.encode(x[None].to(self.m.device))[0]
         return encode_sample(codes)
 

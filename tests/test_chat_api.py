@@ -416,3 +416,22 @@ def test_long_text_is_split_under_the_limit(chat, spk, monkeypatch):
     pieces = [t for batch in seen[1:] for t in batch]  # seen[0]: the voice carry-over
     assert len(pieces) >= 9 and all(len(p.strip()) <= 40 for p in pieces)
     assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+
+
+def test_too_short_speaker_sample_is_clear(chat):
+    with pytest.raises(ValueError, match="too short"):
+        chat.sample_audio_speaker(np.zeros(512, dtype=np.float32))
+    assert isinstance(chat.sample_audio_speaker(np.ones(513, dtype=np.float32) * 0.1), str)
+
+
+def test_synthesize_items_keep_their_own_speaker_samples(chat, expected, cases):
+    smp_a = cases["encode"]["spk_smp"]
+    smp_b = chat.sample_audio_speaker(expected["encode.input_wav"].numpy()[:12000])
+    pa = quick(spk_smp=smp_a, txt_smp="hello world", manual_seed=5)
+    pb = quick(spk_smp=smp_b, txt_smp="chat", manual_seed=6)
+    both = next(chat.synthesize(["chat speech", "model test"], [pa, pb]))
+    alone_a = next(chat.synthesize(["chat speech"], [pa]))[0]
+    alone_b = next(chat.synthesize(["model test"], [pb]))[0]
+    for got, want in ((both[0], alone_a), (both[1], alone_b)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())

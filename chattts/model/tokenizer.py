@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
@@ -61,25 +61,32 @@ class Tokenizer:
         self,
         texts: list[str],
         num_vq: int,
-        prompt_codes: Optional[torch.Tensor] = None,
-        device: torch.device | str = "cpu",
+        prompt_codes: Union[None, torch.Tensor, list[Optional[torch.Tensor]]] = None,
+        device: Union[torch.device, str] = "cpu",
     ) -> EncodedBatch:
-        """Tokenize each text alone, left-pad with id 0, append ``prompt_codes`` (num_vq, P)."""
+        """Tokenize each text alone, append its prompt codes, left-pad with id 0.
+
+        ``prompt_codes``: one (num_vq, P) tensor for every row, or one (or None) per row; a row
+        is [padding, text ids, codes], so every row ends at the same position.
+        """
         rows = [self.encode_ids(t) for t in texts]
-        width = max(len(r) for r in rows)
-        p = 0 if prompt_codes is None else prompt_codes.shape[1]
+        if prompt_codes is None or isinstance(prompt_codes, torch.Tensor):
+            prompt_codes = [prompt_codes] * len(rows)
+        if len(prompt_codes) != len(rows):
+            raise ValueError("prompt_codes needs one entry per text")
+        plen = [0 if c is None else c.shape[1] for c in prompt_codes]
+        width = max(len(r) + p for r, p in zip(rows, plen, strict=True))
         b = len(rows)
-        ids = torch.zeros(b, width + p, num_vq, dtype=torch.long)
-        attn = torch.zeros(b, width + p, dtype=torch.long)
-        text_mask = torch.zeros(b, width + p, dtype=torch.bool)
-        for i, row in enumerate(rows):
-            n = len(row)
-            ids[i, width - n : width] = torch.tensor(row, dtype=torch.long)[:, None]
-            attn[i, width - n : width] = 1
-            text_mask[i, width - n : width] = True
-        if p:
-            ids[:, width:] = prompt_codes.long().t()[None]
-            attn[:, width:] = 1
+        ids = torch.zeros(b, width, num_vq, dtype=torch.long)
+        attn = torch.zeros(b, width, dtype=torch.long)
+        text_mask = torch.zeros(b, width, dtype=torch.bool)
+        for i, (row, codes) in enumerate(zip(rows, prompt_codes, strict=True)):
+            start, end = width - plen[i] - len(row), width - plen[i]
+            ids[i, start:end] = torch.tensor(row, dtype=torch.long)[:, None]
+            attn[i, start:] = 1
+            text_mask[i, start:end] = True
+            if codes is not None:
+                ids[i, end:] = codes.long().t()
         return EncodedBatch(ids.to(device), attn.to(device), text_mask.to(device))
 
     def decode(self, batch: list[list[int]]) -> list[str]:
