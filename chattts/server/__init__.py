@@ -1,0 +1,193 @@
+"""OpenAI-compatible speech server: ``POST /v1/audio/speech`` on FastAPI + uvicorn.
+
+>>> from chattts.server import create_app
+>>> app = create_app(model_dir="path/to/model", voices="voices.json")  # doctest: +SKIP
+>>> # uvicorn.run(app, host="127.0.0.1", port=8000)
+
+Start it from the shell with ``chattts serve --model-dir DIR`` (or ``python -m
+chattts.server``). Needs ``pip install 'chattts[server]'``. See docs/server.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+from ..errors import ChatTTSError
+from .batcher import Batcher, BatchStats, SpeechJob
+from .schemas import (
+    MAX_INPUT_CHARS,
+    MODEL_NAMES,
+    OPENAI_VOICES,
+    RESPONSE_FORMATS,
+    RequestError,
+    SpeechRequest,
+    Voices,
+    parse_request,
+    speed_to_prompt,
+)
+
+logger = logging.getLogger("chattts.server")
+
+INSTALL_HINT = "pip install 'chattts[server]'"
+
+
+class MissingDependencyError(ChatTTSError, ImportError):
+    """An optional package of the server is not installed."""
+
+
+def _require_web() -> None:
+    missing = []
+    for name in ("fastapi", "uvicorn"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingDependencyError(
+            f"the speech server needs {' and '.join(missing)}: {INSTALL_HINT}"
+        )
+
+
+def create_app(
+    chat: Any = None,
+    *,
+    model_dir: Optional[str] = None,
+    source: str = "custom",
+    verify: bool = True,
+    device: Optional[str] = None,
+    dtype: str = "float32",
+    quantize: Optional[str] = None,
+    voices: Union[None, str, os.PathLike, dict] = None,
+    api_key: Optional[str] = None,
+    max_batch: int = 8,
+    batch_wait_ms: float = 20.0,
+    max_queue: int = 256,
+    max_new_token: int = 2048,
+) -> Any:
+    """The FastAPI app of the server.
+
+    Args:
+        chat: a loaded :class:`chattts.Chat` (used by the server's worker thread only); when
+            None, one is loaded from ``model_dir`` / ``source`` (``verify``, ``device``,
+            ``dtype``, ``quantize`` as in :meth:`chattts.Chat.load`).
+        voices: named voices: a JSON file or folder (format: docs/server.md) or a dict
+            name -> seed or speaker string; OpenAI's voice names are always there.
+        api_key: require ``Authorization: Bearer <api_key>`` on ``/v1/*``.
+        max_batch: most requests synthesised together; ``batch_wait_ms``: how long the first
+            request waits for others to join; ``max_queue``: more waiting requests get 429.
+        max_new_token: the most code steps a request may ask for (and its default).
+
+    Raises:
+        MissingDependencyError: FastAPI or uvicorn is not installed.
+        ChatTTSError, OSError, ValueError: the model or the voices cannot be loaded.
+    """
+    _require_web()
+    from .app import SpeechService, build_app
+
+    if chat is None:
+        from ..chat import Chat
+
+        if source == "custom" and not model_dir:
+            raise ValueError("create_app: give a loaded chat or model_dir")
+        chat = Chat()
+        chat.load(
+            source=source,
+            custom_path=model_dir,
+            verify=verify,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
+            raise_on_error=True,
+        )
+    elif not chat.has_loaded():
+        raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
+    table = Voices.load(voices, int(chat.config.gpt.hidden_size))
+    batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
+    service = SpeechService(chat, table, batcher, api_key, max_new_token)
+    return build_app(service)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of ``python -m chattts.server`` (the same as ``chattts serve``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m chattts.server", description="OpenAI-compatible ChatTTS speech server."
+    )
+    p.add_argument("--model-dir", metavar="DIR", help="model folder")
+    p.add_argument(
+        "--source", choices=("huggingface", "local", "custom"), help="where the model comes from"
+    )
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip SHA256 checks")
+    p.add_argument("--device", help="torch device (default: auto)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    p.add_argument("--quantize", choices=("int8",))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=os.environ.get("CHATTTS_API_KEY"))
+    p.add_argument("--voices", metavar="PATH", default=os.environ.get("CHATTTS_VOICES"))
+    p.add_argument("--max-batch", type=int, default=8, metavar="N")
+    p.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS")
+    p.add_argument("--max-new-token", type=int, default=2048, metavar="N")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
+    """Run the server until interrupted: ``argv`` is a command line, or the Namespace that
+    ``chattts serve`` parsed (the same option names)."""
+    if isinstance(argv, argparse.Namespace):
+        args = argv
+    else:
+        args = build_parser().parse_args(argv)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=logging.INFO if args.verbose else logging.WARNING,
+                format="chattts-server: %(levelname)s: %(message)s",
+                stream=sys.stderr,
+            )
+    _require_web()
+    if getattr(args, "max_batch", 8) < 1:
+        raise ValueError("--max-batch must be at least 1")
+    import uvicorn
+
+    source = getattr(args, "source", None) or ("custom" if args.model_dir else "huggingface")
+    app = create_app(
+        model_dir=args.model_dir,
+        source=source,
+        verify=getattr(args, "verify", True),
+        device=getattr(args, "device", None),
+        dtype=getattr(args, "dtype", "float32"),
+        quantize=getattr(args, "quantize", None),
+        voices=getattr(args, "voices", None),
+        api_key=getattr(args, "api_key", None),
+        max_batch=getattr(args, "max_batch", 8),
+        batch_wait_ms=getattr(args, "batch_wait_ms", 20.0),
+        max_new_token=getattr(args, "max_new_token", 2048),
+    )
+    logging.getLogger("chattts.server").setLevel(logging.INFO)
+    logger.info("serving on http://%s:%d", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    return 0
+
+
+__all__ = [
+    "MAX_INPUT_CHARS",
+    "MODEL_NAMES",
+    "OPENAI_VOICES",
+    "RESPONSE_FORMATS",
+    "BatchStats",
+    "Batcher",
+    "MissingDependencyError",
+    "RequestError",
+    "SpeechJob",
+    "SpeechRequest",
+    "Voices",
+    "create_app",
+    "main",
+    "parse_request",
+    "speed_to_prompt",
+]

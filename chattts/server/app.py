@@ -1,0 +1,330 @@
+"""The FastAPI application of the OpenAI-compatible speech server (see docs/server.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Optional
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import audio
+from ..params import InferCodeParams, RefineTextParams
+from .batcher import DONE, Batcher, JobFailed, QueueFullError, SpeechJob
+from .schemas import (
+    MODEL_NAMES,
+    RequestError,
+    SpeechRequest,
+    Voices,
+    parse_request,
+    speed_to_prompt,
+)
+
+logger = logging.getLogger("chattts.server")
+
+#: Largest request body accepted, in bytes.
+MAX_BODY_BYTES = 1 << 20
+_CREATED = 1_700_000_000  # a fixed "created" time for /v1/models
+_CLIENT_CLOSED = 499  # nginx's code for "the client closed the request": nobody reads it
+
+
+def _error(e: RequestError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status)
+
+
+class SpeechService:
+    """What the routes need: the Chat, its worker, the voices and the limits."""
+
+    def __init__(
+        self,
+        chat: Any,
+        voices: Voices,
+        batcher: Batcher,
+        api_key: Optional[str] = None,
+        max_new_token_limit: int = 2048,
+    ) -> None:
+        self.chat = chat
+        self.voices = voices
+        self.batcher = batcher
+        self.api_key = api_key
+        self.max_new_token_limit = max_new_token_limit
+        self.rate = int(chat.config.sample_rate)
+        self.per_step = int(chat.config.samples_per_step)
+        self._speakers: dict[int, str] = {}
+
+    def speaker_of_seed(self, seed: int) -> str:
+        if seed not in self._speakers:
+            if len(self._speakers) > 4096:
+                self._speakers.clear()
+            self._speakers[seed] = self.chat.sample_random_speaker(seed)
+        return self._speakers[seed]
+
+    def job(self, req: SpeechRequest) -> SpeechJob:
+        """A worker job for a validated request (voice resolved, parameters mapped)."""
+        voice = self.voices.resolve(req.voice)
+        spk = self.speaker_of_seed(voice) if isinstance(voice, int) else voice
+        if req.max_new_token is not None and req.max_new_token > self.max_new_token_limit:
+            raise RequestError(
+                f"'max_new_token' must be at most {self.max_new_token_limit}",
+                "max_new_token",
+                "invalid_value",
+            )
+        code: dict[str, Any] = {
+            "spk_emb": spk,
+            "prompt": speed_to_prompt(req.speed),
+            "manual_seed": req.seed,
+            "show_tqdm": False,
+            "max_new_token": req.max_new_token or self.max_new_token_limit,
+        }
+        for field, name in (("temperature", "temperature"), ("top_p", "top_P"), ("top_k", "top_K")):
+            if getattr(req, field) is not None:
+                code[name] = getattr(req, field)
+        refine = RefineTextParams(manual_seed=req.seed, show_tqdm=False) if req.refine else None
+        return SpeechJob(text=req.input, params=InferCodeParams(**code), refine=refine)
+
+    def check_auth(self, request: Request) -> None:
+        if not self.api_key:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), self.api_key.encode()
+        ):
+            raise RequestError(
+                "invalid or missing API key: send 'Authorization: Bearer KEY'",
+                code="invalid_api_key",
+                status=401,
+            )
+
+
+class _AudioStream(StreamingResponse):
+    """A streamed body that cancels its job the moment the client disconnects.
+
+    The disconnect is watched for while no chunk is due too (whatever ASGI version the server
+    speaks), so the worker drops the request within one generation step.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], job: SpeechJob, **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self.job = job
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                if not self.job.done.is_set():
+                    logger.info("client went away: request cancelled")
+                self.job.cancel()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                await self.stream_response(send)
+            except OSError:  # the connection broke while sending
+                self.job.cancel()
+            finally:
+                tg.cancel_scope.cancel()
+
+
+class _Encoded:
+    """The encoded audio of a job as its chunks arrive; ``ok`` once all of it was sent."""
+
+    def __init__(self, job: SpeechJob, first: Any, fmt: str, rate: int) -> None:
+        self.job, self.first, self.fmt, self.rate = job, first, fmt, rate
+        self.ok = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        job, item = self.job, self.first
+        enc = audio.StreamEncoder(self.fmt, self.rate)
+        try:
+            head = enc.write(np.zeros(0, dtype=np.float32))  # WAV header, container header
+            if head:
+                yield head
+            while item is not DONE:
+                if isinstance(item, JobFailed):
+                    logger.error("request ended early: %s", item)
+                    return
+                data = await run_in_threadpool(enc.write, item)
+                if data:
+                    yield data
+                item = await job.get()
+            tail = await run_in_threadpool(enc.close)
+            if tail:
+                yield tail
+            self.ok = not job.cancelled
+        finally:
+            job.cancel()  # no-op when the worker has finished it
+
+
+def _event(obj: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(obj)}\n\n".encode()
+
+
+async def _sse(encoded: _Encoded, req: SpeechRequest, per_step: int) -> AsyncIterator[bytes]:
+    """``speech.audio.delta`` events (base64 of the encoded audio), then ``speech.audio.done``."""
+    async for data in encoded:
+        yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+    if not encoded.ok:
+        err = RequestError("synthesis failed", type="server_error", status=500).body()
+        yield _event({"type": "error", **err})
+        return
+    steps = -(-encoded.job.samples // per_step)
+    usage = {
+        "input_tokens": len(req.input),
+        "output_tokens": steps,
+        "total_tokens": len(req.input) + steps,
+    }
+    yield _event({"type": "speech.audio.done", "usage": usage})
+
+
+async def _bytes(encoded: _Encoded) -> AsyncIterator[bytes]:
+    async for data in encoded:
+        yield data
+
+
+async def _read_body(request: Request) -> bytes:
+    too_large = RequestError(
+        f"the request body is larger than {MAX_BODY_BYTES} bytes", status=413, code="too_large"
+    )
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
+async def _first_item(request: Request, job: SpeechJob) -> Any:
+    """The job's first item (chunk, DONE or failure); None when the client left before it."""
+    getter = asyncio.ensure_future(job.get())
+    try:
+        while True:
+            done, _ = await asyncio.wait({getter}, timeout=0.05)
+            if done:
+                return getter.result()
+            if await request.is_disconnected():
+                logger.info("client left before its audio started: request cancelled")
+                job.cancel()
+                return None
+    finally:
+        getter.cancel()
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(_: Request, e: RequestError) -> JSONResponse:
+        return _error(e)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code)
+        err = RequestError(str(e.detail), code=code, status=e.status_code)
+        return JSONResponse(err.body(), status_code=e.status_code, headers=e.headers)
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, e: Exception) -> JSONResponse:
+        logger.error("internal error: %s", e, exc_info=e)
+        err = RequestError(f"internal error ({type(e).__name__})", type="server_error", status=500)
+        return _error(err)
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _CREATED, "owned_by": "chattts"}
+
+
+def build_app(service: SpeechService) -> FastAPI:
+    """The routes over a :class:`SpeechService` (its worker runs while the app does)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.batcher.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.batcher.stop)
+
+    app = FastAPI(title="chattts speech server", lifespan=lifespan, redoc_url=None)
+    app.state.service = service
+    _install_errors(app)
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next: Any) -> Response:
+        if request.url.path.startswith("/v1/"):
+            try:
+                service.check_auth(request)
+            except RequestError as e:
+                return _error(e)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": MODEL_NAMES[0], "worker": service.batcher.snapshot()}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        lines = [
+            f"chattts_server_{key} {float(value)}"
+            for key, value in service.batcher.snapshot().items()
+            if isinstance(value, (bool, int, float))
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(n) for n in MODEL_NAMES]}
+
+    @app.get("/v1/models/{name}")
+    async def model(name: str) -> dict[str, Any]:
+        if name not in MODEL_NAMES:
+            msg = f"the model {name!r} does not exist"
+            raise RequestError(msg, "model", "model_not_found", status=404)
+        return _model_card(name)
+
+    @app.get("/v1/audio/voices")
+    async def voices() -> dict[str, Any]:
+        return {"object": "list", "data": [v.describe() for v in service.voices.list()]}
+
+    @app.post("/v1/audio/speech")
+    async def speech(request: Request) -> Response:
+        req = parse_request(await _read_body(request))
+        job = service.job(req)
+        try:
+            service.batcher.submit(job)
+        except QueueFullError as e:
+            raise RequestError(
+                f"the server is busy ({e}): retry later",
+                code="rate_limit_exceeded",
+                status=429,
+                type="rate_limit_error",
+            ) from e
+        first = await _first_item(request, job)
+        if first is None:
+            return Response(status_code=_CLIENT_CLOSED)
+        if isinstance(first, JobFailed):
+            raise RequestError(str(first), type="server_error", status=500)
+        encoded = _Encoded(job, first, req.response_format, service.rate)
+        if req.stream_format == "sse":
+            headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            content = _sse(encoded, req, service.per_step)
+            return _AudioStream(content, job, media_type="text/event-stream", headers=headers)
+        media = audio.MEDIA_TYPES[req.response_format]
+        return _AudioStream(_bytes(encoded), job, media_type=media)
+
+    return app
+
+
+__all__ = ["SpeechService", "build_app"]

@@ -1,0 +1,339 @@
+"""The OpenAI-compatible server, through the official ``openai`` package, against uvicorn on
+127.0.0.1 with the tiny model: formats, streaming, SSE, errors, batching, disconnects."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import uvicorn
+
+import chattts
+from chattts.audio import load_audio
+from chattts.server import OPENAI_VOICES, create_app, speed_to_prompt
+
+RATE = 24000
+STEPS = 20  # code steps per request: short audio, fast tests
+LSB = 1 / 32767  # one step of 16-bit PCM
+
+
+class Server:
+    """uvicorn serving an app on a free loopback port, in a thread."""
+
+    def __init__(self, app) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            assert self.thread.is_alive(), "uvicorn stopped"
+            time.sleep(0.02)
+
+    def health(self) -> dict:
+        return httpx.get(f"{self.url}/health", timeout=30).json()["worker"]
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def chat(tiny_root) -> chattts.Chat:
+    """The server's own Chat (its worker thread uses it)."""
+    c = chattts.Chat()
+    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
+    return c
+
+
+@pytest.fixture(scope="module")
+def server(chat):
+    app = create_app(chat, max_batch=8, batch_wait_ms=100, max_new_token=2048)
+    srv = Server(app)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def speak(client, text="hello world", voice="alloy", seed=1, fmt="pcm", stream=False, **extra):
+    """The response bytes of one request (read whole, or streamed chunk by chunk)."""
+    body = {"seed": seed, "max_new_token": STEPS, **extra}
+    args = dict(model="tts-1", input=text, voice=voice, response_format=fmt, extra_body=body)
+    if not stream:
+        return client.audio.speech.create(**args).content
+    with client.audio.speech.with_streaming_response.create(**args) as r:
+        assert r.status_code == 200
+        return b"".join(r.iter_bytes())
+
+
+def pcm(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def assert_same_audio(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    """Same length, samples within 1e-3 of the peak (plus one 16-bit step of rounding)."""
+    assert a.size == b.size, f"{what}: {a.size} samples != {b.size}"
+    peak = float(np.abs(b).max()) if b.size else 0.0
+    err = float(np.abs(a - b).max()) if a.size else 0.0
+    assert err <= 1e-3 * peak + LSB, f"{what}: max error {err} (peak {peak})"
+
+
+def test_speed_mapping():
+    assert [speed_to_prompt(s) for s in (0.25, 0.5, 1.0, 2.0, 4.0)] == [
+        "[speed_1]",
+        "[speed_3]",
+        "[speed_5]",
+        "[speed_7]",
+        "[speed_9]",
+    ]
+    assert speed_to_prompt(1.2) == "[speed_6]" and speed_to_prompt(0.8) == "[speed_4]"
+
+
+def test_models_voices_health(client, server):
+    ids = [m.id for m in client.models.list()]
+    assert "chattts" in ids and "tts-1" in ids
+    assert client.models.retrieve("chattts").id == "chattts"
+    voices = httpx.get(f"{server.url}/v1/audio/voices").json()
+    assert voices["object"] == "list"
+    names = {v["id"]: v for v in voices["data"]}
+    assert names["alloy"]["seed"] == OPENAI_VOICES["alloy"]
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["status"] == "ok" and {"batches", "batched_requests"} <= set(health["worker"])
+    assert "chattts_server_batches" in httpx.get(f"{server.url}/metrics").text
+
+
+def test_pcm_is_the_library_output(client, chat):
+    """Voice, speed, seed and max_new_token reach the model as documented."""
+    data = speak(client, "chat speech model", voice="nova", seed=5, speed=2.0)
+    params = chattts.InferCodeParams(
+        spk_emb=chat.sample_random_speaker(OPENAI_VOICES["nova"]),
+        prompt="[speed_7]",
+        manual_seed=5,
+        max_new_token=STEPS,
+        show_tqdm=False,
+    )
+    chunks = chat.synthesize(["chat speech model"], [params], stream=True)
+    expected = np.concatenate([c[0] for c in chunks])
+    assert expected.size > 0
+    assert_same_audio(pcm(data), expected, "pcm vs Chat.synthesize")
+
+
+@pytest.fixture(scope="module")
+def reference(client) -> np.ndarray:
+    """The audio of the request the format tests make, as raw PCM."""
+    return pcm(speak(client, "hello world", seed=11, fmt="pcm"))
+
+
+# decoded length - true length: codec priming and frame padding (see chattts.audio)
+EXTRA = {
+    "pcm": (0, 0),
+    "wav": (0, 0),
+    "flac": (0, 0),
+    "opus": (0, 960),
+    "mp3": (0, 1152 + 1152 + 1105),
+    "aac": (1024, 1024 + 1024),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
+def test_every_format(client, reference, fmt, stream):
+    data = speak(client, "hello world", seed=11, fmt=fmt, stream=stream)
+    wav = pcm(data) if fmt == "pcm" else load_audio(data, RATE)
+    lo, hi = EXTRA[fmt]
+    n = reference.size
+    assert n + lo <= wav.size <= n + hi, f"{fmt}: {wav.size} samples for {n}"
+    if fmt in ("wav", "flac", "pcm"):  # lossless: the same samples
+        assert_same_audio(wav, reference, fmt)
+    else:  # lossy: the same loudness, roughly
+        ratio = float(np.sqrt(np.mean(wav**2)) / np.sqrt(np.mean(reference**2)))
+        assert 0.5 < ratio < 2.0, f"{fmt}: RMS ratio {ratio}"
+
+
+def test_sse_events(client, reference):
+    args = dict(model="chattts", input="hello world", voice="alloy", response_format="pcm")
+    body = {"seed": 11, "max_new_token": STEPS}
+    with client.audio.speech.with_streaming_response.create(
+        **args, stream_format="sse", extra_body=body
+    ) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in r.iter_lines() if line]
+    events = [json.loads(line.removeprefix("data: ")) for line in lines]
+    assert all(line.startswith("data: ") for line in lines)
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) >= 1 and events[-1]["type"] == "speech.audio.done"
+    assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    assert_same_audio(pcm(audio), reference, "sse")
+    usage = events[-1]["usage"]
+    assert usage["output_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+
+
+def test_sse_mp3_decodes(client, reference):
+    r = httpx.post(
+        f"{client.base_url}audio/speech",
+        json={
+            "model": "chattts",
+            "input": "hello world",
+            "voice": "alloy",
+            "seed": 11,
+            "max_new_token": STEPS,
+            "stream_format": "sse",
+        },
+        timeout=300,
+    )
+    assert r.status_code == 200
+    events = [json.loads(x[6:]) for x in r.text.split("\n\n") if x.startswith("data: ")]
+    data = b"".join(base64.b64decode(e["audio"]) for e in events if "audio" in e)
+    assert load_audio(data, RATE).size >= reference.size
+
+
+def test_voice_forms(client, chat):
+    """A named voice, seed_N, a speaker string and a voice object give the same speaker."""
+    seed_voice = speak(client, voice=f"seed_{OPENAI_VOICES['echo']}", seed=2)
+    spk = chat.sample_random_speaker(OPENAI_VOICES["echo"])
+    assert speak(client, voice="echo", seed=2) == seed_voice
+    assert speak(client, voice=spk, seed=2) == seed_voice
+    assert speak(client, voice={"id": "echo"}, seed=2) == seed_voice
+    assert speak(client, voice="onyx", seed=2) != seed_voice
+
+
+def test_refine(client):
+    plain = speak(client, "hello world", seed=4)
+    refined = speak(client, "hello world", seed=4, refine=True)
+    assert len(refined) > 0 and refined != plain  # the code pass read the refined text
+
+
+def error_of(exc) -> dict:
+    body = exc.body if isinstance(exc.body, dict) else json.loads(exc.response.text)
+    err = body.get("error", body)
+    assert set(err) == {"message", "type", "param", "code"}, err
+    return err
+
+
+BAD = [
+    ({"input": ""}, 400, "input"),
+    ({"input": "   "}, 400, "input"),
+    ({"input": "a" * 4097}, 400, "input"),
+    ({"voice": "nobody"}, 400, "voice"),
+    ({"voice": "x" * 40}, 400, "voice"),  # looks like a speaker string, is not one
+    ({"voice": 7}, 400, "voice"),
+    ({"response_format": "ogg"}, 400, "response_format"),
+    ({"speed": 4.5}, 400, "speed"),
+    ({"speed": 0.1}, 400, "speed"),
+    ({"speed": "fast"}, 400, "speed"),
+    ({"stream_format": "chunks"}, 400, "stream_format"),
+    ({"model": "whisper-1"}, 404, "model"),
+    ({"seed": -1}, 400, "seed"),
+    ({"temperature": 0}, 400, "temperature"),
+    ({"top_p": 1.5}, 400, "top_p"),
+    ({"top_k": 0}, 400, "top_k"),
+    ({"max_new_token": 0}, 400, "max_new_token"),
+    ({"max_new_token": 100000}, 400, "max_new_token"),
+    ({"refine": "maybe"}, 400, "refine"),
+    ({"colour": "blue"}, 400, "colour"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "param"), BAD, ids=[b[2] for b in BAD])
+def test_bad_requests(client, change, status, param):
+    body = {"model": "chattts", "input": "hello", "voice": "alloy", **change}
+    with pytest.raises(openai.APIStatusError) as e:
+        client.post("/audio/speech", body=body, cast_to=bytes)
+    assert e.value.status_code == status
+    err = error_of(e.value)
+    assert err["param"] == param and err["type"] == "invalid_request_error" and err["message"]
+
+
+def test_missing_fields_and_bad_json(server):
+    url = f"{server.url}/v1/audio/speech"
+    for content in (b"", b"{not json", b"[1, 2]", json.dumps({"input": "hi"}).encode()):
+        r = httpx.post(url, content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 400, content
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    r = httpx.post(url, content=b"x" * (2 << 20))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    r = httpx.get(url)
+    assert r.status_code == 405 and "error" in r.json()
+    r = httpx.get(f"{server.url}/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_api_key(chat):
+    srv = Server(create_app(chat, api_key="s3cret", max_new_token=STEPS))
+    try:
+        bad = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as e:
+            bad.models.list()
+        assert error_of(e.value)["code"] == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            speak(bad)
+        assert httpx.get(f"{srv.url}/v1/models").status_code == 401
+        good = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="s3cret", max_retries=0)
+        assert len(speak(good)) > 0
+        assert httpx.get(f"{srv.url}/health").status_code == 200  # probes need no key
+    finally:
+        srv.stop()
+
+
+def test_32_concurrent_requests_are_batched_and_not_mixed_up(client, server):
+    """All answer 200; each equals the same request made alone; some ran batched."""
+    words = ["hello", "world", "chat", "speech", "model", "test", "voice", "sound"]
+    reqs = [
+        (f"{words[i % 8]} {words[(i * 3 + 1) % 8]} {words[(i * 5 + 2) % 8]}", f"seed_{i % 5}", i)
+        for i in range(32)
+    ]
+    before = server.health()
+
+    def one(req):
+        text, voice, seed = req
+        return speak(client, text, voice=voice, seed=100 + seed)
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        together = list(pool.map(one, reqs))  # raises unless every request answered 200
+    after = server.health()
+    assert after["batched_requests"] > before["batched_requests"], after
+    assert after["largest_batch"] > 1
+    for req, got in zip(reqs, together, strict=True):
+        alone = one(req)
+        assert_same_audio(pcm(got), pcm(alone), f"request {req}")
+
+
+def test_disconnect_mid_stream_frees_the_worker_within_one_step(client, server):
+    before = server.health()
+    args = dict(model="chattts", input="hello world", voice="alloy", response_format="pcm")
+    with client.audio.speech.with_streaming_response.create(
+        **args, extra_body={"seed": 3, "max_new_token": 2000}
+    ) as r:
+        first = next(r.iter_bytes())
+        assert len(first) > 0  # audio arrived while 2000 steps were still to run
+    # leaving the block closed the connection: the worker must drop the request
+    deadline = time.monotonic() + 120
+    while True:
+        h = server.health()
+        if h["cancelled"] > before["cancelled"] and not h["busy"]:
+            break
+        assert time.monotonic() < deadline, f"the worker did not drop the request: {h}"
+        time.sleep(0.05)
+    assert h["last_cancel_steps"] <= 1, h  # generation steps run after the cancel
+    assert h["steps"] - before["steps"] < 1000, h  # far fewer than the 2000 asked for
+    assert h["audio_seconds"] == before["audio_seconds"]  # not counted as completed
+    assert len(speak(client)) > 0  # and the worker serves the next request
