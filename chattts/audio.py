@@ -253,8 +253,7 @@ class _AVEncoder:
             self.stream = self.container.add_stream(spec.codec, rate=rate, layout="mono")
             if bit_rate or spec.bit_rate:
                 self.stream.bit_rate = int(bit_rate or spec.bit_rate)
-            if streaming:  # the header goes out at once, and even if no audio follows
-                self.container.start_encoding()
+            self.container.start_encoding()  # the header goes out now, even if no audio follows
         except av.FFmpegError as e:
             raise AudioError(f"cannot start a {fmt} encoder: {_why(e)}") from e
         self.av, self.fmt, self.sample_rate, self.pts = av, fmt, sample_rate, 0
@@ -425,15 +424,13 @@ def _fit(wav: np.ndarray, n: int) -> np.ndarray:
 
 
 def _read_source(source: Any) -> tuple[Any, str | None]:
-    """-> (what PyAV opens, the file name if any). Raises on missing files and empty bytes."""
+    """-> (what PyAV opens, the file name if any). Raises on missing files."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise AudioFileNotFoundError(f"audio file not found: {path}")
         return path, path
     if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise AudioError("cannot read audio from empty bytes")
         return io.BytesIO(bytes(source)), None
     if hasattr(source, "read"):
         return source, getattr(source, "name", None)
@@ -475,6 +472,8 @@ def load_audio(
         format = "pcm"
     if format is not None and normalize_format(format) == "pcm":
         return _read_pcm(src)
+    if isinstance(src, io.BytesIO) and src.getbuffer().nbytes == 0:
+        raise AudioError("cannot read audio from empty bytes")
     av = _import_av()
     label = name or "the audio data"
     try:

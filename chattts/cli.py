@@ -27,6 +27,11 @@ SOURCES = ("huggingface", "local", "custom")
 DTYPES = ("float32", "bfloat16", "float16")
 QUANTIZE = ("int8",)
 VOICES_ENV = "CHATTTS_VOICES"
+KEY_ENV = "CHATTTS_API_KEY"
+VHELP = f"voices JSON file or folder (default: ${VOICES_ENV})"
+OUT_HELP = "output file; several texts: FILE_0.ext... ('-': stdout; default output.wav)"
+NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
+BOOL = argparse.BooleanOptionalAction
 
 #: A voice: a seed (int) or a speaker string (str).
 Voice = Union[int, str]
@@ -250,6 +255,8 @@ def cmd_say(args: argparse.Namespace) -> int:
         _say_streamed(chat, texts, paths, fmt, rate, gap, infer)
     else:
         wavs = chat.infer(texts, **infer)
+        if len(wavs) != len(texts):  # texts that normalise to nothing
+            raise UsageError("nothing to say: the texts hold nothing speakable")
         if gap is not None:
             wavs = [_join(wavs, gap)]
         for path, wav in zip(paths, wavs, strict=True):
@@ -363,99 +370,88 @@ def cmd_webui(args: argparse.Namespace) -> int:
 # ---- parser and main ----------------------------------------------------------------------------
 
 
+def _number(kind: type, low: float, high: float = float("inf")) -> Any:
+    """An argparse type: a number of ``kind`` within [low, high]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            bound = f"at least {low}" if high == float("inf") else f"within [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"{text}: must be {bound}")
+        return value
+
+    return parse
+
+
 def _model_options(p: argparse.ArgumentParser, engine: bool = True) -> None:
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--model-dir",
-        metavar="DIR",
-        help="model folder (with --source huggingface: the Hub cache folder)",
-    )
-    g.add_argument(
-        "--source",
-        choices=SOURCES,
-        help="where the model comes from (default: custom with --model-dir, else huggingface)",
-    )
-    g.add_argument(
-        "--no-verify",
-        dest="verify",
-        action="store_false",
-        help="accept checkpoints other than the official one (no SHA256 check)",
-    )
-    g.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: auto)")
+    g.add_argument("--model-dir", metavar="DIR", help="model folder (huggingface: cache folder)")
+    g.add_argument("--source", choices=SOURCES, help="default: custom with --model-dir")
+    g.add_argument("--no-verify", dest="verify", action="store_false", help=NO_VERIFY_HELP)
+    g.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps (default: auto)")
     if engine:
         g.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
         g.add_argument("--quantize", choices=QUANTIZE, help="int8 weights for the GPT")
 
 
+def _voices_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--voices", metavar="PATH", default=os.environ.get(VOICES_ENV), help=VHELP)
+
+
 def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "say",
-        parents=[common],
-        help="synthesise texts into audio files",
-        description="Synthesise texts into audio files (docs/cli.md).",
-    )
-    p.add_argument("text", nargs="+", help="texts to speak, one file each ('-': lines of stdin)")
-    p.add_argument(
-        "-o",
-        "--output",
-        default="output.wav",
-        metavar="FILE",
-        help="output file; several texts give FILE_0.ext, FILE_1.ext... "
-        "('-': stdout) (default: output.wav)",
-    )
-    p.add_argument(
-        "--format", help=f"audio format (default: from the suffix): {', '.join(audio.FORMATS)}"
-    )
+    p = sub.add_parser("say", parents=[common], help="synthesise texts into audio files")
+    p.add_argument("text", nargs="+", help="texts to speak, one file each ('-': stdin lines)")
+    p.add_argument("-o", "--output", default="output.wav", metavar="FILE", help=OUT_HELP)
+    p.add_argument("--format", help=f"default: from the suffix; {', '.join(audio.FORMATS)}")
     p.add_argument("--join", action="store_true", help="all texts into one file")
-    p.add_argument(
-        "--gap",
-        type=float,
-        default=0.3,
-        metavar="SECONDS",
-        help="silence between joined texts (default: 0.3)",
-    )
+    p.add_argument("--gap", type=_number(float, 0, 60), default=0.3, help="pause (0.3 s)")
     p.add_argument("--stream", action="store_true", help="write the file as the audio arrives")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--spk", metavar="STRING", help="speaker string (see 'chattts speaker')")
     who.add_argument("--seed", type=int, metavar="N", help="the voice of this seed")
     who.add_argument("--voice", metavar="NAME", help="a named voice from --voices")
-    p.add_argument(
-        "--voices",
-        metavar="PATH",
-        default=os.environ.get(VOICES_ENV),
-        help=f"voices JSON file or folder (default: ${VOICES_ENV})",
-    )
+    _voices_option(p)
     s = p.add_argument_group("sampling")
-    s.add_argument(
-        "--refine",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="refine the text first (adds prosody tokens; default: on)",
-    )
-    s.add_argument("--temperature", type=float, help="code pass temperature (default 0.3)")
-    s.add_argument("--top-p", type=float, help="code pass top-P (default 0.7)")
-    s.add_argument("--top-k", type=int, help="code pass top-K (default 20)")
-    s.add_argument("--max-new-token", type=int, metavar="N", help="code steps (default 2048)")
-    s.add_argument(
-        "--refine-max-new-token", type=int, metavar="N", help="refine steps (default 384)"
-    )
+    s.add_argument("--refine", action=BOOL, default=True, help="refine the text (default)")
+    s.add_argument("--temperature", type=_number(float, 1e-5), help="default 0.3")
+    s.add_argument("--top-p", type=_number(float, 0, 1), help="default 0.7")
+    s.add_argument("--top-k", type=_number(int, 1), help="default 20")
+    s.add_argument("--max-new-token", type=_number(int, 1), metavar="N", help="default 2048")
+    s.add_argument("--refine-max-new-token", type=_number(int, 1), metavar="N", help="default 384")
     s.add_argument("--refine-prompt", metavar="TOKENS", help="e.g. '[oral_2][laugh_0][break_6]'")
-    s.add_argument(
-        "--speed",
-        type=int,
-        choices=range(10),
-        metavar="0-9",
-        help="speaking speed prompt [speed_N] (default 5)",
-    )
+    s.add_argument("--speed", type=int, choices=range(10), metavar="0-9", help="[speed_N] (5)")
     s.add_argument("--manual-seed", type=int, metavar="N", help="seed of the sampling")
     _model_options(p)
     p.add_argument("--compile", action="store_true", help="torch.compile the GPT")
     p.set_defaults(func=cmd_say)
 
 
+def _app_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible speech server")
+    _model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=8000, help="default 8000")
+    p.add_argument("--api-key", default=os.environ.get(KEY_ENV), help=f"bearer token (${KEY_ENV})")
+    _voices_option(p)
+    p.add_argument("--max-batch", type=_number(int, 1), default=8, help="batch size (8)")
+    p.add_argument(
+        "--batch-wait-ms", type=_number(float, 0), default=20.0, help="batching wait (20)"
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("webui", parents=[common], help="browser interface (Gradio)")
+    _model_options(p, engine=False)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_number(int, 0, 65535), default=7860, help="default 7860")
+    p.set_defaults(func=cmd_webui)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``chattts`` argument parser."""
-    parser = _Parser(prog=PROG, description="ChatTTS text-to-speech.")
+    parser = _Parser(prog=PROG, description="ChatTTS text-to-speech (docs/cli.md).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
     common = _Parser(add_help=False)
     common.add_argument(
@@ -467,17 +463,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _say_parser(sub, common)
-
     p = sub.add_parser(
         "speaker",
         parents=[common],
         help="print a speaker string",
-        description="Print the speaker string of a seed (only spk_stat.pt is read).",
+        description="Print the speaker string of a seed (reads spk_stat.pt).",
     )
     p.add_argument("--seed", type=int, metavar="N", help="seed of the voice (default: random)")
     _model_options(p, engine=False)
     p.set_defaults(func=cmd_speaker)
-
     p = sub.add_parser(
         "download",
         parents=[common],
@@ -487,43 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p, engine=False)
     p.add_argument("--force", action="store_true", help="download again even if present")
     p.set_defaults(func=cmd_download)
-
-    p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible speech server")
-    _model_options(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument(
-        "--api-key",
-        default=os.environ.get("CHATTTS_API_KEY"),
-        help="require this bearer token (default: $CHATTTS_API_KEY)",
-    )
-    p.add_argument(
-        "--voices",
-        metavar="PATH",
-        default=os.environ.get(VOICES_ENV),
-        help=f"voices JSON file or folder (default: ${VOICES_ENV})",
-    )
-    p.add_argument(
-        "--max-batch",
-        type=int,
-        default=8,
-        metavar="N",
-        help="most requests synthesised together (default 8)",
-    )
-    p.add_argument(
-        "--batch-wait-ms",
-        type=float,
-        default=20.0,
-        metavar="MS",
-        help="how long to wait for requests to batch together (default 20)",
-    )
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("webui", parents=[common], help="browser interface (Gradio)")
-    _model_options(p, engine=False)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.set_defaults(func=cmd_webui)
+    _app_parsers(sub, common)
     return parser
 
 

@@ -294,3 +294,13 @@ def test_unknown_suffix(tmp_path):
     with pytest.raises(AudioError, match="suffix"):
         save_audio(tmp_path / "out.xyz", voiceish(0.1))
     assert not (tmp_path / "out.xyz").exists()
+
+
+def test_empty_waveforms_still_make_files():
+    empty = np.zeros(0, np.float32)
+    for fmt in ("wav", "flac", "pcm"):
+        assert decode(fmt, encode_audio(empty, fmt, SR)).size == 0
+    assert encode_audio(empty, "mp3", SR)[:3] == b"ID3"
+    assert encode_audio(empty, "opus", SR)[:4] == b"OggS"
+    for fmt in ("wav", "flac", "opus", "mp3"):  # a stream with no audio still has its header
+        assert len(StreamEncoder(fmt, SR).close()) > 0
