@@ -45,3 +45,7 @@ class NotLoadedError(ChatTTSError, RuntimeError):
 
 class SpeakerError(ChatTTSError, ValueError):
     """A speaker string or speaker sample cannot be decoded."""
+
+
+class TextError(ChatTTSError, ValueError):
+    """Text input or a text resource (such as a homophone table) is invalid."""

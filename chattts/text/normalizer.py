@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Optional
 
-from ..errors import AssetNotFoundError, ChatTTSError
+from ..errors import AssetNotFoundError, TextError
 from . import chars
 from .backends import INSTALL_HINT, BackendUnavailable, BuiltinNormalizer, PathLike, builtin
 
@@ -30,10 +30,6 @@ TEST_STRING = "test string 测试字符串 123"
 # it (no space or Latin letter in between) goes to the Chinese normaliser.
 _NON_LATIN_RUN = re.compile(r"[^\sA-Za-z]+")
 _EDGES = re.compile(r"^(\s*)(.*?)(\s*)$", re.S)
-
-
-class TextError(ChatTTSError, ValueError):
-    """Text input or a text table (homophones) that cannot be used."""
 
 
 class Normalizer:
