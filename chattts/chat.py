@@ -15,6 +15,7 @@ from . import assets
 from .config import ModelConfig, default_device
 from .dia import DiaAPI
 from .errors import ChatTTSError, NotLoadedError
+from .generation.accel import configure_engine
 from .generation.engine import Interrupt
 from .params import InferCodeParams, RefineTextParams
 from .pipeline import Models, Passes, last
@@ -132,64 +133,34 @@ class Chat(DiaAPI):
         ``ValueError`` or ``OSError``). ``verify=False`` accepts checkpoints other than the
         official one (fine-tuned, random).
         """
+        if use_vllm:
+            self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
         try:
-            self._load(
-                source,
-                force_redownload,
-                compile,
-                custom_path,
-                device,
-                coef,
-                use_flash_attn,
-                use_vllm,
-                experimental,
-                verify,
-                dtype,
-                quantize,
+            if quantize not in (None, "int8"):
+                raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+            root = assets.resolve_model_root(
+                source, custom_path, force_redownload, verify, sha256_map=self.sha256_map
+            )
+            device = torch.device(device or default_device(experimental))
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise ValueError("device 'cuda' asked for, but CUDA is not available")
+            self.unload()
+            models = Models.load(root, device, dtype, coef, quantize=quantize)
+            configure_engine(
+                models, compile=compile, quantize=quantize, use_flash_attn=use_flash_attn
             )
         except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
             if raise_on_error:
                 raise
             self.logger.error("loading failed: %s", e)
             return False
-        return True
-
-    def _load(
-        self,
-        source,
-        force_redownload,
-        compile,
-        custom_path,
-        device,
-        coef,
-        use_flash_attn,
-        use_vllm,
-        experimental,
-        verify,
-        dtype,
-        quantize,
-    ) -> None:
-        if use_vllm:
-            self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
-        if quantize not in (None, "int8"):
-            raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
-        root = assets.resolve_model_root(
-            source, custom_path, force_redownload, verify, sha256_map=self.sha256_map
-        )
-        device = torch.device(device or default_device(experimental))
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but CUDA is not available")
-        self.unload()
-        models = Models.load(root, device, dtype, coef)
-        from .generation.accel import configure_engine
-
-        configure_engine(models, compile=compile, quantize=quantize, use_flash_attn=use_flash_attn)
         self.models = models
         self.config = models.config
         self._passes = Passes(models)
         self.logger.info(
             "loaded %s on %s (%s%s)", root, device, dtype, ", int8" if quantize else ""
         )
+        return True
 
     def unload(self) -> None:
         """Release the models."""
