@@ -437,6 +437,7 @@ def _app_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=os.environ.get(KEY_ENV), help=f"bearer token (${KEY_ENV})")
     _voices_option(p)
     p.add_argument("--max-batch", type=_number(int, 1), default=8, help="batch size (8)")
+    p.add_argument("--max-new-token", type=_number(int, 1), default=2048, help="code steps at most")
     p.add_argument(
         "--batch-wait-ms", type=_number(float, 0), default=20.0, help="batching wait (20)"
     )

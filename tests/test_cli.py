@@ -284,66 +284,36 @@ def test_bad_voices_files(tmp_path, content, needle):
         cli.load_voices(f)
 
 
-def test_serve_and_webui_hand_their_options_to_the_app_modules(monkeypatch, tmp_path):
+def test_serve_and_webui_hand_their_options_to_the_app_modules(monkeypatch):
     seen = {}
     for name in ("server", "webui"):
         mod = types.ModuleType(f"chattts.{name}")
         mod.main = lambda args, name=name: seen.setdefault(name, args) and 0
         monkeypatch.setitem(sys.modules, f"chattts.{name}", mod)
-    assert (
-        cli.main(
-            [
-                "serve",
-                *MODEL,
-                "--host",
-                "0.0.0.0",
-                "--port",
-                "9000",
-                "--api-key",
-                "k",
-                "--voices",
-                "v.json",
-                "--max-batch",
-                "4",
-                "--batch-wait-ms",
-                "5",
-                "--device",
-                "cpu",
-                "--dtype",
-                "bfloat16",
-                "--quantize",
-                "int8",
-            ]
-        )
-        == 0
+    serve = "--host 0.0.0.0 --port 9000 --api-key k --voices v.json --max-batch 4"
+    serve += " --max-new-token 64 --batch-wait-ms 5 --device cpu --dtype bfloat16 --quantize int8"
+    assert cli.main(["serve", *MODEL, *serve.split()]) == 0
+    expected = dict(
+        model_dir=str(TINY),
+        source=None,
+        verify=False,
+        host="0.0.0.0",
+        port=9000,
+        api_key="k",
+        voices="v.json",
+        max_batch=4,
+        max_new_token=64,
+        batch_wait_ms=5.0,
+        device="cpu",
+        dtype="bfloat16",
+        quantize="int8",
     )
-    a = seen["server"]
-    assert (a.model_dir, a.source, a.verify, a.host, a.port, a.api_key, a.voices) == (
-        str(TINY),
-        None,
-        False,
-        "0.0.0.0",
-        9000,
-        "k",
-        "v.json",
-    )
-    assert (a.max_batch, a.batch_wait_ms, a.device, a.dtype, a.quantize) == (
-        4,
-        5.0,
-        "cpu",
-        "bfloat16",
-        "int8",
-    )
+    assert {k: getattr(seen["server"], k) for k in expected} == expected
     assert cli.main(["webui", *MODEL, "--port", "7000", "--source", "custom"]) == 0
-    w = seen["webui"]
-    assert (w.model_dir, w.source, w.verify, w.host, w.port, w.device) == (
-        str(TINY),
-        "custom",
-        False,
-        "127.0.0.1",
-        7000,
-        None,
+    expected = dict(
+        model_dir=str(TINY), source="custom", verify=False, host="127.0.0.1", port=7000, device=None
     )
+    assert {k: getattr(seen["webui"], k) for k in expected} == expected
 
 
 def test_missing_app_module_is_one_line(monkeypatch, capsys):
