@@ -1,0 +1,299 @@
+"""The Gradio interface: text, sampling, voices, generate / interrupt, streamed and final audio.
+
+Built by :func:`build_ui` over a loaded :class:`chattts.Chat`. Generation runs one at a time
+(Gradio's queue); each browser session has its own interrupt flag, which ends the code pass
+within one step (and the refine pass, when it is the one running).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import gradio as gr
+import numpy as np
+
+from ..errors import ChatTTSError
+from ..generation.engine import Interrupt
+from ..params import InferCodeParams, RefineTextParams
+
+logger = logging.getLogger("chattts.webui")
+
+#: Voice presets (name -> seed) offered besides the voices file; "Default" is seed 2.
+PRESETS: dict[str, Any] = {
+    "Default": 2,
+    "Voice 1111": 1111,
+    "Voice 2222": 2222,
+    "Voice 3333": 3333,
+    "Voice 4444": 4444,
+    "Voice 5555": 5555,
+    "Voice 6666": 6666,
+    "Voice 7777": 7777,
+    "Voice 8888": 8888,
+    "Voice 9999": 9999,
+}
+CUSTOM = "Custom"
+MAX_SEED = 2**31 - 1
+EXAMPLE = "ChatTTS is a text-to-speech model designed for dialogue applications. [uv_break]"
+
+# system fonts only: the default theme would fetch its fonts from the network
+_THEME_FONT = ["ui-sans-serif", "system-ui", "Segoe UI", "Helvetica", "Arial", "sans-serif"]
+_THEME_MONO = ["ui-monospace", "SFMono-Regular", "Consolas", "monospace"]
+
+
+@dataclass
+class _Session:
+    """The interrupt state of one browser session."""
+
+    flag: Interrupt = field(default_factory=Interrupt)
+    refining: bool = False
+
+
+class WebUI:
+    """The callbacks of the interface over one Chat (shared by every session)."""
+
+    def __init__(self, chat: Any, voices: Optional[dict[str, Any]] = None) -> None:
+        self.chat = chat
+        self.rate = int(chat.config.sample_rate)
+        self.presets = dict(PRESETS)
+        self.presets.update(voices or {})
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+        self.runs = 0  # generations finished
+        self.interrupted = 0  # of which ended by an interrupt
+
+    # ---- sessions -------------------------------------------------------------------------
+
+    def _session(self, request: Optional[gr.Request]) -> _Session:
+        key = getattr(request, "session_hash", None) or "-"
+        with self._lock:
+            if key not in self._sessions:
+                if len(self._sessions) > 1000:
+                    self._sessions.clear()
+                self._sessions[key] = _Session()
+            return self._sessions[key]
+
+    def interrupt(self, request: gr.Request = None) -> None:
+        """Stop this session's generation within one step."""
+        s = self._session(request)
+        s.flag.set()
+        if s.refining:  # the refine pass has no per-request flag: stop it through the Chat
+            self.chat.interrupt()
+        logger.info("interrupt asked for")
+
+    # ---- voices -----------------------------------------------------------------------------
+
+    def speaker_of_seed(self, seed: Any) -> str:
+        if seed is None:
+            return ""
+        return self.chat.sample_random_speaker(int(seed) % (MAX_SEED + 1))
+
+    def on_preset(self, name: str) -> tuple[Any, Any]:
+        """A preset -> (audio seed, speaker string) updates."""
+        value = self.presets.get(name)
+        if isinstance(value, int):
+            return value, self.speaker_of_seed(value)
+        if isinstance(value, str):
+            return gr.update(), value
+        return gr.update(), gr.update()
+
+    def sample_code(self, path: Optional[str]) -> str:
+        """An uploaded sample recording -> its speaker sample code (``spk_smp``)."""
+        if not path:
+            return ""
+        try:
+            return self.chat.sample_audio_speaker(path)
+        except (ChatTTSError, ValueError, OSError) as e:
+            raise gr.Error(f"cannot read the sample audio: {e}") from e
+
+    # ---- generation -------------------------------------------------------------------------
+
+    def _params(self, temperature, top_p, top_k, spk, smp, smp_text, text_seed, max_tokens):
+        code: dict[str, Any] = {
+            "temperature": float(temperature),
+            "top_P": float(top_p),
+            "top_K": int(top_k),
+            "manual_seed": None if text_seed is None else int(text_seed),
+            "show_tqdm": False,
+        }
+        if max_tokens:
+            code["max_new_token"] = int(max_tokens)
+        if smp and smp.strip():
+            if not (smp_text and smp_text.strip()):
+                raise gr.Error("a sample audio code needs the sample's text (its transcript)")
+            code.update(spk_smp=smp.strip(), txt_smp=smp_text.strip())
+        elif spk and spk.strip():
+            code["spk_emb"] = spk.strip()
+        return InferCodeParams(**code)
+
+    def _refine(self, session: _Session, text: str, seed: Optional[int]) -> str:
+        session.refining = True
+        try:
+            refined = self.chat.infer(
+                text,
+                split_text=False,
+                refine_text_only=True,
+                params_refine_text=RefineTextParams(manual_seed=seed, show_tqdm=False),
+            )
+        finally:
+            session.refining = False
+        return refined if isinstance(refined, str) else text
+
+    def generate(
+        self,
+        text: str,
+        refine: bool,
+        temperature: float,
+        top_p: float,
+        top_k: int,
+        spk: str,
+        smp: str,
+        smp_text: str,
+        text_seed: Optional[float],
+        stream: bool,
+        max_tokens: Optional[float] = None,
+        request: gr.Request = None,
+    ) -> Iterator[tuple[Any, Any, Any]]:
+        """Yields (refined text, streamed chunk, final audio) updates."""
+        if not text or not text.strip():
+            raise gr.Error("enter some text first")
+        session = self._session(request)
+        session.flag = Interrupt()
+        flag = session.flag
+        try:
+            params = self._params(
+                temperature, top_p, top_k, spk, smp, smp_text, text_seed, max_tokens
+            )
+            seed = params.manual_seed
+            spoken = self._refine(session, text, seed) if refine else self.chat.normalizer(text)
+            yield spoken, None, None
+            parts: list[np.ndarray] = []
+            chunks = self.chat.synthesize(
+                [spoken], [params], stream=True, do_text_normalization=False, cancelled=[flag]
+            )
+            for (chunk,) in chunks:
+                if chunk.size:
+                    parts.append(chunk)
+                    if stream:
+                        yield gr.update(), (self.rate, _int16(chunk)), gr.update()
+            wav = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        except (ChatTTSError, ValueError) as e:
+            raise gr.Error(str(e)) from e
+        with self._lock:
+            self.runs += 1
+            self.interrupted += flag.is_set()
+        if flag.is_set():
+            logger.info("generation interrupted after %.2f s of audio", wav.size / self.rate)
+        yield gr.update(), gr.update(), (self.rate, _int16(wav))
+
+
+def _int16(wav: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(wav * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def theme() -> Any:
+    """Gradio's default theme with system fonts (nothing fetched from the network)."""
+    return gr.themes.Default(font=_THEME_FONT, font_mono=_THEME_MONO)
+
+
+def build_ui(chat: Any, voices: Optional[dict[str, Any]] = None) -> gr.Blocks:
+    """The interface over a loaded Chat; ``voices``: extra presets, name -> seed or speaker."""
+    ui = WebUI(chat, voices)
+    with gr.Blocks(title="ChatTTS", analytics_enabled=False) as demo:
+        gr.Markdown("## ChatTTS\nText to speech for dialogue.")
+        text = gr.Textbox(label="Input text", lines=4, value=EXAMPLE, elem_id="input-text")
+        with gr.Row():
+            refine = gr.Checkbox(label="Refine text", value=True, elem_id="refine")
+            temperature = gr.Slider(0.00001, 1.0, value=0.3, step=0.00001, label="Temperature")
+            top_p = gr.Slider(0.1, 0.9, value=0.7, step=0.05, label="top_P")
+            top_k = gr.Slider(1, 20, value=20, step=1, label="top_K")
+        with gr.Row():
+            preset = gr.Dropdown(
+                [*ui.presets, CUSTOM], value="Default", label="Voice", elem_id="voice"
+            )
+            audio_seed = gr.Number(2, label="Audio seed", precision=0, elem_id="audio-seed")
+            audio_dice = gr.Button("Random", elem_id="audio-dice", scale=0, min_width=80)
+            text_seed = gr.Number(42, label="Text seed", precision=0, elem_id="text-seed")
+            text_dice = gr.Button("Random", elem_id="text-dice", scale=0, min_width=80)
+        spk = gr.Textbox(
+            ui.speaker_of_seed(2),
+            label="Speaker string (copy it; edit it; it is what generation uses)",
+            lines=2,
+            max_lines=4,
+            buttons=["copy"],
+            elem_id="speaker",
+        )
+        with gr.Row():
+            sample = gr.Audio(
+                label="Sample audio (a voice to imitate)",
+                sources=["upload"],
+                type="filepath",
+                elem_id="sample-audio",
+            )
+            with gr.Column():
+                smp = gr.Textbox(
+                    label="Sample audio code", lines=2, buttons=["copy"], elem_id="sample-code"
+                )
+                smp_text = gr.Textbox(
+                    label="Sample text (what the sample says)", lines=1, elem_id="sample-text"
+                )
+        with gr.Row():
+            # Gradio encodes streamed audio with the ffmpeg program; without it, no streaming
+            can_stream = shutil.which("ffmpeg") is not None
+            if not can_stream:
+                logger.warning("ffmpeg is not on PATH: streamed playback is off")
+            stream = gr.Checkbox(
+                label="Stream" if can_stream else "Stream (needs ffmpeg on PATH)",
+                value=can_stream,
+                interactive=can_stream,
+                elem_id="stream",
+            )
+            max_tokens = gr.Number(
+                2048, label="Max code steps", precision=0, minimum=1, elem_id="max-steps"
+            )
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
+        refined = gr.Textbox(label="Text spoken (refined)", interactive=False, elem_id="refined")
+        stream_audio = gr.Audio(
+            label="Streamed audio",
+            streaming=True,
+            autoplay=True,
+            interactive=False,
+            elem_id="stream-audio",
+        )
+        final_audio = gr.Audio(
+            label="Audio", format="wav", interactive=False, elem_id="final-audio"
+        )
+
+        preset.change(ui.on_preset, preset, [audio_seed, spk], queue=False)
+        audio_seed.change(ui.speaker_of_seed, audio_seed, spk, queue=False)
+        audio_dice.click(lambda: random.randint(1, MAX_SEED), None, audio_seed, queue=False)
+        text_dice.click(lambda: random.randint(1, MAX_SEED), None, text_seed, queue=False)
+        sample.change(ui.sample_code, sample, smp)
+        generate.click(
+            ui.generate,
+            [
+                text,
+                refine,
+                temperature,
+                top_p,
+                top_k,
+                spk,
+                smp,
+                smp_text,
+                text_seed,
+                stream,
+                max_tokens,
+            ],
+            [refined, stream_audio, final_audio],
+            concurrency_limit=1,
+            concurrency_id="model",
+        )
+        interrupt.click(ui.interrupt, None, None, queue=False)
+    demo.ui = ui  # for callers (tests) that want the callbacks
+    return demo
