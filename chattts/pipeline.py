@@ -110,8 +110,12 @@ class Models:
         dtype: Union[str, torch.dtype] = "float32",
         coef: Optional[str] = None,
         load_decoder: bool = True,
+        quantize: Optional[str] = None,
     ) -> Models:
         """Load a model root (§1) strictly; every dimension comes from the files.
+
+        ``quantize="int8"`` quantises the GPT layers as they are read (so the float weights
+        of the whole GPT are never in memory at once); ``configure_engine`` does the rest.
 
         ``coef`` (a speaker-sample-like base16384 string of the DVAE ``coef``, as the
         reference's ``load(coef=...)``) replaces the checkpoint's value.
@@ -130,7 +134,10 @@ class Models:
         embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
         load_module(embed, path(EMBED_WEIGHTS))
         embed.fold_weight_norm()
-        gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute)
+        hook = None
+        if quantize == "int8":
+            from .generation.accel import int8_layer_hook as hook
+        gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute, hook)
         dvae = DVAE.from_file(path(DVAE_WEIGHTS))
         if coef is not None:
             dvae.coef.data = decode_coef(coef, config.dvae.n_mels)
