@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -337,3 +340,55 @@ def test_disconnect_mid_stream_frees_the_worker_within_one_step(client, server):
     assert h["steps"] - before["steps"] < 1000, h  # far fewer than the 2000 asked for
     assert h["audio_seconds"] == before["audio_seconds"]  # not counted as completed
     assert len(speak(client)) > 0  # and the worker serves the next request
+
+
+# ---- the examples that go with the server (examples/api) and the notebook -------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("mp3", "--stream"), ("pcm", "--sse"), ("wav", None)])
+def test_example_client(server, reference, tmp_path, fmt, mode):
+    out = tmp_path / f"out.{fmt}"
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "examples", "api", "client.py"),
+        "hello world",
+        "-o",
+        str(out),
+        "--format",
+        fmt,
+        "--base-url",
+        f"{server.url}/v1",
+        "--seed",
+        "11",
+        "--max-new-token",
+        str(STEPS),
+    ]
+    proc = subprocess.run(
+        cmd + ([mode] if mode else []), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = out.read_bytes()
+    wav = pcm(data) if fmt == "pcm" else load_audio(data, RATE)
+    lo, hi = EXTRA[fmt]
+    assert reference.size + lo <= wav.size <= reference.size + hi
+    if mode == "--sse":
+        assert "usage:" in proc.stderr
+
+
+def test_example_notebook_runs_top_to_bottom(tiny_root, tmp_path, monkeypatch):
+    """examples/ipynb/example.ipynb, every code cell in order, on the tiny model."""
+    with open(os.path.join(ROOT, "examples", "ipynb", "example.ipynb"), encoding="utf-8") as f:
+        notebook = json.load(f)
+    monkeypatch.setenv("CHATTTS_MODEL_DIR", tiny_root)
+    monkeypatch.setenv("CHATTTS_NO_VERIFY", "1")
+    monkeypatch.setenv("CHATTTS_MAX_NEW_TOKEN", "24")
+    monkeypatch.setenv("CHATTTS_OUT", str(tmp_path))
+    cells = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert len(cells) >= 6
+    scope: dict = {"__name__": "__main__"}
+    for i, cell in enumerate(cells):
+        exec(compile("".join(cell["source"]), f"example.ipynb cell {i}", "exec"), scope)
+    for name in ("notebook_0.wav", "notebook_stream.wav", "notebook_clone.wav"):
+        assert load_audio(str(tmp_path / name), RATE).size > 0, name
