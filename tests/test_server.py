@@ -246,6 +246,8 @@ BAD = [
     ({"stream_format": "chunks"}, 400, "stream_format"),
     ({"model": "whisper-1"}, 404, "model"),
     ({"seed": -1}, 400, "seed"),
+    ({"seed": True}, 400, "seed"),
+    ({"seed": "5"}, 400, "seed"),
     ({"temperature": 0}, 400, "temperature"),
     ({"top_p": 1.5}, 400, "top_p"),
     ({"top_k": 0}, 400, "top_k"),

@@ -104,7 +104,7 @@ class VoiceId(BaseModel):
 class SpeechRequest(BaseModel):
     """The body of ``POST /v1/audio/speech`` (OpenAI's fields and ChatTTS's extras)."""
 
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str
     input: str = Field(max_length=MAX_INPUT_CHARS)
