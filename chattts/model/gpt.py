@@ -86,13 +86,15 @@ class KVCache:
 class _Block:
     """The tensors one decoder layer uses per step (after fusion)."""
 
-    __slots__ = ("ln1", "qkv", "o", "ln2", "gate_up", "down", "act")
+    __slots__ = ("ln1", "ln1_eps", "qkv", "o", "ln2", "ln2_eps", "gate_up", "down", "act")
 
     def __init__(self, layer: nn.Module) -> None:
-        self.ln1 = layer.input_layernorm
+        self.ln1 = layer.input_layernorm.weight
+        self.ln1_eps = layer.input_layernorm.variance_epsilon
         self.qkv = layer.self_attn.qkv_proj
         self.o = layer.self_attn.o_proj
-        self.ln2 = layer.post_attention_layernorm
+        self.ln2 = layer.post_attention_layernorm.weight
+        self.ln2_eps = layer.post_attention_layernorm.variance_epsilon
         self.gate_up = layer.mlp.gate_up_proj
         self.down = layer.mlp.down_proj
         self.act = layer.mlp.act_fn
@@ -126,10 +128,17 @@ def fuse_layer(layer: nn.Module) -> None:
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of x (B, heads, T, d) with cos, sin (B, 1, T, d)."""
+    """Rotary embedding of x (B, T, heads, d) with cos, sin (B, T, 1, d)."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """LLaMA's RMSNorm (computed in float32, as transformers does), one fused op."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
 
 
 def _read_llama_config(config_dir: str) -> LlamaConfig:
@@ -259,20 +268,21 @@ class GPT(nn.Module):
     # ---- forward ---------------------------------------------------------------------------
 
     def _qkv(self, blk: _Block, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """q (B, nh, T, d), k and v (B, n_kv, T, d) of one layer, rotary applied."""
+        """q (B, nh, T, d), k and v (B, n_kv, T, d) of one layer, rotary applied.
+
+        cos, sin: (B, T, 1, d). q and k are rotated together (one set of element-wise ops).
+        """
         b, t, _ = x.shape
-        d = self.head_dim
-        qkv = blk.qkv(blk.ln1(x))
-        q, k, v = qkv.split([self.num_heads * d, self.num_kv_heads * d, self.num_kv_heads * d], -1)
-        q = _rotate(q.view(b, t, -1, d).transpose(1, 2), cos, sin)
-        k = _rotate(k.view(b, t, -1, d).transpose(1, 2), cos, sin)
-        return q, k, v.view(b, t, -1, d).transpose(1, 2)
+        d, nq, nkv = self.head_dim, self.num_heads, self.num_kv_heads
+        qkv = blk.qkv(_rms_norm(x, blk.ln1, blk.ln1_eps)).view(b, t, nq + 2 * nkv, d)
+        qk = _rotate(qkv[:, :, : nq + nkv], cos, sin).transpose(1, 2)
+        return qk[:, :nq], qk[:, nq:], qkv[:, :, nq + nkv :].transpose(1, 2)
 
     def _finish(self, blk: _Block, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Output projection, residual, MLP and residual of one layer; o (B, nh, T, d)."""
         b, _, t, _ = o.shape
         x = x + blk.o(o.transpose(1, 2).reshape(b, t, -1))
-        gate, up = blk.gate_up(blk.ln2(x)).chunk(2, dim=-1)
+        gate, up = blk.gate_up(_rms_norm(x, blk.ln2, blk.ln2_eps)).chunk(2, dim=-1)
         return x + blk.down(blk.act(gate) * up)
 
     def prefill(
@@ -293,7 +303,7 @@ class GPT(nn.Module):
         positions = mask.long().cumsum(-1) - 1
         positions = positions.masked_fill(~mask, 1)
         cos_t, sin_t = self.rope_tables(int(positions.max()) + 1, embeds.device)
-        cos, sin = cos_t[positions][:, None], sin_t[positions][:, None]
+        cos, sin = cos_t[positions][:, :, None], sin_t[positions][:, :, None]
         padded = not bool(mask.all())
         allowed = None
         if padded:
@@ -345,7 +355,7 @@ class GPT(nn.Module):
         start = cache.length
         end = start + 1
         cache.key_mask[:, start] = True
-        cos = self._rope_cos[cache.positions][:, None, None]
+        cos = self._rope_cos[cache.positions][:, None, None]  # (B, 1, 1, d)
         sin = self._rope_sin[cache.positions][:, None, None]
         mask = cache.key_mask[:, None, None, :end] if cache.padded else None
         gqa = self.num_kv_heads != self.num_heads
