@@ -344,6 +344,53 @@ def test_disconnect_mid_stream_frees_the_worker_within_one_step(client, server):
     assert len(speak(client)) > 0  # and the worker serves the next request
 
 
+def stream_first_chunk(client, text: str, seed: int, steps: int = 2000):
+    """Open a streamed request; returns (its response context, its chunk iterator, the first
+    chunk). Keep the iterator: dropping it closes the connection."""
+    args = dict(model="chattts", input=text, voice="alloy", response_format="pcm")
+    ctx = client.audio.speech.with_streaming_response.create(
+        **args, extra_body={"seed": seed, "max_new_token": steps}
+    )
+    chunks = ctx.__enter__().iter_bytes()
+    return ctx, chunks, next(chunks)
+
+
+def test_a_request_that_leaves_does_not_disturb_its_batch(client, server):
+    """Two requests batched together; one client leaves; the other gets its whole audio."""
+    before = server.health()
+    stay = ("chat speech model", "seed_3", 21)
+    got: dict = {}
+
+    def staying() -> None:
+        got["stay"] = speak(client, stay[0], voice=stay[1], seed=stay[2], max_new_token=60)
+
+    def leaving() -> None:
+        ctx, _, got["left"] = stream_first_chunk(client, "hello world", seed=3)
+        ctx.__exit__(None, None, None)
+
+    # a long request holds the worker while the two others queue up; when it is dropped, the
+    # worker takes both queued requests as one batch
+    busy, busy_chunks, _ = stream_first_chunk(client, "hello world", seed=3)
+    threads = [threading.Thread(target=staying), threading.Thread(target=leaving)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while server.health()["queued"] < 2:
+        assert time.monotonic() < deadline, f"the requests did not queue: {server.health()}"
+        time.sleep(0.02)
+    assert server.health()["cancelled"] == before["cancelled"]  # the long one is still there
+    busy.__exit__(None, None, None)
+    del busy_chunks
+    for t in threads:
+        t.join(300)
+    after = server.health()
+    assert len(got["left"]) > 0
+    assert after["cancelled"] == before["cancelled"] + 2
+    assert after["batches"] == before["batches"] + 2, "the two queued requests ran together"
+    alone = speak(client, stay[0], voice=stay[1], seed=stay[2], max_new_token=60)
+    assert_same_audio(pcm(got["stay"]), pcm(alone), "the request that stayed")
+
+
 # ---- the examples that go with the server (examples/api) and the notebook -------------------
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -166,6 +166,7 @@ class Batcher:
         self._lock = threading.Lock()
         self._rate = int(chat.config.sample_rate)
         self._step = 0  # steps of the batch under way
+        self._running: list[SpeechJob] = []
 
     # ---- control ------------------------------------------------------------------------
 
@@ -183,6 +184,8 @@ class Batcher:
             thread, self._thread = self._thread, None
         if thread is None:
             return
+        for job in list(self._running):  # the batch under way ends within one step
+            job.cancel()
         pending = self._drain()
         for job in pending:
             job.cancel()
@@ -257,11 +260,11 @@ class Batcher:
                     self._finish(job, "cancelled")
                     job.put(DONE)
             if live:
-                self.busy = True
+                self.busy, self._running = True, live
                 try:
                     self._run(live)
                 finally:
-                    self.busy = False
+                    self.busy, self._running = False, []
             if stop:
                 return
 
