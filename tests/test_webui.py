@@ -179,6 +179,7 @@ def test_interrupt_stops_the_generation(page, app):
     page.click("#interrupt")
     audio = final_audio(page)
     assert ui.runs == runs + 1 and ui.interrupted == interrupted + 1
+    assert "-" not in ui._sessions, "the callbacks did not get the browser session"
     assert audio["duration"] < 2000 * 512 / RATE / 2  # far less than the steps asked for
 
 
