@@ -274,7 +274,8 @@ def build_ui(chat: Any, voices: Optional[dict[str, Any]] = None) -> gr.Blocks:
         audio_seed.change(ui.speaker_of_seed, audio_seed, spk, queue=False)
         audio_dice.click(lambda: random.randint(1, MAX_SEED), None, audio_seed, queue=False)
         text_dice.click(lambda: random.randint(1, MAX_SEED), None, text_seed, queue=False)
-        sample.change(ui.sample_code, sample, smp)
+        # the encoder shares the model with generation: one at a time
+        sample.change(ui.sample_code, sample, smp, concurrency_limit=1, concurrency_id="model")
         generate.click(
             ui.generate,
             [
