@@ -201,100 +201,115 @@ def theme() -> Any:
     return gr.themes.Default(font=_THEME_FONT, font_mono=_THEME_MONO)
 
 
+def _inputs(ui: WebUI) -> dict[str, Any]:
+    """Text, sampling and voice controls (laid out in the current Blocks)."""
+    c: dict[str, Any] = {}
+    c["text"] = gr.Textbox(label="Input text", lines=4, value=EXAMPLE, elem_id="input-text")
+    with gr.Row():
+        c["refine"] = gr.Checkbox(label="Refine text", value=True, elem_id="refine")
+        c["temperature"] = gr.Slider(0.00001, 1.0, value=0.3, step=0.00001, label="Temperature")
+        c["top_p"] = gr.Slider(0.1, 0.9, value=0.7, step=0.05, label="top_P")
+        c["top_k"] = gr.Slider(1, 20, value=20, step=1, label="top_K")
+    with gr.Row():
+        c["preset"] = gr.Dropdown(
+            [*ui.presets, CUSTOM], value="Default", label="Voice", elem_id="voice"
+        )
+        c["audio_seed"] = gr.Number(2, label="Audio seed", precision=0, elem_id="audio-seed")
+        c["audio_dice"] = gr.Button("Random", elem_id="audio-dice", scale=0, min_width=80)
+        c["text_seed"] = gr.Number(42, label="Text seed", precision=0, elem_id="text-seed")
+        c["text_dice"] = gr.Button("Random", elem_id="text-dice", scale=0, min_width=80)
+    c["spk"] = gr.Textbox(
+        ui.speaker_of_seed(2),
+        label="Speaker string (copy it; edit it; it is what generation uses)",
+        lines=2,
+        max_lines=4,
+        buttons=["copy"],
+        elem_id="speaker",
+    )
+    with gr.Row():
+        c["sample"] = gr.Audio(
+            label="Sample audio (a voice to imitate)",
+            sources=["upload"],
+            type="filepath",
+            elem_id="sample-audio",
+        )
+        with gr.Column():
+            c["smp"] = gr.Textbox(
+                label="Sample audio code", lines=2, buttons=["copy"], elem_id="sample-code"
+            )
+            c["smp_text"] = gr.Textbox(
+                label="Sample text (what the sample says)", lines=1, elem_id="sample-text"
+            )
+    return c
+
+
+def _actions_and_outputs() -> dict[str, Any]:
+    """Stream toggle, step limit, the buttons, and the outputs."""
+    c: dict[str, Any] = {}
+    with gr.Row():
+        # Gradio encodes streamed audio with the ffmpeg program; without it, no streaming
+        can_stream = shutil.which("ffmpeg") is not None
+        if not can_stream:
+            logger.warning("ffmpeg is not on PATH: streamed playback is off")
+        c["stream"] = gr.Checkbox(
+            label="Stream" if can_stream else "Stream (needs ffmpeg on PATH)",
+            value=can_stream,
+            interactive=can_stream,
+            elem_id="stream",
+        )
+        c["max_tokens"] = gr.Number(
+            2048, label="Max code steps", precision=0, minimum=1, elem_id="max-steps"
+        )
+        c["generate"] = gr.Button("Generate", variant="primary", elem_id="generate")
+        c["interrupt"] = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
+    c["refined"] = gr.Textbox(label="Text spoken (refined)", interactive=False, elem_id="refined")
+    c["stream_audio"] = gr.Audio(
+        label="Streamed audio",
+        streaming=True,
+        autoplay=True,
+        interactive=False,
+        elem_id="stream-audio",
+    )
+    c["final_audio"] = gr.Audio(
+        label="Audio", format="wav", interactive=False, elem_id="final-audio"
+    )
+    return c
+
+
+#: The inputs of :meth:`WebUI.generate`, in order.
+_GENERATE_INPUTS = (
+    "text", "refine", "temperature", "top_p", "top_k", "spk", "smp", "smp_text", "text_seed",
+    "stream", "max_tokens",
+)  # fmt: skip
+
+
+def _wire(ui: WebUI, c: dict[str, Any]) -> None:
+    """The events: voice updates, dice, sample code, generate and interrupt."""
+    c["preset"].change(ui.on_preset, c["preset"], [c["audio_seed"], c["spk"]], queue=False)
+    c["audio_seed"].change(ui.speaker_of_seed, c["audio_seed"], c["spk"], queue=False)
+    for dice, seed in (("audio_dice", "audio_seed"), ("text_dice", "text_seed")):
+        c[dice].click(lambda: random.randint(1, MAX_SEED), None, c[seed], queue=False)
+    # the encoder shares the model with generation: one at a time
+    c["sample"].change(
+        ui.sample_code, c["sample"], c["smp"], concurrency_limit=1, concurrency_id="model"
+    )
+    c["generate"].click(
+        ui.generate,
+        [c[name] for name in _GENERATE_INPUTS],
+        [c["refined"], c["stream_audio"], c["final_audio"]],
+        concurrency_limit=1,
+        concurrency_id="model",
+    )
+    c["interrupt"].click(ui.interrupt, None, None, queue=False)
+
+
 def build_ui(chat: Any, voices: Optional[dict[str, Any]] = None) -> gr.Blocks:
     """The interface over a loaded Chat; ``voices``: extra presets, name -> seed or speaker."""
     ui = WebUI(chat, voices)
     with gr.Blocks(title="ChatTTS", analytics_enabled=False) as demo:
         gr.Markdown("## ChatTTS\nText to speech for dialogue.")
-        text = gr.Textbox(label="Input text", lines=4, value=EXAMPLE, elem_id="input-text")
-        with gr.Row():
-            refine = gr.Checkbox(label="Refine text", value=True, elem_id="refine")
-            temperature = gr.Slider(0.00001, 1.0, value=0.3, step=0.00001, label="Temperature")
-            top_p = gr.Slider(0.1, 0.9, value=0.7, step=0.05, label="top_P")
-            top_k = gr.Slider(1, 20, value=20, step=1, label="top_K")
-        with gr.Row():
-            preset = gr.Dropdown(
-                [*ui.presets, CUSTOM], value="Default", label="Voice", elem_id="voice"
-            )
-            audio_seed = gr.Number(2, label="Audio seed", precision=0, elem_id="audio-seed")
-            audio_dice = gr.Button("Random", elem_id="audio-dice", scale=0, min_width=80)
-            text_seed = gr.Number(42, label="Text seed", precision=0, elem_id="text-seed")
-            text_dice = gr.Button("Random", elem_id="text-dice", scale=0, min_width=80)
-        spk = gr.Textbox(
-            ui.speaker_of_seed(2),
-            label="Speaker string (copy it; edit it; it is what generation uses)",
-            lines=2,
-            max_lines=4,
-            buttons=["copy"],
-            elem_id="speaker",
-        )
-        with gr.Row():
-            sample = gr.Audio(
-                label="Sample audio (a voice to imitate)",
-                sources=["upload"],
-                type="filepath",
-                elem_id="sample-audio",
-            )
-            with gr.Column():
-                smp = gr.Textbox(
-                    label="Sample audio code", lines=2, buttons=["copy"], elem_id="sample-code"
-                )
-                smp_text = gr.Textbox(
-                    label="Sample text (what the sample says)", lines=1, elem_id="sample-text"
-                )
-        with gr.Row():
-            # Gradio encodes streamed audio with the ffmpeg program; without it, no streaming
-            can_stream = shutil.which("ffmpeg") is not None
-            if not can_stream:
-                logger.warning("ffmpeg is not on PATH: streamed playback is off")
-            stream = gr.Checkbox(
-                label="Stream" if can_stream else "Stream (needs ffmpeg on PATH)",
-                value=can_stream,
-                interactive=can_stream,
-                elem_id="stream",
-            )
-            max_tokens = gr.Number(
-                2048, label="Max code steps", precision=0, minimum=1, elem_id="max-steps"
-            )
-            generate = gr.Button("Generate", variant="primary", elem_id="generate")
-            interrupt = gr.Button("Interrupt", variant="stop", elem_id="interrupt")
-        refined = gr.Textbox(label="Text spoken (refined)", interactive=False, elem_id="refined")
-        stream_audio = gr.Audio(
-            label="Streamed audio",
-            streaming=True,
-            autoplay=True,
-            interactive=False,
-            elem_id="stream-audio",
-        )
-        final_audio = gr.Audio(
-            label="Audio", format="wav", interactive=False, elem_id="final-audio"
-        )
-
-        preset.change(ui.on_preset, preset, [audio_seed, spk], queue=False)
-        audio_seed.change(ui.speaker_of_seed, audio_seed, spk, queue=False)
-        audio_dice.click(lambda: random.randint(1, MAX_SEED), None, audio_seed, queue=False)
-        text_dice.click(lambda: random.randint(1, MAX_SEED), None, text_seed, queue=False)
-        # the encoder shares the model with generation: one at a time
-        sample.change(ui.sample_code, sample, smp, concurrency_limit=1, concurrency_id="model")
-        generate.click(
-            ui.generate,
-            [
-                text,
-                refine,
-                temperature,
-                top_p,
-                top_k,
-                spk,
-                smp,
-                smp_text,
-                text_seed,
-                stream,
-                max_tokens,
-            ],
-            [refined, stream_audio, final_audio],
-            concurrency_limit=1,
-            concurrency_id="model",
-        )
-        interrupt.click(ui.interrupt, None, None, queue=False)
+        controls = _inputs(ui)
+        controls.update(_actions_and_outputs())
+        _wire(ui, controls)
     demo.ui = ui  # for callers (tests) that want the callbacks
     return demo
