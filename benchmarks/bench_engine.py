@@ -173,8 +173,16 @@ def bare_layers(args) -> None:
         torch.set_num_threads(args.threads)
     chat = load(args.root, "float32")
     mats = []
-    for blk in chat.models.gpt._blocks:
-        mats.append([blk.qkv.weight, blk.o.weight, blk.gate_up.weight, blk.down.weight])
+    for layer in chat.models.gpt.body.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        mats.append(
+            [
+                attn.qkv_proj.weight,
+                attn.o_proj.weight,
+                mlp.gate_up_proj.weight,
+                mlp.down_proj.weight,
+            ]
+        )
     hidden = chat.models.gpt.hidden_size
     inter = mats[0][3].shape[1]
 

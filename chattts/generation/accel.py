@@ -70,10 +70,11 @@ class Int8Linear(nn.Module):
         bias = None if linear.bias is None else linear.bias.detach().float().clone()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.packed = torch.ops.quantized.linear_prepack(qweight, bias)
+        self._op = torch.ops.quantized.linear_dynamic.default  # no per-call overload lookup
         self.reduce_range = not _full_range_activations() if reduce_range is None else reduce_range
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self.packed, reduce_range=self.reduce_range)
+        return self._op(x, self.packed, self.reduce_range)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"

@@ -91,13 +91,15 @@ class _Block:
     def __init__(self, layer: nn.Module) -> None:
         self.ln1 = layer.input_layernorm.weight
         self.ln1_eps = layer.input_layernorm.variance_epsilon
-        self.qkv = layer.self_attn.qkv_proj
-        self.o = layer.self_attn.o_proj
+        # bound forward methods: the step skips nn.Module's call machinery (no hooks are used)
+        self.qkv = layer.self_attn.qkv_proj.forward
+        self.o = layer.self_attn.o_proj.forward
         self.ln2 = layer.post_attention_layernorm.weight
         self.ln2_eps = layer.post_attention_layernorm.variance_epsilon
-        self.gate_up = layer.mlp.gate_up_proj
-        self.down = layer.mlp.down_proj
-        self.act = layer.mlp.act_fn
+        self.gate_up = layer.mlp.gate_up_proj.forward
+        self.down = layer.mlp.down_proj.forward
+        act = layer.mlp.act_fn
+        self.act = act.forward if isinstance(act, nn.Module) else act
 
 
 def _fuse_linear(parts: list[nn.Linear]) -> nn.Linear:
