@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+from .._appargs import app_args
 from ..errors import ChatTTSError
 from .batcher import Batcher, BatchStats, SpeechJob
 from .schemas import (
@@ -139,16 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     """Run the server until interrupted: ``argv`` is a command line, or the Namespace that
     ``chattts serve`` parsed (the same option names)."""
-    if isinstance(argv, argparse.Namespace):
-        args = argv
-    else:
-        args = build_parser().parse_args(argv)
-        if not logging.getLogger().handlers:
-            logging.basicConfig(
-                level=logging.INFO if args.verbose else logging.WARNING,
-                format="chattts-server: %(levelname)s: %(message)s",
-                stream=sys.stderr,
-            )
+    args = app_args(argv, build_parser, "chattts-server")
     _require_web()
     if getattr(args, "max_batch", 8) < 1:
         raise ValueError("--max-batch must be at least 1")

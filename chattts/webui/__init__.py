@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+from .._appargs import app_args
 from ..errors import ChatTTSError
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -93,16 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     """Run the web UI until interrupted: ``argv`` is a command line, or the Namespace that
     ``chattts webui`` parsed (the same option names)."""
-    if isinstance(argv, argparse.Namespace):
-        args = argv
-    else:
-        args = build_parser().parse_args(argv)
-        if not logging.getLogger().handlers:
-            logging.basicConfig(
-                level=logging.INFO if args.verbose else logging.WARNING,
-                format="chattts-webui: %(levelname)s: %(message)s",
-                stream=sys.stderr,
-            )
+    args = app_args(argv, build_parser, "chattts-webui")
     _gradio()
     from ..chat import Chat
 
