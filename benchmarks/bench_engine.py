@@ -108,7 +108,12 @@ def gpt_steps_per_s(chat, batch: int, steps: int) -> float:
 
 def infer_rtf(chat, batch: int, steps: int) -> float:
     start = time.perf_counter()
-    wavs = chat.infer([TEXT] * batch, skip_refine_text=True, params_infer_code=params(steps))
+    wavs = chat.infer(
+        [TEXT] * batch,
+        skip_refine_text=True,
+        max_split_batch=batch,
+        params_infer_code=params(steps),
+    )
     took = time.perf_counter() - start
     assert len(wavs) == batch
     return took / (batch * audio_seconds(steps))
