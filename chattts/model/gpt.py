@@ -181,8 +181,8 @@ class GPT(nn.Module):
         self._rope_cos: Optional[torch.Tensor] = None
         self._rope_sin: Optional[torch.Tensor] = None
         self._blocks: list[_Block] = []
-        #: dtype of the KV cache (None: the compute dtype); int8 mode stores it in bfloat16,
-        #: halving the cache's share of the memory traffic of a step
+        #: dtype of the KV cache (None: the compute dtype); bfloat16 on the CPU keeps a float32
+        #: cache, the CPU attention kernel being much faster in float32
         self.cache_dtype: Optional[torch.dtype] = None
         #: attention of the prefill, ``(q, k, v, mask, scale, gqa) -> out`` (default: SDPA;
         #: ``use_flash_attn`` may replace it).
