@@ -38,6 +38,14 @@ class GPTConfig:
     max_position_embeddings: int = 4096
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
+    #: ``"default"`` or ``"linear"`` (positions divided by ``rope_factor``)
+    rope_type: str = "default"
+    rope_factor: float = 1.0
+    #: per-head size; None: hidden_size // num_attention_heads (official 64)
+    head_dim: Optional[int] = None
+    hidden_act: str = "silu"
+    attention_bias: bool = False
+    mlp_bias: bool = False
     num_audio_tokens: int = 626
     num_text_tokens: int = 21178
     num_vq: int = 4
@@ -168,8 +176,11 @@ def _check(path: str, name: str, expected: object, found: object) -> None:
         raise WeightsError(f"{path}: tensor {name!r}: expected {expected}, found {found}")
 
 
-def _gpt_config(root: str) -> GPTConfig:
-    cfg_path = os.path.join(root, GPT_CONFIG)
+#: RoPE variants the GPT implements (transformers' names).
+ROPE_TYPES = ("default", "linear")
+
+
+def _read_json(cfg_path: str) -> dict:
     if not os.path.isfile(cfg_path):
         raise AssetNotFoundError(f"model file not found: {cfg_path}")
     try:
@@ -177,9 +188,22 @@ def _gpt_config(root: str) -> GPTConfig:
             raw = json.load(f)
     except (OSError, ValueError) as e:
         raise WeightsError(f"{cfg_path}: not valid JSON ({e})") from e
+    if not isinstance(raw, dict):
+        raise WeightsError(f"{cfg_path}: expected a JSON object")
+    return raw
+
+
+def read_gpt_json(cfg_path: str) -> GPTConfig:
+    """The LLaMA hyper-parameters of ``asset/gpt/config.json`` (transformers 4 or 5 format)."""
+    return _gpt_from_dict(_read_json(cfg_path), cfg_path)
+
+
+def _gpt_from_dict(raw: dict, cfg_path: str) -> GPTConfig:
+    # transformers 5 writes "rope_parameters", transformers 4 "rope_theta" + "rope_scaling"
     rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
     defaults = GPTConfig()
     try:
+        head_dim = raw.get("head_dim")
         gpt = GPTConfig(
             hidden_size=int(raw["hidden_size"]),
             intermediate_size=int(raw["intermediate_size"]),
@@ -191,10 +215,31 @@ def _gpt_config(root: str) -> GPTConfig:
             ),
             rms_norm_eps=float(raw.get("rms_norm_eps", defaults.rms_norm_eps)),
             rope_theta=float(raw.get("rope_theta", rope.get("rope_theta", defaults.rope_theta))),
+            rope_type=str(rope.get("rope_type", rope.get("type", "default"))),
+            rope_factor=float(rope.get("factor", 1.0)),
+            head_dim=None if head_dim is None else int(head_dim),
+            hidden_act=str(raw.get("hidden_act", "silu")),
+            attention_bias=bool(raw.get("attention_bias", False)),
+            mlp_bias=bool(raw.get("mlp_bias", False)),
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise WeightsError(f"{cfg_path}: missing or invalid field {e}") from e
+    if gpt.rope_type not in ROPE_TYPES:
+        raise WeightsError(
+            f"{cfg_path}: rope type {gpt.rope_type!r} is not supported (only {ROPE_TYPES})"
+        )
+    if gpt.hidden_act != "silu":
+        raise WeightsError(f"{cfg_path}: hidden_act {gpt.hidden_act!r} (only 'silu' is supported)")
+    for key in ("num_audio_tokens", "num_text_tokens", "num_vq"):
+        if key in raw:
+            setattr(gpt, key, int(raw[key]))
+    return gpt
 
+
+def _gpt_config(root: str) -> GPTConfig:
+    cfg_path = os.path.join(root, GPT_CONFIG)
+    raw = _read_json(cfg_path)
+    gpt = _gpt_from_dict(raw, cfg_path)
     emb_path = os.path.join(root, EMBED_WEIGHTS)
     shapes = read_shapes(emb_path)
     gpt.num_vq = _count(shapes, r"emb_code\.(\d+)\.weight$")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,7 @@ from ..config import (
     decoder_config,
     dvae_config,
 )
+from ..errors import WeightsError
 from .loading import load_module
 
 
@@ -76,31 +79,74 @@ def interleave_steps(x: torch.Tensor) -> torch.Tensor:
     return x.view(b, 2, c // 2, t).permute(0, 2, 3, 1).reshape(b, c // 2, 2 * t)
 
 
-class GFSQ(nn.Module):
-    """Grouped residual FSQ (vector-quantize-pytorch) with codes laid out (B, G·R, T)."""
+class _Projections(nn.Module):
+    """The learned part of one residual FSQ: project_in (d -> levels) and project_out."""
+
+    def __init__(self, dim: int, codebook_dim: int) -> None:
+        super().__init__()
+        self.project_in = nn.Linear(dim, codebook_dim)
+        self.project_out = nn.Linear(codebook_dim, dim)
+
+
+class _GroupedProjections(nn.Module):
+    """Stand-in with the parameter names of ``GroupedResidualFSQ`` (``rvqs.{g}.project_*``)."""
 
     def __init__(self, cfg: GFSQConfig) -> None:
         super().__init__()
-        from vector_quantize_pytorch import GroupedResidualFSQ
+        dim = cfg.dim // cfg.groups
+        self.rvqs = nn.ModuleList(_Projections(dim, len(cfg.levels)) for _ in range(cfg.groups))
 
+
+class GFSQ(nn.Module):
+    """Grouped residual FSQ (vector-quantize-pytorch) with codes laid out (B, G·R, T).
+
+    Its only weights are the projections, loaded strictly with the DVAE. The package's
+    quantiser (whose numerics define the codes) is built from them on first use: importing
+    vector-quantize-pytorch pulls in einx and torch._dynamo (about a second and 115 MB), which
+    generating speech with the Decoder never needs.
+    """
+
+    def __init__(self, cfg: GFSQConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
         self.groups = cfg.groups
         self.num_quantizers = cfg.num_quantizers
-        self.quantizer = GroupedResidualFSQ(
-            dim=cfg.dim,
-            levels=list(cfg.levels),
-            num_quantizers=cfg.num_quantizers,
-            groups=cfg.groups,
+        self.quantizer: nn.Module = _GroupedProjections(cfg)
+        self._lock = threading.Lock()
+
+    def _quantizer(self) -> nn.Module:
+        """The ``GroupedResidualFSQ`` holding this module's projections (built once)."""
+        if isinstance(self.quantizer, _GroupedProjections):
+            with self._lock:
+                if isinstance(self.quantizer, _GroupedProjections):
+                    self.quantizer = self._materialise(self.quantizer)
+        return self.quantizer
+
+    def _materialise(self, stand_in: nn.Module) -> nn.Module:
+        from vector_quantize_pytorch import GroupedResidualFSQ
+
+        weight = stand_in.rvqs[0].project_in.weight
+        real = GroupedResidualFSQ(
+            dim=self.cfg.dim,
+            levels=list(self.cfg.levels),
+            num_quantizers=self.cfg.num_quantizers,
+            groups=self.cfg.groups,
         )
+        try:
+            real.load_state_dict(stand_in.state_dict(), strict=True)
+        except RuntimeError as e:
+            raise WeightsError(f"DVAE vq_layer: the GFSQ weights do not fit ({e})") from e
+        return real.to(weight.device).eval().requires_grad_(False)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, G·R, T) -> features (B, dim, T)."""
         b, _, t = codes.shape
         idx = codes.view(b, self.groups, self.num_quantizers, t).permute(1, 0, 3, 2)
-        return self.quantizer.get_output_from_indices(idx.long()).transpose(1, 2)
+        return self._quantizer().get_output_from_indices(idx.long()).transpose(1, 2)
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         """Features (B, dim, T) -> codes (B, G·R, T) in (g, r) order."""
-        _, idx = self.quantizer(x.transpose(1, 2))  # (G, B, T, R)
+        _, idx = self._quantizer()(x.transpose(1, 2))  # (G, B, T, R)
         g, b, t, r = idx.shape
         return idx.permute(1, 0, 3, 2).reshape(b, g * r, t)
 

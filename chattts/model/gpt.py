@@ -1,10 +1,10 @@
-"""The GPT body: a transformers ``LlamaModel`` run over a static KV cache (REFERENCE.md §4).
+"""The GPT body: LLaMA layers run over a static KV cache (REFERENCE.md §4).
 
-The weights live in a ``LlamaModel`` (so transformers reads both config formats); the forward
-pass over its layers is our own, so the KV cache is allocated once per generation and a decode
-step writes one position in place. After loading, each layer's q/k/v projections are fused
-into one linear layer and its gate/up projections into another (fewer, larger matrix products
-per step; with int8 weights, fewer activation quantisations).
+The weights live in plain modules with the checkpoint's names (:mod:`chattts.model.llama`);
+the forward pass over them is this module's, so the KV cache is allocated once per generation
+and a decode step writes one position in place. After loading, each layer's q/k/v projections
+are fused into one linear layer and its gate/up projections into another (fewer, larger matrix
+products per step; with int8 weights, fewer activation quantisations).
 
 Two decode steps exist:
 
@@ -17,8 +17,6 @@ Two decode steps exist:
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -26,10 +24,17 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import LlamaConfig, LlamaModel
 
-from ..errors import WeightsError
-from .loading import load_strict
+from ..config import GPTConfig, read_gpt_json
+from .llama import (
+    LayerHook,
+    LlamaBody,
+    fuse_layer,
+    load_layer_by_layer,
+    rms_norm,
+    rope_inverse_frequencies,
+    rope_tables,
+)
 
 
 @dataclass
@@ -102,33 +107,6 @@ class _Block:
         self.act = act.forward if isinstance(act, nn.Module) else act
 
 
-def _fuse_linear(parts: list[nn.Linear]) -> nn.Linear:
-    """One ``nn.Linear`` whose output is the concatenation of ``parts``' outputs."""
-    w = torch.cat([p.weight.detach() for p in parts], 0)
-    bias = None
-    if parts[0].bias is not None:
-        bias = torch.cat([p.bias.detach() for p in parts], 0)
-    fused = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device="meta")
-    fused.weight = nn.Parameter(w, requires_grad=False)
-    if bias is not None:
-        fused.bias = nn.Parameter(bias, requires_grad=False)
-    return fused
-
-
-def fuse_layer(layer: nn.Module) -> None:
-    """Replace a ``LlamaDecoderLayer``'s q/k/v by ``qkv_proj`` and gate/up by ``gate_up_proj``.
-
-    The separate layers are deleted, so only one copy of the weights stays alive.
-    """
-    attn, mlp = layer.self_attn, layer.mlp
-    if not hasattr(attn, "qkv_proj"):
-        attn.qkv_proj = _fuse_linear([attn.q_proj, attn.k_proj, attn.v_proj])
-        del attn.q_proj, attn.k_proj, attn.v_proj
-    if not hasattr(mlp, "gate_up_proj"):
-        mlp.gate_up_proj = _fuse_linear([mlp.gate_proj, mlp.up_proj])
-        del mlp.gate_proj, mlp.up_proj
-
-
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotary embedding of x (B, T, heads, d) with cos, sin (B, T, 1, d)."""
     half = x.shape[-1] // 2
@@ -136,48 +114,23 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + rotated * sin
 
 
-def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """LLaMA's RMSNorm (computed in float32, as transformers does), one fused op."""
-    if x.dtype == torch.float32:
-        return F.rms_norm(x, (x.shape[-1],), weight, eps)
-    return weight * F.rms_norm(x.float(), (x.shape[-1],), None, eps).to(x.dtype)
-
-
-def _read_llama_config(config_dir: str) -> LlamaConfig:
-    path = os.path.join(config_dir, "config.json")
-    try:
-        cfg = LlamaConfig.from_pretrained(config_dir)
-    except (OSError, ValueError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: cannot read the LLaMA configuration ({e})") from e
-    return cfg
-
-
-#: A function applied to each layer right after its weights are loaded (and fused).
-LayerHook = Callable[[nn.Module], None]
-
-
 class GPT(nn.Module):
-    """The LLaMA body fed ``inputs_embeds``; hidden states after the final RMSNorm.
+    """The LLaMA body fed input embeddings; hidden states after the final RMSNorm.
 
     Args:
-        config: a transformers ``LlamaConfig``; its token embedding is never used, so it is
-            built with a vocabulary of one.
+        config: the body's hyper-parameters (:func:`chattts.config.read_gpt_json`).
     """
 
-    def __init__(self, config: LlamaConfig) -> None:
+    def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        config = copy.deepcopy(config)
-        config.vocab_size = 1
-        config.pad_token_id = None
-        config.use_cache = False
         self.config = config
-        self.body = LlamaModel(config)
         self.num_layers = config.num_hidden_layers
         self.num_heads = config.num_attention_heads
         self.num_kv_heads = config.num_key_value_heads
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.num_heads
+        self.head_dim = config.head_dim or config.hidden_size // self.num_heads
         self.hidden_size = config.hidden_size
         self.scaling = self.head_dim**-0.5
+        self.body = LlamaBody(config, self.head_dim)
         self._rope_cos: Optional[torch.Tensor] = None
         self._rope_sin: Optional[torch.Tensor] = None
         self._blocks: list[_Block] = []
@@ -196,22 +149,19 @@ class GPT(nn.Module):
         dtype: torch.dtype = torch.float32,
         layer_hook: Optional[LayerHook] = None,
     ) -> GPT:
-        """Build from ``asset/gpt`` and load its safetensors strictly, fusing projections.
+        """Build from ``asset/gpt`` (its ``config.json``) and load its safetensors strictly.
 
-        The file may carry ``embed_tokens.weight`` and a ``model.`` prefix; both are ignored.
-        Layers are read from the file one at a time into process memory (not a memory map,
-        whose 4 KiB file pages stream more slowly than anonymous memory on a bandwidth-bound
-        step); ``layer_hook`` (e.g. int8 quantisation) runs on each layer right after it is
-        loaded, so the full-precision weights of the whole body are never in memory at once.
+        Projections are fused as each layer loads. Layers are read from the file one at a
+        time into process memory (not a memory map, whose 4 KiB file pages stream more slowly
+        than anonymous memory on a bandwidth-bound step); ``layer_hook`` (e.g. int8
+        quantisation) runs on each layer right after it is loaded, so the full-precision
+        weights of the whole body are never in memory at once.
         """
-        config = _read_llama_config(config_dir)
+        config = read_gpt_json(os.path.join(config_dir, "config.json"))
         with torch.device("meta"):
             model = cls(config)
-        body = model.body
-        body.embed_tokens = None  # never used: the body is fed inputs_embeds
-        body.to(dtype=dtype)
-        _load_layer_by_layer(body, weights_path, layer_hook)
-        body.rotary_emb = type(body.rotary_emb)(config=body.config)
+        model.body.to(dtype=dtype)
+        load_layer_by_layer(model.body, weights_path, layer_hook)
         model.refresh_blocks()
         return model.eval()
 
@@ -235,10 +185,9 @@ class GPT(nn.Module):
             n = max(size, self.config.max_position_embeddings)
             if cos is not None:
                 n = max(n, 2 * cos.shape[0])
-            pos = torch.arange(n, device=device)[None]
-            probe = torch.empty(0, device=device)
-            c, s = self.body.rotary_emb(probe, pos)
-            self._rope_cos, self._rope_sin = c[0].to(self.dtype), s[0].to(self.dtype)
+            inv_freq = rope_inverse_frequencies(self.config, self.head_dim).to(device)
+            c, s = rope_tables(inv_freq, n)
+            self._rope_cos, self._rope_sin = c.to(self.dtype), s.to(self.dtype)
         assert self._rope_cos is not None and self._rope_sin is not None
         return self._rope_cos, self._rope_sin
 
@@ -273,7 +222,7 @@ class GPT(nn.Module):
         """
         b, t, _ = x.shape
         d, nq, nkv = self.head_dim, self.num_heads, self.num_kv_heads
-        qkv = blk.qkv(_rms_norm(x, blk.ln1, blk.ln1_eps)).view(b, t, nq + 2 * nkv, d)
+        qkv = blk.qkv(rms_norm(x, blk.ln1, blk.ln1_eps)).view(b, t, nq + 2 * nkv, d)
         qk = _rotate(qkv[:, :, : nq + nkv], cos, sin).transpose(1, 2)
         return qk[:, :nq], qk[:, nq:], qkv[:, :, nq + nkv :].transpose(1, 2)
 
@@ -281,7 +230,7 @@ class GPT(nn.Module):
         """Output projection, residual, MLP and residual of one layer; o (B, nh, T, d)."""
         b, _, t, _ = o.shape
         x = x + blk.o(o.transpose(1, 2).reshape(b, t, -1))
-        gate, up = blk.gate_up(_rms_norm(x, blk.ln2, blk.ln2_eps)).chunk(2, dim=-1)
+        gate, up = blk.gate_up(rms_norm(x, blk.ln2, blk.ln2_eps)).chunk(2, dim=-1)
         return x + blk.down(blk.act(gate) * up)
 
     def prefill(
@@ -430,49 +379,3 @@ def _sdpa(
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
-
-
-def _load_layer_by_layer(body: LlamaModel, path: str, hook: Optional[LayerHook]) -> None:
-    """Strictly load ``body`` from ``path`` one layer at a time, running ``hook`` on each.
-
-    Tensors are read with ``pread`` (not a memory map), so a layer's full-precision weights
-    leave memory once the hook has replaced them.
-    """
-    from safetensors import safe_open
-
-    if not os.path.isfile(path):
-        from ..errors import AssetNotFoundError
-
-        raise AssetNotFoundError(f"model file not found: {path}")
-    try:
-        handle = safe_open(path, framework="pt", device="cpu", backend="pread")
-    except Exception as e:  # safetensors raises several error types for bad files
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
-    with handle as f:
-        names = {(k[6:] if k.startswith("model.") else k): k for k in f.keys()}
-        names.pop("embed_tokens.weight", None)
-        own = {"layers." + k for k in _names(body.layers)} | {
-            "norm." + k for k in _names(body.norm)
-        }
-        unexpected = sorted(k for k in names if k not in own)
-        if unexpected:
-            raise WeightsError(f"{path}: unexpected tensor(s) {unexpected[:5]}")
-        missing = sorted(k for k in own if k not in names)
-        if missing:
-            raise WeightsError(f"{path}: missing tensor(s) {missing[:5]}")
-
-        def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {
-                k[len(prefix) :]: f.get_tensor(v) for k, v in names.items() if k.startswith(prefix)
-            }
-
-        load_strict(body.norm, part("norm."), path)
-        for i, layer in enumerate(body.layers):
-            load_strict(layer, part(f"layers.{i}."), path)
-            fuse_layer(layer)
-            if hook is not None:
-                hook(layer)
-
-
-def _names(module: nn.Module) -> list[str]:
-    return list(module.state_dict().keys())
