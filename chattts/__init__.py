@@ -31,4 +31,5 @@ def __getattr__(name: str) -> Any:
         return Chat
     raise AttributeError(f"module 'chattts' has no attribute {name!r}")
 
+
 __all__ = ["Chat", "InferCodeParams", "RefineTextParams", "errors", "__version__"]

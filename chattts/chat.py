@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from .dia import DiaAPI
 from .errors import ChatTTSError, NotLoadedError
 from .generation.accel import configure_engine
 from .generation.engine import Interrupt
+from .model.loading import release_free_memory
 from .params import InferCodeParams, RefineTextParams
 from .pipeline import Models, Passes, last
 from .speaker import decode_speaker, encode_speaker
@@ -157,6 +159,7 @@ class Chat(DiaAPI):
         self.models = models
         self.config = models.config
         self._passes = Passes(models)
+        release_free_memory()
         self.logger.info(
             "loaded %s on %s (%s%s)", root, device, dtype, ", int8" if quantize else ""
         )
@@ -164,8 +167,12 @@ class Chat(DiaAPI):
 
     def unload(self) -> None:
         """Release the models."""
+        had_models = self.models is not None
         self.models = None
         self._passes = None
+        if had_models:
+            gc.collect()
+            release_free_memory()
 
     def _require(self) -> Passes:
         if self._passes is None:

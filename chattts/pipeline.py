@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -24,14 +25,16 @@ from .config import (
     TOKENIZER_DIR,
     VOCOS_WEIGHTS,
     ModelConfig,
+    dvae_config,
 )
 from .errors import WeightsError
+from .generation import accel
 from .generation.engine import Engine, GenerationState, Interrupt
 from .generation.sampling import ItemSampling
 from .model.dvae import DVAE, Decoder
 from .model.embed import Embed
 from .model.gpt import GPT
-from .model.loading import load_module
+from .model.loading import check_file_layout, load_module
 from .model.tokenizer import Tokenizer
 from .model.vocos import load_vocos, vocos_decode
 from .params import InferCodeParams, RefineTextParams
@@ -87,20 +90,64 @@ def item_sampling(params: RefineTextParams, seed: Optional[int] = None) -> ItemS
     )
 
 
+class LazyDVAE:
+    """The DVAE, loaded strictly on first use.
+
+    Speech through the Decoder never touches the DVAE (60 MB in float32): only speaker
+    samples (``sample_audio_speaker``) and ``use_decoder=False`` do. Its file's shapes are
+    checked when the model root is read (:class:`ModelConfig`); with ``verify`` its SHA256 too.
+
+    Args:
+        path: ``DVAE.safetensors``.
+        device: where the module goes.
+        coef: (1, n_mels, 1) replacement of the checkpoint's ``coef``, or None.
+    """
+
+    def __init__(self, path: str, device: torch.device, coef: Optional[torch.Tensor]) -> None:
+        self.path = path
+        self.device = device
+        self.coef = coef
+        self._module: Optional[DVAE] = None
+        self._lock = threading.Lock()
+        # names and shapes now, weights on first use (the mel front end cannot be built on
+        # the meta device; the throw-away module is built before the big modules load)
+        check_file_layout(DVAE(dvae_config(path)), path)
+
+    @property
+    def loaded(self) -> bool:
+        return self._module is not None
+
+    def get(self) -> DVAE:
+        """The loaded DVAE (loads it the first time)."""
+        if self._module is None:
+            with self._lock:
+                if self._module is None:
+                    dvae = DVAE.from_file(self.path)
+                    if self.coef is not None:
+                        dvae.coef.data = self.coef.clone()
+                    self._module = dvae.to(self.device).eval().requires_grad_(False)
+        return self._module
+
+
 @dataclass
 class Models:
-    """Every module of a loaded model root, on one device."""
+    """Every module of a loaded model root, on one device (the DVAE loads on first use)."""
 
     config: ModelConfig
     tokenizer: Tokenizer
     embed: Embed
     gpt: GPT
-    dvae: DVAE
+    dvae_loader: LazyDVAE
     decoder: Optional[Decoder]
     vocos: torch.nn.Module
     speakers: SpeakerStats
     device: torch.device
     engine: Engine
+
+    @property
+    def dvae(self) -> DVAE:
+        """The DVAE (loaded on first use)."""
+        return self.dvae_loader.get()
 
     @classmethod
     def load(
@@ -131,20 +178,29 @@ class Models:
                 f"{path(EMBED_WEIGHTS)} tensor 'emb_text.weight' has {config.gpt.num_text_tokens}"
             )
         g = config.gpt
+        int8 = quantize == "int8"
+        if int8:
+            accel.check_int8(device, compute)
+        coef_tensor = None if coef is None else decode_coef(coef, config.dvae.n_mels)
+        dvae = LazyDVAE(path(DVAE_WEIGHTS), device, coef_tensor)
         embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
         load_module(embed, path(EMBED_WEIGHTS))
         embed.fold_weight_norm()
-        hook = None
-        if quantize == "int8":
-            from .generation.accel import int8_layer_hook as hook
-        gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute, hook)
-        dvae = DVAE.from_file(path(DVAE_WEIGHTS))
-        if coef is not None:
-            dvae.coef.data = decode_coef(coef, config.dvae.n_mels)
+        # with int8 each module is quantised as soon as it is loaded, and the decoders come
+        # before the GPT: a module's float weights are transient while the resident set is
+        # still small, so the peak stays close to the final size
+        if int8:
+            accel.int8_embed_heads(embed)
         decoder = Decoder.from_file(path(DECODER_WEIGHTS)) if load_decoder else None
+        if int8 and decoder is not None:
+            accel.int8_decoder(decoder)
         vocos = load_vocos(path(VOCOS_WEIGHTS))
+        if int8:
+            accel.int8_vocos(vocos)
+        hook = accel.int8_layer_hook if int8 else None
+        gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute, hook)
         speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
-        for module in (embed, gpt, dvae, decoder, vocos):
+        for module in (embed, gpt, decoder, vocos):
             if module is not None:
                 module.to(device).eval().requires_grad_(False)
         embed.to(compute)

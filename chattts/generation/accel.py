@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..model.gpt import KVCache
+from ..model.loading import release_free_memory
 
 if TYPE_CHECKING:
     from ..pipeline import Models
@@ -110,6 +111,9 @@ def int8_layer_hook(layer: nn.Module) -> None:
     if layer.input_layernorm.weight.dtype != torch.float32:
         raise ValueError("quantize='int8' needs dtype='float32' activations")
     quantize_int8(layer)
+    # the layer's float weights are freed now: give them back before the next layer is read
+    # (glibc would otherwise keep them in its heap and the peak would grow layer by layer)
+    release_free_memory()
 
 
 def _own_memory(module: nn.Module) -> None:
@@ -134,27 +138,54 @@ def _has_float_linear(module: nn.Module) -> bool:
     return any(type(m) is nn.Linear for m in module.modules())
 
 
-def apply_int8(models: Models) -> None:
-    """int8 weights for the GPT layers (unless loaded so), its heads, Decoder and Vocos."""
-    if models.device.type != "cpu":
-        raise ValueError("quantize='int8' runs on the CPU only; use dtype='bfloat16' on GPUs")
-    if models.gpt.dtype != torch.float32:
-        raise ValueError("quantize='int8' needs dtype='float32' activations")
-    gpt, embed = models.gpt, models.embed
-    if _has_float_linear(gpt.body.layers):
-        quantize_int8(gpt.body.layers)
-    gpt.refresh_blocks()
+def int8_embed_heads(embed: nn.Module) -> None:
+    """int8 weights for the text head and the stacked code heads (after ``fold_weight_norm``)."""
     embed.head_text = quantize_int8(embed.head_text)
     if embed.code_head_weight is not None and embed.code_head is None:
         stacked = nn.Linear(embed.hidden_size, embed.code_head_weight.shape[0], bias=False)
         stacked.weight = nn.Parameter(embed.code_head_weight, requires_grad=False)
         embed.code_head = int8_linear(stacked)
-    if models.decoder is not None:
-        _own_memory(quantize_int8(models.decoder))
-    backbone = getattr(models.vocos, "backbone", None)
-    if backbone is not None:
+    release_free_memory()
+
+
+def int8_decoder(decoder: nn.Module) -> None:
+    """int8 pointwise layers for the Decoder's ConvNeXt blocks."""
+    if _has_float_linear(decoder):
+        _own_memory(quantize_int8(decoder))
+        release_free_memory()
+
+
+def int8_vocos(vocos: nn.Module) -> None:
+    """int8 pointwise layers for Vocos' backbone (its ISTFT head stays float32)."""
+    backbone = getattr(vocos, "backbone", None)
+    if backbone is not None and _has_float_linear(backbone):
         quantize_int8(backbone)
-        _own_memory(models.vocos)
+        _own_memory(vocos)
+
+
+def check_int8(device: torch.device, dtype: torch.dtype) -> None:
+    """``quantize="int8"`` needs the CPU and float32 activations."""
+    if device.type != "cpu":
+        raise ValueError("quantize='int8' runs on the CPU only; use dtype='bfloat16' on GPUs")
+    if dtype != torch.float32:
+        raise ValueError("quantize='int8' needs dtype='float32' activations")
+
+
+def apply_int8(models: Models) -> None:
+    """int8 weights for the GPT layers, its heads, Decoder and Vocos (those not yet int8).
+
+    ``Models.load(quantize="int8")`` already quantises each module as it is loaded, so that
+    the float weights of one module at most are in memory besides the int8 ones.
+    """
+    check_int8(models.device, models.gpt.dtype)
+    gpt = models.gpt
+    if _has_float_linear(gpt.body.layers):
+        quantize_int8(gpt.body.layers)
+    gpt.refresh_blocks()
+    int8_embed_heads(models.embed)
+    if models.decoder is not None:
+        int8_decoder(models.decoder)
+    int8_vocos(models.vocos)
     logger.info("int8 weights: GPT layers and heads, Decoder, Vocos backbone")
 
 

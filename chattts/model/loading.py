@@ -74,3 +74,56 @@ def load_module(
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     load_strict(module, state, path, ignore)
     return module
+
+
+def release_free_memory() -> None:
+    """Hand the heap memory freed while loading back to the OS (glibc's ``malloc_trim``).
+
+    Loading frees the float weights that int8 quantisation or weight-norm folding replaced;
+    glibc keeps such freed blocks in its heap, where they still count as resident memory.
+    Elsewhere (other C libraries, other systems) this does nothing.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+
+
+def check_file_layout(module: nn.Module, path: str, ignore: Iterable[str] = ()) -> None:
+    """Check, from the file header alone, that ``path`` has exactly ``module``'s tensors.
+
+    The same errors as :func:`load_strict` (missing, unexpected, wrong shape), without reading
+    any weights: for modules that are loaded later, on first use. ``module`` may live on the
+    meta device.
+    """
+    from safetensors import safe_open
+
+    if not os.path.isfile(path):
+        raise AssetNotFoundError(f"model file not found: {path}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+    own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    ignored = set(ignore)
+    missing = sorted(k for k in own if k not in shapes)
+    unexpected = sorted(k for k in shapes if k not in own and k not in ignored)
+    if missing:
+        raise WeightsError(f"{path}: missing tensor(s) {missing[:5]}")
+    if unexpected:
+        raise WeightsError(f"{path}: unexpected tensor(s) {unexpected[:5]}")
+    for name, shape in own.items():
+        if shapes[name] != shape:
+            raise WeightsError(
+                f"{path}: tensor {name!r} has shape {list(shapes[name])}, expected {list(shape)}"
+            )
