@@ -94,8 +94,9 @@ class LazyDVAE:
     """The DVAE, loaded strictly on first use.
 
     Speech through the Decoder never touches the DVAE (60 MB in float32): only speaker
-    samples (``sample_audio_speaker``) and ``use_decoder=False`` do. Its file's shapes are
-    checked when the model root is read (:class:`ModelConfig`); with ``verify`` its SHA256 too.
+    samples (``sample_audio_speaker``) and ``use_decoder=False`` do. Its file's tensor names
+    and shapes are checked here, from the header, with the errors of a strict load (and with
+    ``verify`` the file's SHA256 was checked before); the weights are read on first use.
 
     Args:
         path: ``DVAE.safetensors``.
