@@ -110,9 +110,9 @@ class LazyDVAE:
         self.coef = coef
         self._module: Optional[DVAE] = None
         self._lock = threading.Lock()
-        # names and shapes now, weights on first use (the mel front end cannot be built on
-        # the meta device; the throw-away module is built before the big modules load)
-        check_file_layout(DVAE(dvae_config(path)), path)
+        with torch.device("meta"):  # names and shapes now, weights on first use
+            layout = DVAE(dvae_config(path))
+        check_file_layout(layout, path)
 
     @property
     def loaded(self) -> bool:

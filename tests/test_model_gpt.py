@@ -22,19 +22,16 @@ from chattts.model.gpt import GPT
 
 
 def _llama_reference(gpt_dir: str):
-    from safetensors.torch import load_file
     from transformers import LlamaModel
 
-    model = LlamaModel.from_pretrained(gpt_dir, dtype=torch.float32).eval()
-    state = load_file(os.path.join(gpt_dir, "model.safetensors"))
-    return model, state
+    return LlamaModel.from_pretrained(gpt_dir, dtype=torch.float32).eval()
 
 
 @pytest.mark.parametrize("padded", [False, True])
 def test_prefill_equals_transformers_llama(tiny_root, padded):
     gpt_dir = os.path.join(tiny_root, "asset", "gpt")
     ours = GPT.from_files(gpt_dir, os.path.join(gpt_dir, "model.safetensors"))
-    ref, _ = _llama_reference(gpt_dir)
+    ref = _llama_reference(gpt_dir)
     gen = torch.Generator().manual_seed(0)
     embeds = torch.randn(2, 9, ours.hidden_size, generator=gen)
     mask = torch.ones(2, 9, dtype=torch.long)
@@ -53,7 +50,7 @@ def test_prefill_equals_transformers_llama(tiny_root, padded):
 def test_decode_steps_equal_a_full_forward(tiny_root):
     gpt_dir = os.path.join(tiny_root, "asset", "gpt")
     ours = GPT.from_files(gpt_dir, os.path.join(gpt_dir, "model.safetensors"))
-    ref, _ = _llama_reference(gpt_dir)
+    ref = _llama_reference(gpt_dir)
     embeds = torch.randn(1, 7, ours.hidden_size, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         cache = ours.new_cache(1, 7, torch.device("cpu"))
@@ -108,7 +105,7 @@ def test_linear_rope_matches_transformers(tmp_path, tiny_root):
         rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0},
     )
     ours = GPT.from_files(gpt_dir, os.path.join(gpt_dir, "model.safetensors"))
-    ref, _ = _llama_reference(gpt_dir)
+    ref = _llama_reference(gpt_dir)
     embeds = torch.randn(1, 6, ours.hidden_size, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         got = ours.prefill(embeds, torch.ones(1, 6), ours.new_cache(1, 6, torch.device("cpu")))

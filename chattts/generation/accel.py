@@ -161,6 +161,7 @@ def int8_vocos(vocos: nn.Module) -> None:
     if backbone is not None and _has_float_linear(backbone):
         quantize_int8(backbone)
         _own_memory(vocos)
+        release_free_memory()
 
 
 def check_int8(device: torch.device, dtype: torch.dtype) -> None:

@@ -156,9 +156,12 @@ class _MelFrontEnd(nn.Module):
         super().__init__()
         import torchaudio
 
-        self.mel_spec = torchaudio.transforms.MelSpectrogram(
-            sample_rate=24000, n_fft=1024, hop_length=256, n_mels=n_mels, center=True, power=1
-        )
+        # built on the CPU even inside a meta-device context (torchaudio computes the mel
+        # filter bank eagerly); the buffers are small and follow the module's later .to()
+        with torch.device("cpu"):
+            self.mel_spec = torchaudio.transforms.MelSpectrogram(
+                sample_rate=24000, n_fft=1024, hop_length=256, n_mels=n_mels, center=True, power=1
+            )
 
 
 class DVAE(nn.Module):

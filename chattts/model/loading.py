@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
+from typing import Optional
 
 import torch
 from torch import nn
@@ -76,6 +79,22 @@ def load_module(
     return module
 
 
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's ``malloc_trim``, looked up once (None where there is none)."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
+
+
 def release_free_memory() -> None:
     """Hand the heap memory freed while loading back to the OS (glibc's ``malloc_trim``).
 
@@ -83,19 +102,9 @@ def release_free_memory() -> None:
     glibc keeps such freed blocks in its heap, where they still count as resident memory.
     Elsewhere (other C libraries, other systems) this does nothing.
     """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def check_file_layout(module: nn.Module, path: str, ignore: Iterable[str] = ()) -> None:
