@@ -152,6 +152,13 @@ class GFSQ(nn.Module):
 
 
 class _MelFrontEnd(nn.Module):
+    """Waveform (B, N) -> magnitude mel spectrogram (B, n_mels, N // 256 + 1), in float64.
+
+    The log of near-silent bins magnifies rounding: in float32 the FFT kernels of different
+    CPUs (AVX2, AVX-512) differ enough there to flip a code of the quantiser, so a speaker
+    sample would depend on the machine. In float64 the codes are the same everywhere.
+    """
+
     def __init__(self, n_mels: int) -> None:
         super().__init__()
         import torchaudio
@@ -161,7 +168,10 @@ class _MelFrontEnd(nn.Module):
         with torch.device("cpu"):
             self.mel_spec = torchaudio.transforms.MelSpectrogram(
                 sample_rate=24000, n_fft=1024, hop_length=256, n_mels=n_mels, center=True, power=1
-            )
+            ).double()
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.mel_spec.to(torch.float64)(wav.double())
 
 
 class DVAE(nn.Module):
@@ -198,8 +208,8 @@ class DVAE(nn.Module):
     @torch.inference_mode()
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         """Waveform (B, N) at 24 kHz -> codes (B, num_vq, T), T = (N // 256 + 1) // 2."""
-        mel = self.preprocessor_mel.mel_spec(wav.float())
-        mel = torch.log(torch.clamp(mel, min=1e-5)).to(self.coef.dtype) / self.coef
+        mel = torch.log(torch.clamp(self.preprocessor_mel(wav), min=1e-5))
+        mel = mel.to(self.coef.dtype) / self.coef
         feats = self.encoder(self.downsample_conv(mel))
         return self.vq_layer.quantize(feats.float())
 
