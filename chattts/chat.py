@@ -16,11 +16,12 @@ from . import assets
 from .config import ModelConfig, default_device
 from .dia import DiaAPI
 from .errors import ChatTTSError, NotLoadedError
-from .generation.accel import configure_engine
 from .generation.engine import Interrupt
 from .model.loading import release_free_memory
+from .models import Models
+from .options import LoadOptions
 from .params import InferCodeParams, RefineTextParams
-from .pipeline import Models, Passes, last
+from .pipeline import Passes, last
 from .speaker import decode_speaker, encode_speaker
 from .streaming import stream_batch
 from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
@@ -138,19 +139,20 @@ class Chat(DiaAPI):
         if use_vllm:
             self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
         try:
-            if quantize not in (None, "int8"):
-                raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
-            root = assets.resolve_model_root(
-                source, custom_path, force_redownload, verify, sha256_map=self.sha256_map
+            options = LoadOptions.from_kwargs(
+                source=source,
+                custom_path=custom_path,
+                force_redownload=force_redownload,
+                verify=verify,
+                device=device,
+                experimental=experimental,
+                coef=coef,
+                dtype=dtype,
+                quantize=quantize,
+                compile=compile,
+                use_flash_attn=use_flash_attn,
             )
-            device = torch.device(device or default_device(experimental))
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise ValueError("device 'cuda' asked for, but CUDA is not available")
-            self.unload()
-            models = Models.load(root, device, dtype, coef, quantize=quantize)
-            configure_engine(
-                models, compile=compile, quantize=quantize, use_flash_attn=use_flash_attn
-            )
+            models = self._open(options)
         except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
             if raise_on_error:
                 raise
@@ -160,10 +162,31 @@ class Chat(DiaAPI):
         self.config = models.config
         self._passes = Passes(models)
         release_free_memory()
-        self.logger.info(
-            "loaded %s on %s (%s%s)", root, device, dtype, ", int8" if quantize else ""
-        )
         return True
+
+    def _open(self, options: LoadOptions) -> Models:
+        """Resolve, verify and load the model root of ``options`` (raises on failure)."""
+        root = assets.resolve_model_root(
+            options.source,
+            options.custom_path,
+            options.force_redownload,
+            options.verify,
+            sha256_map=self.sha256_map,
+        )
+        device = torch.device(options.device or default_device(options.experimental))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but CUDA is not available")
+        self.unload()
+        models = Models.load(root, device, options.engine, options.coef)
+        engine = options.engine
+        self.logger.info(
+            "loaded %s on %s (%s%s)",
+            root,
+            device,
+            engine.dtype,
+            ", int8" if engine.quantize else "",
+        )
+        return models
 
     def unload(self) -> None:
         """Release the models."""

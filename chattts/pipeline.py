@@ -7,61 +7,22 @@ and :class:`chattts.Chat` above it is a thin facade.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Optional, Union
 
 import numpy as np
 import torch
 
-from .config import (
-    DECODER_WEIGHTS,
-    DVAE_WEIGHTS,
-    EMBED_WEIGHTS,
-    GPT_WEIGHTS,
-    SPK_STAT,
-    TOKENIZER_DIR,
-    VOCOS_WEIGHTS,
-    ModelConfig,
-    dvae_config,
-)
-from .errors import WeightsError
-from .generation import accel
-from .generation.engine import Engine, GenerationState, Interrupt
+from .generation.engine import GenerationState, Interrupt
 from .generation.sampling import ItemSampling
-from .model.dvae import DVAE, Decoder
-from .model.embed import Embed
-from .model.gpt import GPT
-from .model.loading import check_file_layout, load_module
-from .model.tokenizer import Tokenizer
-from .model.vocos import load_vocos, vocos_decode
+from .model.vocos import vocos_decode
+from .models import Models
 from .params import InferCodeParams, RefineTextParams
-from .speaker import (
-    SpeakerStats,
-    decode_sample,
-    decode_speaker,
-    encode_sample,
-    speaker_embedding,
-)
+from .speaker import decode_sample, decode_speaker, encode_sample, speaker_embedding
 
 logger = logging.getLogger("chattts")
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _CODE_TAGS = ("[Stts]", "[spk_emb]", "[empty_spk]")
-
-
-def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
-    """``"float32" | "bfloat16" | "float16"`` (or a torch dtype) -> torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        if dtype in _DTYPES.values():
-            return dtype
-        raise ValueError(f"unsupported dtype {dtype}")
-    try:
-        return _DTYPES[str(dtype)]
-    except KeyError:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}") from None
 
 
 def refine_prompt(text: str, prompt: str) -> str:
@@ -88,155 +49,6 @@ def item_sampling(params: RefineTextParams, seed: Optional[int] = None) -> ItemS
         max_new_token=params.max_new_token,
         seed=seed,
     )
-
-
-class LazyDVAE:
-    """The DVAE, loaded strictly on first use.
-
-    Speech through the Decoder never touches the DVAE (60 MB in float32): only speaker
-    samples (``sample_audio_speaker``) and ``use_decoder=False`` do. Its file's tensor names
-    and shapes are checked here, from the header, with the errors of a strict load (and with
-    ``verify`` the file's SHA256 was checked before); the weights are read on first use.
-
-    Args:
-        path: ``DVAE.safetensors``.
-        device: where the module goes.
-        coef: (1, n_mels, 1) replacement of the checkpoint's ``coef``, or None.
-    """
-
-    def __init__(self, path: str, device: torch.device, coef: Optional[torch.Tensor]) -> None:
-        self.path = path
-        self.device = device
-        self.coef = coef
-        self._module: Optional[DVAE] = None
-        self._lock = threading.Lock()
-        with torch.device("meta"):  # names and shapes now, weights on first use
-            layout = DVAE(dvae_config(path))
-        check_file_layout(layout, path)
-
-    @property
-    def loaded(self) -> bool:
-        return self._module is not None
-
-    def get(self) -> DVAE:
-        """The loaded DVAE (loads it the first time)."""
-        if self._module is None:
-            with self._lock:
-                if self._module is None:
-                    dvae = DVAE.from_file(self.path)
-                    if self.coef is not None:
-                        dvae.coef.data = self.coef.clone()
-                    self._module = dvae.to(self.device).eval().requires_grad_(False)
-        return self._module
-
-
-@dataclass
-class Models:
-    """Every module of a loaded model root, on one device (the DVAE loads on first use)."""
-
-    config: ModelConfig
-    tokenizer: Tokenizer
-    embed: Embed
-    gpt: GPT
-    dvae_loader: LazyDVAE
-    decoder: Optional[Decoder]
-    vocos: torch.nn.Module
-    speakers: SpeakerStats
-    device: torch.device
-    engine: Engine
-
-    @property
-    def dvae(self) -> DVAE:
-        """The DVAE (loaded on first use)."""
-        return self.dvae_loader.get()
-
-    @classmethod
-    def load(
-        cls,
-        root: str,
-        device: Union[str, torch.device] = "cpu",
-        dtype: Union[str, torch.dtype] = "float32",
-        coef: Optional[str] = None,
-        load_decoder: bool = True,
-        quantize: Optional[str] = None,
-    ) -> Models:
-        """Load a model root (§1) strictly; every dimension comes from the files.
-
-        ``quantize="int8"`` quantises the GPT layers as they are read (so the float weights
-        of the whole GPT are never in memory at once); ``configure_engine`` does the rest.
-
-        ``coef`` (a speaker-sample-like base16384 string of the DVAE ``coef``, as the
-        reference's ``load(coef=...)``) replaces the checkpoint's value.
-        """
-        device = torch.device(device)
-        compute = parse_dtype(dtype)
-        path = lambda rel: os.path.join(root, rel)  # noqa: E731
-        config = ModelConfig.from_model_root(root)
-        tokenizer = Tokenizer(path(TOKENIZER_DIR))
-        if tokenizer.vocab_size != config.gpt.num_text_tokens:
-            raise WeightsError(
-                f"{path(TOKENIZER_DIR)}: the tokenizer has {tokenizer.vocab_size} tokens, "
-                f"{path(EMBED_WEIGHTS)} tensor 'emb_text.weight' has {config.gpt.num_text_tokens}"
-            )
-        g = config.gpt
-        int8 = quantize == "int8"
-        if int8:
-            accel.check_int8(device, compute)
-        coef_tensor = None if coef is None else decode_coef(coef, config.dvae.n_mels)
-        dvae = LazyDVAE(path(DVAE_WEIGHTS), device, coef_tensor)
-        embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
-        load_module(embed, path(EMBED_WEIGHTS))
-        embed.fold_weight_norm()
-        # with int8 each module is quantised as soon as it is loaded, and the decoders come
-        # before the GPT: a module's float weights are transient while the resident set is
-        # still small, so the peak stays close to the final size
-        if int8:
-            accel.int8_embed_heads(embed)
-        decoder = Decoder.from_file(path(DECODER_WEIGHTS)) if load_decoder else None
-        if int8 and decoder is not None:
-            accel.int8_decoder(decoder)
-        vocos = load_vocos(path(VOCOS_WEIGHTS))
-        if int8:
-            accel.int8_vocos(vocos)
-        hook = accel.int8_layer_hook if int8 else None
-        gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute, hook)
-        speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
-        for module in (embed, gpt, decoder, vocos):
-            if module is not None:
-                module.to(device).eval().requires_grad_(False)
-        embed.to(compute)
-        return cls(
-            config,
-            tokenizer,
-            embed,
-            gpt,
-            dvae,
-            decoder,
-            vocos,
-            speakers,
-            device,
-            Engine(gpt, embed),
-        )
-
-
-def decode_coef(coef: str, n_mels: int) -> torch.Tensor:
-    """A ``coef`` string (base16384 of n_mels float32 values) -> (1, n_mels, 1) tensor."""
-    import pybase16384 as b14
-
-    try:
-        arr = np.frombuffer(b14.decode_from_string(coef), dtype="<f4")
-    except Exception as e:
-        raise ValueError(f"invalid coef string ({e})") from e
-    if arr.size != n_mels:
-        raise ValueError(f"coef has {arr.size} values, the model needs {n_mels}")
-    return torch.from_numpy(arr.copy()).view(1, n_mels, 1)
-
-
-def encode_coef(coef: torch.Tensor) -> str:
-    """(1, n_mels, 1) tensor -> ``coef`` string."""
-    import pybase16384 as b14
-
-    return b14.encode_to_string(coef.detach().float().cpu().numpy().astype("<f4").tobytes())
 
 
 class Passes:

@@ -325,7 +325,7 @@ def test_gpt_file_with_model_prefix_and_embed_tokens(tiny_copy, chat, spk):
 
 
 def test_coef_replaces_the_checkpoint_value(tiny_root, chat):
-    from chattts.pipeline import encode_coef
+    from chattts.models import encode_coef
 
     coef = encode_coef(torch.full((1, 100, 1), 0.5))
     other = chattts.Chat()

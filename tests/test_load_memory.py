@@ -12,7 +12,7 @@ import chattts
 from chattts.errors import WeightsError
 from chattts.generation.accel import Int8Linear
 from chattts.model.loading import release_free_memory
-from chattts.pipeline import Models
+from chattts.models import Models
 
 
 def test_dvae_loads_on_first_use_with_the_same_codes(tiny_root, chat, cases, expected):
@@ -49,7 +49,7 @@ def test_a_broken_dvae_file_still_fails_at_load(tiny_copy):
 
 
 def test_coef_replacement_reaches_the_lazy_dvae(tiny_root, chat):
-    from chattts.pipeline import encode_coef
+    from chattts.models import encode_coef
 
     coef = encode_coef(torch.full((1, chat.config.dvae.n_mels, 1), 0.25))
     models = Models.load(tiny_root, coef=coef)

@@ -26,7 +26,7 @@ from ..model.gpt import KVCache
 from ..model.loading import release_free_memory
 
 if TYPE_CHECKING:
-    from ..pipeline import Models
+    from ..models import Models
 
 logger = logging.getLogger("chattts")
 
