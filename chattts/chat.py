@@ -26,6 +26,7 @@ from .speaker import decode_speaker, encode_speaker
 from .streaming import stream_batch
 from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
 from .text import split_text as split_long
+from .validation import check_code_params, check_refine_params, check_texts
 
 logger = logging.getLogger("chattts")
 
@@ -257,6 +258,11 @@ class Chat(DiaAPI):
         passes = self._require()
         if max_split_batch < 1:
             raise ValueError("max_split_batch must be ≥ 1")
+        check_texts(text)
+        if not skip_refine_text:
+            check_refine_params(params_refine_text)
+        if not refine_text_only:
+            check_code_params(params_infer_code)
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         if not all(isinstance(t, str) for t in texts):
@@ -322,10 +328,15 @@ class Chat(DiaAPI):
         each item (possibly empty) as it is produced; otherwise once, each whole waveform.
         """
         passes = self._require()
-        texts = [self.normalizer(t, do_text_normalization) for t in texts]
+        check_texts(texts)
         plist = list(params) if isinstance(params, list) else [params] * len(texts)
         if len(plist) != len(texts):
             raise ValueError("params must be one InferCodeParams or one per text")
+        for p in {id(p): p for p in plist}.values():
+            check_code_params(p)
+        if refine is not None:
+            check_refine_params(refine)
+        texts = [self.normalizer(t, do_text_normalization) for t in texts]
         if not texts:
             return
         flag = self.context.new()

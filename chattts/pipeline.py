@@ -19,6 +19,7 @@ from .model.vocos import vocos_decode
 from .models import Models
 from .params import InferCodeParams, RefineTextParams
 from .speaker import decode_sample, decode_speaker, encode_sample, speaker_embedding
+from .validation import speaker_audio
 
 logger = logging.getLogger("chattts")
 
@@ -212,9 +213,7 @@ class Passes:
     @torch.inference_mode()
     def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor]) -> str:
         """24 kHz mono waveform (N,) -> speaker sample string of its DVAE codes (num_vq, T)."""
-        x = torch.as_tensor(
-            np.asarray(wav, dtype=np.float32) if not isinstance(wav, torch.Tensor) else wav.float()
-        )
+        x = torch.from_numpy(speaker_audio(wav))
         if x.dim() == 2 and x.shape[0] == 1:
             x = x[0]
         if x.dim() != 1:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .params import InferCodeParams, RefineTextParams
 
 
@@ -22,3 +24,11 @@ def check_refine_params(params: RefineTextParams) -> None:
 
 def check_code_params(params: InferCodeParams) -> None:
     """The code pass's sampling and streaming parameters are in range (raises ``ValueError``)."""
+
+
+def speaker_audio(wav: Any) -> np.ndarray:
+    """A speaker sample's waveform as float32 (N,) (integer PCM scaled to [-1, 1]); raises
+    ``ValueError`` for non-finite samples or a shape that is not mono."""
+    if hasattr(wav, "detach"):
+        wav = wav.detach().cpu().numpy()
+    return np.asarray(wav, dtype=np.float32)
