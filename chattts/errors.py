@@ -2,9 +2,14 @@
 
 Every error the library raises on purpose derives from :class:`ChatTTSError`, and also from the
 builtin exception a caller would naturally catch (``ValueError``, ``FileNotFoundError``...).
+Every exception class of the package is defined here; the modules that raise one re-export it
+under its old import path (``chattts.audio.AudioError``, ``chattts.dialogue.ScriptError``...).
+Warnings derive from :class:`ChatTTSWarning` (a ``UserWarning``).
 """
 
 from __future__ import annotations
+
+from typing import Any, Optional
 
 
 class ChatTTSError(Exception):
@@ -49,3 +54,116 @@ class SpeakerError(ChatTTSError, ValueError):
 
 class TextError(ChatTTSError, ValueError):
     """Text input or a text resource (such as a homophone table) is invalid."""
+
+
+class UsageError(ChatTTSError, ValueError):
+    """A mistake in what a user gave: a command-line option, or a file it names (one line)."""
+
+
+class VoicesError(UsageError):
+    """A voices file or folder that is missing, not valid JSON, or holds a bad entry."""
+
+
+class MissingDependencyError(ChatTTSError, ImportError):
+    """An optional package is not installed; the message names the ``pip install`` to run."""
+
+
+class AudioError(ChatTTSError, ValueError):
+    """Audio that cannot be read, written or encoded (bad file, shape, format...)."""
+
+
+class AudioFileNotFoundError(AudioError, FileNotFoundError):
+    """An audio file that does not exist."""
+
+
+class ScriptError(ChatTTSError, ValueError):
+    """A dialogue script that cannot be spoken (empty, a turn without text, text before the
+    first speaker tag)."""
+
+
+class UnsupportedOptionError(ChatTTSError, ValueError):
+    """An option of Dia's API that the ChatTTS engine does not offer (``cfg_scale``)."""
+
+
+class BackendUnavailable(ChatTTSError, RuntimeError):
+    """The package of a built-in text normaliser is missing or failed to load."""
+
+
+class RequestError(ChatTTSError, ValueError):
+    """A bad request to the speech server, answered with an OpenAI-shaped error (4xx).
+
+    Attributes:
+        message: what is wrong; ``param``: the request field at fault (or None);
+        ``code``: a machine-readable code; ``status``: the HTTP status; ``type``: OpenAI's
+        error type.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        param: Optional[str] = None,
+        code: Optional[str] = None,
+        status: int = 400,
+        type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code, self.status, self.type = (
+            message,
+            param,
+            code,
+            status,
+            type,
+        )
+
+    def body(self) -> dict[str, Any]:
+        """``{"error": {"message", "type", "param", "code"}}``, the OpenAI error body."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class JobFailed(ChatTTSError, RuntimeError):
+    """The server's worker could not synthesise a request (sent to its queue instead of audio)."""
+
+
+class QueueFullError(ChatTTSError, RuntimeError):
+    """Too many requests are waiting for the server's worker."""
+
+
+class ChatTTSWarning(UserWarning):
+    """Base class of the warnings chattts issues."""
+
+
+class ScriptWarning(ChatTTSWarning):
+    """Something in a dialogue script was dropped (an unknown cue or tag)."""
+
+
+__all__ = [
+    "AssetError",
+    "AssetNotFoundError",
+    "AudioError",
+    "AudioFileNotFoundError",
+    "BackendUnavailable",
+    "ChatTTSError",
+    "ChatTTSWarning",
+    "ChecksumMismatchError",
+    "DownloadError",
+    "JobFailed",
+    "MissingDependencyError",
+    "NotLoadedError",
+    "QueueFullError",
+    "RequestError",
+    "ScriptError",
+    "ScriptWarning",
+    "SpeakerError",
+    "TextError",
+    "UnsupportedOptionError",
+    "UsageError",
+    "VoicesError",
+    "WeightsError",
+]
