@@ -56,6 +56,15 @@ class TextError(ChatTTSError, ValueError):
     """Text input or a text resource (such as a homophone table) is invalid."""
 
 
+class ParameterError(ChatTTSError, ValueError):
+    """A generation parameter outside its allowed range (the message names field and range)."""
+
+
+class InputTypeError(ChatTTSError, TypeError):
+    """An argument of the wrong type (text that is not a str or a list of str, a parameter
+    that is not a number)."""
+
+
 class UsageError(ChatTTSError, ValueError):
     """A mistake in what a user gave: a command-line option, or a file it names (one line)."""
 
@@ -153,9 +162,11 @@ __all__ = [
     "ChatTTSWarning",
     "ChecksumMismatchError",
     "DownloadError",
+    "InputTypeError",
     "JobFailed",
     "MissingDependencyError",
     "NotLoadedError",
+    "ParameterError",
     "QueueFullError",
     "RequestError",
     "ScriptError",
