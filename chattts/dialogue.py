@@ -15,8 +15,9 @@ Inside a turn:
 
 Text without any speaker tag is not a script (:func:`has_speaker_tags`).
 
-Voices of the speakers: :class:`Voice` (a seed, a speaker string, or reference audio read by
-:func:`load_prompt`), and :func:`as_voice` for the short forms a ``speakers`` mapping takes.
+Voices of the speakers: :class:`chattts.voices.Voice` (a seed, a speaker string, or reference
+audio read by :func:`load_prompt`), and :func:`chattts.voices.as_voice` for the short forms a
+``speakers`` mapping takes (both importable from here too).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from .errors import ChatTTSError
+from .errors import AudioError, ScriptError, ScriptWarning
+from .voices import Voice, VoiceLike, as_voice
+
+if TYPE_CHECKING:
+    from .audio import AudioLike
 
 #: A speaker tag: ``[S1]``, ``[S2]``, ... (case-insensitive).
 SPEAKER_TAG = re.compile(r"\[\s*[sS](\d+)\s*\]")
@@ -70,15 +74,6 @@ _KNOWN = "; ".join(
 _CUE = re.compile(r"\(([^()]*)\)")
 _BRACKETED = re.compile(r"\[[^\[\]]*\]")
 _SPACES = re.compile(r"\s+")
-
-
-class ScriptError(ChatTTSError, ValueError):
-    """A dialogue script that cannot be spoken (empty, a turn without text, text before the
-    first speaker tag)."""
-
-
-class ScriptWarning(UserWarning):
-    """Something in a script was dropped (an unknown cue or tag)."""
 
 
 @dataclass(frozen=True)
@@ -171,67 +166,13 @@ def parse_script(text: str) -> list[Turn]:
     return turns
 
 
-# ---- voices ----------------------------------------------------------------------------------
+# ---- reference audio ----------------------------------------------------------------------------------
 
 #: Shortest reference audio accepted, in seconds.
 MIN_PROMPT_SECONDS = 0.1
 
 
-@dataclass(frozen=True)
-class Voice:
-    """Who speaks: one of ``speaker``, ``audio`` (+ ``text``) or ``seed``.
-
-    Args:
-        seed: a voice drawn from this seed (the same as ``sample_random_speaker(seed)``).
-        speaker: a speaker string (``spk_emb``), as from ``sample_random_speaker``.
-        audio: reference speech to clone (``spk_smp``): a file path, the file's bytes, a
-            waveform (n,) or (1, n) at 24 kHz (numpy or torch), or a ``(waveform, rate)`` tuple.
-        text: the transcript of ``audio`` (``txt_smp``); ``[Sn]`` tags in it are removed.
-
-    With ``speaker`` and ``audio`` both, both condition the model; ``seed`` then picks nothing.
-    With none of the three, a random voice.
-    """
-
-    seed: Optional[int] = None
-    speaker: Any = None
-    audio: Any = None
-    text: Optional[str] = None
-
-    @property
-    def chosen(self) -> bool:
-        """True when a speaker string or reference audio is given."""
-        return self.speaker is not None or self.audio is not None
-
-
-VoiceLike = Union[Voice, int, str, Mapping[str, Any], Any, None]
-
-
-def as_voice(value: VoiceLike) -> Voice:
-    """A ``speakers`` mapping value -> :class:`Voice`.
-
-    ``int``: a seed; ``str``: a path (an existing file, or any ASCII string) to reference audio,
-    otherwise a speaker string (speaker strings are not ASCII); ``dict``: the fields of
-    :class:`Voice`; bytes, ``os.PathLike``, arrays, tensors and ``(waveform, rate)``: audio.
-    """
-    if value is None or isinstance(value, Voice):
-        return value or Voice()
-    if isinstance(value, bool):
-        raise TypeError("a voice cannot be a bool")
-    if isinstance(value, (int, np.integer)):
-        return Voice(seed=int(value))
-    if isinstance(value, str):
-        return (
-            Voice(audio=value) if os.path.exists(value) or value.isascii() else Voice(speaker=value)
-        )
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"seed", "speaker", "audio", "text"}
-        if unknown:
-            raise TypeError(f"a voice dict takes seed, speaker, audio, text; not {sorted(unknown)}")
-        return Voice(**value)
-    return Voice(audio=value)
-
-
-def load_prompt(audio: Any, sample_rate: int = 24000) -> np.ndarray:
+def load_prompt(audio: Union[AudioLike, tuple[Any, int]], sample_rate: int = 24000) -> np.ndarray:
     """Reference speech -> mono float32 (n,) at ``sample_rate``.
 
     ``audio``: a path, bytes or binary file (any format FFmpeg reads, resampled), a waveform
@@ -241,7 +182,7 @@ def load_prompt(audio: Any, sample_rate: int = 24000) -> np.ndarray:
         chattts.audio.AudioFileNotFoundError: no such file; chattts.audio.AudioError: not
         audio, not mono, or shorter than :data:`MIN_PROMPT_SECONDS`.
     """
-    from .audio import AudioError, as_mono, load_audio, resample
+    from .audio import as_mono, load_audio, resample
 
     try:
         if isinstance(audio, tuple):
