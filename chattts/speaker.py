@@ -23,8 +23,26 @@ def _compress(data: bytes) -> bytes:
     return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
 
 
-def _decompress(data: bytes) -> bytes:
-    return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+#: Most bytes a speaker string may decompress to when the hidden size is not known (the
+#: official speaker is 768 float16 values, 1,536 bytes).
+MAX_SPEAKER_BYTES = 1 << 16
+#: The official model's audio vocabulary: speaker-sample codes must be below it.
+NUM_AUDIO_TOKENS = 626
+
+
+def _decompress(data: bytes, limit: int) -> bytes:
+    """Raw-LZMA2 ``data`` decompressed, at most ``limit`` bytes of output.
+
+    The output is bounded so that a small compressed string cannot expand to gigabytes:
+    more than ``limit`` bytes is a :class:`SpeakerError`, found after ``limit + 1`` bytes.
+    """
+    dec = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    out = dec.decompress(data, max_length=limit + 1)
+    if len(out) > limit:
+        raise SpeakerError(f"it decompresses to more than {limit} bytes")
+    if not dec.eof:
+        raise SpeakerError("the compressed data is truncated")
+    return out
 
 
 def _b14_encode(data: bytes) -> str:
@@ -56,8 +74,9 @@ def decode_speaker(
     if isinstance(spk, torch.Tensor):
         emb = spk.detach().to("cpu", torch.float16).reshape(-1)
     elif isinstance(spk, str):
+        limit = 2 * hidden_size if hidden_size is not None else MAX_SPEAKER_BYTES
         try:
-            raw = _decompress(_b14_decode(spk))
+            raw = _decompress(_b14_decode(spk), limit)
         except Exception as e:  # pybase16384 and lzma raise various errors on garbage
             raise SpeakerError(f"invalid speaker string ({type(e).__name__}: {e})") from e
         if len(raw) % 2:
@@ -83,22 +102,38 @@ def encode_sample(codes: torch.Tensor) -> str:
     return _b14_encode(header + _compress(arr.tobytes()))
 
 
-def decode_sample(smp: str, num_vq: Optional[int] = None) -> torch.Tensor:
-    """Speaker sample string -> codes (num_vq, T) int64.
+def decode_sample(
+    smp: str, num_vq: Optional[int] = None, num_codes: int = NUM_AUDIO_TOKENS
+) -> torch.Tensor:
+    """Speaker sample string -> codes (num_vq, T) int64, every code in [0, ``num_codes``).
+
+    The shape header bounds the decompression (at most num_vq · T uint16 values are read).
 
     Raises:
-        SpeakerError: the string is not a speaker sample.
+        SpeakerError: the string is not a speaker sample, has another number of codebooks
+            than ``num_vq``, or holds a code outside [0, ``num_codes``).
     """
     if not isinstance(smp, str):
         raise SpeakerError(f"a speaker sample must be a string, not {type(smp).__name__}")
     try:
         raw = _b14_decode(smp)
+        if len(raw) < 4:
+            raise SpeakerError("no shape header")
         shape = tuple(int(x) for x in np.frombuffer(raw[:4], dtype="<u2"))
-        codes = np.frombuffer(_decompress(raw[4:]), dtype="<u2").reshape(shape)
+        if num_vq is not None and shape[0] != num_vq:
+            raise SpeakerError(f"the speaker sample has {shape[0]} codebooks, the model {num_vq}")
+        size = 2 * shape[0] * shape[1]
+        data = _decompress(raw[4:], size)
+        if len(data) != size:
+            raise SpeakerError(f"{len(data)} bytes of codes, the header says {size}")
+        codes = np.frombuffer(data, dtype="<u2").reshape(shape)
     except Exception as e:
         raise SpeakerError(f"invalid speaker sample string ({type(e).__name__}: {e})") from e
-    if num_vq is not None and shape[0] != num_vq:
-        raise SpeakerError(f"the speaker sample has {shape[0]} codebooks, the model {num_vq}")
+    if codes.size and int(codes.max()) >= num_codes:
+        raise SpeakerError(
+            f"invalid speaker sample: code {int(codes.max())} is out of range "
+            f"(codes are 0 to {num_codes - 1})"
+        )
     return torch.from_numpy(codes.astype(np.int64))
 
 
