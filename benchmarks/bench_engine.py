@@ -242,8 +242,8 @@ def accuracy(args) -> None:
     """Logit errors of bfloat16 and int8, and the streaming error, against float32."""
     import numpy as np
 
-    from chattts.chat import trim_silence
-    from chattts.pipeline import last
+    from chattts.passes import last
+    from chattts.pipeline import trim_silence
 
     f32 = load(args.root, "float32")
     steps = args.steps

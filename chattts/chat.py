@@ -2,44 +2,36 @@
 
 from __future__ import annotations
 
-import copy
+import functools
 import gc
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, Optional, Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
 import numpy as np
 import torch
 
 from . import assets
 from .config import ModelConfig, default_device
-from .dia import DiaAPI
+from .dia import Dia
 from .errors import ChatTTSError, NotLoadedError
 from .generation.engine import Interrupt
 from .model.loading import release_free_memory
 from .models import Models
 from .options import LoadOptions
 from .params import InferCodeParams, RefineTextParams
-from .pipeline import Passes, last
-from .speaker import decode_speaker, encode_speaker
-from .streaming import stream_batch
-from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
-from .text import split_text as split_long
-from .validation import check_code_params, check_refine_params, check_texts
+from .pipeline import Pipeline, Progress, Utterance, trim_silence
+from .speaker import decode_speaker
+from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
+from .validation import check_code_params
+
+if TYPE_CHECKING:
+    from .audio import AudioLike
 
 logger = logging.getLogger("chattts")
 
-#: Samples with |x| at or below this are trimmed from both ends of a returned waveform.
-TRIM_THRESHOLD = 1e-5
-
-
-def trim_silence(wav: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
-    """Drop leading and trailing samples with |x| ≤ ``threshold`` (never inner ones)."""
-    loud = np.flatnonzero(np.abs(wav) > threshold)
-    if loud.size == 0:
-        return wav[:0]
-    return wav[loud[0] : loud[-1] + 1]
+T = TypeVar("T")
 
 
 class _Context:
@@ -65,8 +57,22 @@ class _Context:
                 flag.set()
 
 
-class Chat(DiaAPI):
+def _dia_call(method: Callable[..., T]) -> Callable[..., T]:
+    """A ``Chat`` method that forwards to the same method of ``chat.dia`` (with its
+    signature and docstring)."""
+
+    @functools.wraps(method)
+    def call(self: Chat, *args: Any, **kwargs: Any) -> T:
+        return method(self.dia, *args, **kwargs)
+
+    return call
+
+
+class Chat:
     """Load a ChatTTS model and synthesise speech, with the reference's API.
+
+    A thin facade: the work is done by :class:`chattts.pipeline.Pipeline` (``chat.pipeline``),
+    the Dia-style calls by :class:`chattts.dia.Dia` over the same pipeline.
 
     >>> chat = Chat()
     >>> chat.load()                       # doctest: +SKIP
@@ -83,7 +89,9 @@ class Chat(DiaAPI):
         self.sha256_map: dict[str, str] = dict(assets.SHA256_MAP)
         self.context = _Context()
         self.models: Optional[Models] = None
-        self._passes: Optional[Passes] = None
+        self.options: Optional[LoadOptions] = None
+        self._pipeline: Optional[Pipeline] = None
+        self._dia = Dia(self._dia_pipeline)
 
     # ---- loading ----------------------------------------------------------------------------
 
@@ -129,13 +137,15 @@ class Chat(DiaAPI):
         verify: bool = True,
         dtype: str = "float32",
         quantize: Optional[str] = None,
+        backend: str = "auto",
         raise_on_error: bool = False,
     ) -> bool:
         """Load the models; returns False (after logging why) on failure.
 
-        With ``raise_on_error`` the failure is raised instead (a :class:`ChatTTSError`,
-        ``ValueError`` or ``OSError``). ``verify=False`` accepts checkpoints other than the
-        official one (fine-tuned, random).
+        The arguments are those of :class:`chattts.options.LoadOptions` (which
+        :meth:`load_options` takes as one value). With ``raise_on_error`` the failure is
+        raised instead (a :class:`ChatTTSError`, ``ValueError`` or ``OSError``).
+        ``verify=False`` accepts checkpoints other than the official one (fine-tuned, random).
         """
         if use_vllm:
             self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
@@ -152,16 +162,27 @@ class Chat(DiaAPI):
                 quantize=quantize,
                 compile=compile,
                 use_flash_attn=use_flash_attn,
+                backend=backend,
             )
+        except ValueError as e:
+            if raise_on_error:
+                raise
+            self.logger.error("loading failed: %s", e)
+            return False
+        return self.load_options(options, raise_on_error=raise_on_error)
+
+    def load_options(self, options: LoadOptions, *, raise_on_error: bool = True) -> bool:
+        """Load the models described by ``options`` (see :meth:`load`)."""
+        try:
             models = self._open(options)
         except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
             if raise_on_error:
                 raise
             self.logger.error("loading failed: %s", e)
             return False
-        self.models = models
+        self.models, self.options = models, options
         self.config = models.config
-        self._passes = Passes(models)
+        self._pipeline = Pipeline(models, self.normalizer)
         release_free_memory()
         return True
 
@@ -180,38 +201,46 @@ class Chat(DiaAPI):
         self.unload()
         models = Models.load(root, device, options.engine, options.coef)
         engine = options.engine
-        self.logger.info(
-            "loaded %s on %s (%s%s)",
-            root,
-            device,
-            engine.dtype,
-            ", int8" if engine.quantize else "",
-        )
+        int8 = ", int8" if engine.quantize else ""
+        self.logger.info("loaded %s on %s (%s%s)", root, device, engine.dtype, int8)
         return models
 
     def unload(self) -> None:
         """Release the models."""
         had_models = self.models is not None
         self.models = None
-        self._passes = None
+        self._pipeline = None
         if had_models:
             gc.collect()
             release_free_memory()
 
-    def _require(self) -> Passes:
-        if self._passes is None:
+    @property
+    def pipeline(self) -> Pipeline:
+        """The request path over the loaded models (raises :class:`NotLoadedError` before
+        :meth:`load`)."""
+        if self._pipeline is None:
             raise NotLoadedError("the models are not loaded: call Chat.load() first")
-        return self._passes
+        return self._pipeline
+
+    def _dia_pipeline(self, compiled: bool = False) -> Pipeline:
+        """The pipeline for the Dia-style calls; ``compiled``: with the compiled decode step
+        (``generate(use_torch_compile=True)``), rebuilt once from the loaded modules."""
+        pipeline = self.pipeline
+        if compiled and self.options is not None and not self.options.engine.compile:
+            self.options = self.options.with_engine(compile=True)
+            self.models = pipeline.models.with_engine(self.options.engine)
+            self._pipeline = pipeline = Pipeline(self.models, self.normalizer)
+        return pipeline
 
     # ---- speakers ---------------------------------------------------------------------------
 
     def sample_random_speaker(self, seed: Optional[int] = None) -> str:
         """A random speaker string; the same ``seed`` gives the same voice on every device."""
-        return encode_speaker(self._require().m.speakers.sample(seed))
+        return self.pipeline.random_speaker(seed)
 
-    def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor, str, bytes]) -> str:
+    def sample_audio_speaker(self, wav: AudioLike) -> str:
         """A speaker sample string (``spk_smp``) from 24 kHz mono speech (array, or a file)."""
-        passes = self._require()
+        passes = self.pipeline.passes
         if isinstance(wav, (str, bytes)) or hasattr(wav, "read"):
             from .audio import load_audio
 
@@ -223,6 +252,82 @@ class Chat(DiaAPI):
         self.context.interrupt()
 
     # ---- inference --------------------------------------------------------------------------
+
+    @overload
+    def infer(
+        self,
+        text: Union[str, list[str]],
+        stream: Literal[False] = False,
+        lang: Optional[str] = None,
+        skip_refine_text: bool = False,
+        refine_text_only: Literal[False] = False,
+        use_decoder: bool = True,
+        do_text_normalization: bool = True,
+        do_homophone_replacement: bool = True,
+        split_text: bool = True,
+        max_split_batch: int = 4,
+        params_refine_text: RefineTextParams = ...,
+        params_infer_code: InferCodeParams = ...,
+        *,
+        max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+    ) -> list[np.ndarray]: ...
+
+    @overload
+    def infer(
+        self,
+        text: Union[str, list[str]],
+        stream: Literal[True],
+        lang: Optional[str] = None,
+        skip_refine_text: bool = False,
+        refine_text_only: Literal[False] = False,
+        use_decoder: bool = True,
+        do_text_normalization: bool = True,
+        do_homophone_replacement: bool = True,
+        split_text: bool = True,
+        max_split_batch: int = 4,
+        params_refine_text: RefineTextParams = ...,
+        params_infer_code: InferCodeParams = ...,
+        *,
+        max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+    ) -> Iterator[np.ndarray]: ...
+
+    @overload
+    def infer(
+        self,
+        text: str,
+        stream: bool = False,
+        lang: Optional[str] = None,
+        skip_refine_text: bool = False,
+        *,
+        refine_text_only: Literal[True],
+        use_decoder: bool = True,
+        do_text_normalization: bool = True,
+        do_homophone_replacement: bool = True,
+        split_text: bool = True,
+        max_split_batch: int = 4,
+        params_refine_text: RefineTextParams = ...,
+        params_infer_code: InferCodeParams = ...,
+        max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+    ) -> str: ...
+
+    @overload
+    def infer(
+        self,
+        text: list[str],
+        stream: bool = False,
+        lang: Optional[str] = None,
+        skip_refine_text: bool = False,
+        *,
+        refine_text_only: Literal[True],
+        use_decoder: bool = True,
+        do_text_normalization: bool = True,
+        do_homophone_replacement: bool = True,
+        split_text: bool = True,
+        max_split_batch: int = 4,
+        params_refine_text: RefineTextParams = ...,
+        params_infer_code: InferCodeParams = ...,
+        max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+    ) -> list[str]: ...
 
     def infer(
         self,
@@ -240,7 +345,7 @@ class Chat(DiaAPI):
         params_infer_code: InferCodeParams = InferCodeParams(),  # noqa: B008 - never mutated
         *,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
-    ) -> Any:
+    ) -> Union[list[np.ndarray], Iterator[np.ndarray], str, list[str]]:
         """Synthesise speech.
 
         Returns a list of float32 waveforms (N,) at 24 kHz: one per text for a list; for a str,
@@ -255,193 +360,138 @@ class Chat(DiaAPI):
         further at its last sentence or clause boundary, so no piece runs into
         ``max_new_token``.
         """
-        passes = self._require()
+        pipeline = self.pipeline
         if max_split_batch < 1:
             raise ValueError("max_split_batch must be ≥ 1")
-        check_texts(text)
-        if not skip_refine_text:
-            check_refine_params(params_refine_text)
+        single = isinstance(text, str)
+        texts = pipeline.prepare(
+            text,
+            split=split_text,
+            normalize=do_text_normalization,
+            homophones=do_homophone_replacement,
+            lang=lang,
+            max_split_chars=max_split_chars,
+        )
         if not refine_text_only:
             check_code_params(params_infer_code)
-        single = isinstance(text, str)
-        texts = [text] if single else list(text)
-        if not all(isinstance(t, str) for t in texts):
-            raise TypeError("text must be a str or a list of str")
-        if single and split_text:
-            texts = split_sentences(text)
-        texts = [
-            self.normalizer(t, do_text_normalization, do_homophone_replacement, lang) for t in texts
-        ]
-        if single and split_text:
-            texts = [piece for t in texts for piece in split_long(t, max_split_chars)]
         if not texts or all(not t.strip() for t in texts):
             return _empty_result(single, stream, refine_text_only)
         flag = self.context.new()
+        streaming = False  # once the stream owns the flag, it releases it
         try:
             if not skip_refine_text:
-                texts = passes.refine(
-                    texts, params_refine_text, flag, self._progress(params_refine_text, "refine")
-                )
-                if refine_text_only:
-                    return "\n".join(texts) if single else texts
-            elif refine_text_only:
+                texts = pipeline.refine(texts, params_refine_text, flag)
+            if refine_text_only:
                 return "\n".join(texts) if single else texts
-        except BaseException:
-            self.context.done(flag)
-            raise
-        params = copy.copy(params_infer_code)
-        if stream:
-            return self._stream(
-                passes, texts, params, single, split_text, use_decoder, max_split_batch, flag
-            )
+            run = {
+                "carry_voice": single and split_text,
+                "batch_size": max_split_batch,
+                "use_decoder": use_decoder,
+                "cancel": flag,
+            }
+            if stream:
+                chunks = pipeline.stream(texts, params_infer_code, sequential=single, **run)
+                streaming = True
+                return self._released(chunks, flag)
+            wavs = [trim_silence(w) for w in pipeline.speak(texts, params_infer_code, **run)]
+        finally:
+            if not streaming:
+                self.context.done(flag)
+        return [np.concatenate(wavs)] if single else wavs
+
+    def _released(self, chunks: Iterator[np.ndarray], flag: Interrupt) -> Iterator[np.ndarray]:
+        """``chunks``, with ``flag`` released from the interrupt context once they end."""
         try:
-            wavs = self._synthesize(
-                passes, texts, params, split_text, use_decoder, max_split_batch, flag
-            )
+            yield from chunks
         finally:
             self.context.done(flag)
-        wavs = [trim_silence(w) for w in wavs]
-        return [np.concatenate(wavs)] if single else wavs
 
     def synthesize(
         self,
-        texts: list[str],
-        params: Union[InferCodeParams, list[InferCodeParams]],
+        texts: Sequence[str],
+        params: Union[InferCodeParams, Sequence[InferCodeParams]],
         *,
         stream: bool = False,
         use_decoder: bool = True,
         refine: Optional[RefineTextParams] = None,
         do_text_normalization: bool = True,
-        cancelled: Optional[list[Interrupt]] = None,
-        progress: Optional[Callable[[int, int], None]] = None,
+        cancelled: Optional[Sequence[Interrupt]] = None,
+        progress: Optional[Progress] = None,
     ) -> Iterator[list[np.ndarray]]:
         """Synthesise independent requests as one batch (for servers and batch jobs).
 
         Unlike ``infer``, each item's ``manual_seed`` seeds only that item, so an item gives
         the same audio whatever it is batched with (and equals ``infer([text])`` with that
-        seed). No sentence splitting, no voice carry-over. ``refine``: run the refine pass
-        first (one batch, its ``manual_seed`` for all). ``cancelled``: one flag per item; a
-        set flag ends that item within one step. ``progress``: called with (step, max_steps)
-        after every step of the code pass.
+        seed). No sentence splitting, no voice carry-over. ``refine``: refine each text alone
+        first. ``cancelled``: one flag per item; a set flag ends that item within one step.
+        ``progress``: called with (step, max_steps) after every step of the code pass.
+        Requests with their own refine parameters: :meth:`chattts.pipeline.Pipeline.synthesize`.
 
         Yields lists with one float32 array (n,) per item: with ``stream``, the new audio of
         each item (possibly empty) as it is produced; otherwise once, each whole waveform.
         """
-        passes = self._require()
-        check_texts(texts)
-        plist = list(params) if isinstance(params, list) else [params] * len(texts)
-        if len(plist) != len(texts):
-            raise ValueError("params must be one InferCodeParams or one per text")
-        for p in {id(p): p for p in plist}.values():
-            check_code_params(p)
-        if refine is not None:
-            check_refine_params(refine)
-        texts = [self.normalizer(t, do_text_normalization) for t in texts]
-        if not texts:
-            return
+        pipeline = self.pipeline
+        texts = list(texts)
+        plist = [params] * len(texts) if isinstance(params, InferCodeParams) else list(params)
+        flags = [None] * len(texts) if cancelled is None else list(cancelled)
+        if len(plist) != len(texts) or len(flags) != len(texts):
+            raise ValueError("params and cancelled must be one value or one per text")
+        items = [Utterance(t, p, refine, f) for t, p, f in zip(texts, plist, flags, strict=True)]
         flag = self.context.new()
         try:
-            if refine is not None:
-                texts = passes.refine(texts, refine, flag)
-            steps = passes.code_steps(texts, plist, flag, progress, True, cancelled)
-            if stream:
-                yield from stream_batch(passes, steps, len(texts), plist[0], use_decoder)
-                return
-            state = last(steps)
-            if state is None:
-                yield [np.zeros(0, dtype=np.float32) for _ in texts]
-            else:
-                yield passes.decode_items(state, use_decoder, padded=False)
+            yield from pipeline.synthesize(
+                items,
+                stream=stream,
+                use_decoder=use_decoder,
+                normalize=do_text_normalization,
+                progress=progress,
+                cancel=flag,
+            )
         finally:
             self.context.done(flag)
 
-    def _progress(self, params: RefineTextParams, desc: str):
-        """A tqdm progress callback over ``max_new_token`` steps when ``show_tqdm``."""
-        if not params.show_tqdm:
-            return None
-        from tqdm.auto import tqdm
+    # ---- the Dia-style API (chattts.dia) ------------------------------------------------------
 
-        bar = tqdm(total=params.max_new_token, desc=desc, leave=False)
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str = "2Noise/ChatTTS",
+        compute_dtype: str = "float32",
+        device: Optional[str] = None,
+        *,
+        cache_dir: Optional[str] = None,
+        revision: Optional[str] = None,
+        **kwargs: object,
+    ) -> Chat:
+        """A loaded ``Chat`` from a local model root or a Hub model repo; see
+        :func:`chattts.dia.pretrained_options` for the arguments."""
+        from .dia import pretrained_options
 
-        def update(step: int, total: int) -> None:
-            bar.update(step - bar.n)
-            if step >= total:
-                bar.close()
+        options = pretrained_options(
+            model_id_or_path,
+            compute_dtype,
+            device,
+            cache_dir=cache_dir,
+            revision=revision,
+            **kwargs,
+        )
+        chat = cls()
+        chat.load_options(options)
+        return chat
 
-        return update  # a bar left open by an early EOS closes when the closure is dropped
+    @property
+    def dia(self) -> Dia:
+        """The Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)."""
+        return self._dia
 
-    def _voice_from_first(self, passes, texts, params, use_decoder, flag) -> InferCodeParams:
-        """The reference's voice carry-over: the first text alone becomes ``spk_smp``."""
-        state = last(passes.code_steps(texts[:1], params, flag, self._progress(params, "code")))
-        if state is None or int(state.lengths[0]) == 0:
-            return params
-        wav = passes.decode_items(state, use_decoder)[0]
-        params = copy.copy(params)
-        params.spk_smp = passes.sample_audio_speaker(wav)
-        params.txt_smp = texts[0]
-        return params
-
-    def _batches(self, passes, texts, params, split_text, use_decoder, max_split_batch, flag):
-        if split_text and len(texts) > 1 and params.spk_smp is None:
-            params = self._voice_from_first(passes, texts, params, use_decoder, flag)
-        for start in range(0, len(texts), max_split_batch):
-            yield texts[start : start + max_split_batch], params
-
-    def _synthesize(
-        self, passes, texts, params, split_text, use_decoder, max_split_batch, flag
-    ) -> list[np.ndarray]:
-        wavs: list[np.ndarray] = []
-        for batch, p in self._batches(
-            passes, texts, params, split_text, use_decoder, max_split_batch, flag
-        ):
-            state = last(passes.code_steps(batch, p, flag, self._progress(p, "code")))
-            if state is None:
-                wavs += [np.zeros(0, dtype=np.float32) for _ in batch]
-            else:
-                wavs += passes.decode_items(state, use_decoder)
-        return wavs
-
-    def _stream(
-        self, passes, texts, params, single, split_text, use_decoder, max_split_batch, flag
-    ) -> Iterator[np.ndarray]:
-        try:
-            for batch, p in self._batches(
-                passes, texts, params, split_text, use_decoder, max_split_batch, flag
-            ):
-                steps = passes.code_steps(batch, p, flag, self._progress(p, "code"))
-                chunks = stream_batch(passes, steps, len(batch), p, use_decoder)
-                yield from (_in_order(chunks, len(batch)) if single else _stacked(chunks))
-        finally:
-            self.context.done(flag)
+    generate = _dia_call(Dia.generate)
+    generate_batch = _dia_call(Dia.generate_batch)
+    save_audio = staticmethod(Dia.save_audio)
 
 
-def _stacked(chunks: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
-    """Per-item chunks -> (B, n) arrays, rows of shorter items zero-filled."""
-    for parts in chunks:
-        width = max(p.size for p in parts)
-        if width == 0:
-            continue
-        out = np.zeros((len(parts), width), dtype=np.float32)
-        for i, p in enumerate(parts):
-            out[i, : p.size] = p
-        yield out
-
-
-def _in_order(chunks: Iterator[list[np.ndarray]], n: int) -> Iterator[np.ndarray]:
-    """Per-item chunks -> (1, n) arrays of item 0 live, then each later item in turn."""
-    held: list[list[np.ndarray]] = [[] for _ in range(n)]
-    for parts in chunks:
-        if parts[0].size:
-            yield parts[0][None]
-        for i in range(1, n):
-            if parts[i].size:
-                held[i].append(parts[i])
-    for i in range(1, n):
-        if held[i]:
-            yield np.concatenate(held[i])[None]
-
-
-def _empty_result(single: bool, stream: bool, refine_text_only: bool) -> Any:
+def _empty_result(
+    single: bool, stream: bool, refine_text_only: bool
+) -> Union[list[np.ndarray], Iterator[np.ndarray], str, list[str]]:
     if refine_text_only:
         return "" if single else []
     if stream:

@@ -1,7 +1,8 @@
 """Dia-style API on :class:`chattts.Chat`: ``from_pretrained``, ``generate``, ``generate_batch``,
 ``save_audio``, and dialogue scripts with ``[S1]``/``[S2]`` speaker tags.
 
-The methods live in the :class:`DiaAPI` mixin, so one ``Chat`` object offers both this API and
+:class:`Dia` runs these calls over a :class:`chattts.pipeline.Pipeline`; ``Chat`` exposes them
+(``chat.generate`` is ``chat.dia.generate``), so one ``Chat`` object offers both this API and
 the reference's ``load``/``infer``::
 
     chat = Chat.from_pretrained("2Noise/ChatTTS")
@@ -9,8 +10,8 @@ the reference's ``load``/``infer``::
     chat.save_audio("hello.mp3", wav)
 
 Every waveform returned is mono float32 (n,) at the ``sample_rate`` asked for (24 kHz native).
-Generation runs through :meth:`chattts.Chat.synthesize`, where each item's ``manual_seed`` seeds
-only that item: an item sounds the same whatever it is batched with.
+Generation runs through :meth:`chattts.pipeline.Pipeline.synthesize`, where each item's
+``manual_seed`` seeds only that item: an item sounds the same whatever it is batched with.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from .dialogue import (
     speaker_key,
     strip_speaker_tags,
 )
-from .errors import AssetNotFoundError, ChatTTSError, DownloadError
+from .errors import AssetNotFoundError, DownloadError, UnsupportedOptionError
+from .options import LoadOptions
 from .params import InferCodeParams
+from .pipeline import Pipeline, Utterance, trim_silence
 
 logger = logging.getLogger("chattts")
 
@@ -47,10 +50,6 @@ DEFAULT_PAUSE = 0.3
 #: Default largest number of texts (or turns) generated in one batch.
 DEFAULT_BATCH_SIZE = 16
 _LOG_EVERY = 100  # steps between verbose progress lines
-
-
-class UnsupportedOptionError(ChatTTSError, ValueError):
-    """An option of Dia's API that the ChatTTS engine does not offer (``cfg_scale``)."""
 
 
 class _Sampling(NamedTuple):
@@ -79,8 +78,8 @@ class _Segment(NamedTuple):
 class _Voices:
     """Resolves voices to ``InferCodeParams`` fields; each reference audio is encoded once."""
 
-    def __init__(self, chat: Any) -> None:
-        self.chat = chat
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
         self._samples: dict[Any, str] = {}
 
     def fields(self, voice: Voice) -> dict[str, Any]:
@@ -88,7 +87,7 @@ class _Voices:
 
         out: dict[str, Any] = {}
         if voice.speaker is not None:
-            decode_speaker(voice.speaker, self.chat.config.gpt.hidden_size)  # fail early
+            decode_speaker(voice.speaker, self.pipeline.models.config.gpt.hidden_size)  # early
             out["spk_emb"] = voice.speaker
         if voice.audio is not None:
             out["spk_smp"] = self._sample(voice.audio)
@@ -96,14 +95,14 @@ class _Voices:
         elif voice.text is not None:
             raise ValueError("a transcript (audio_prompt_text) needs its audio prompt")
         if not out:
-            out["spk_emb"] = self.chat.sample_random_speaker(voice.seed)
+            out["spk_emb"] = self.pipeline.random_speaker(voice.seed)
         return out
 
     def _sample(self, audio: Any) -> str:
         key = audio if isinstance(audio, (str, bytes, os.PathLike)) else id(audio)
         if key not in self._samples:
-            wav = load_prompt(audio, self.chat.config.sample_rate)
-            self._samples[key] = self.chat.sample_audio_speaker(wav)
+            wav = load_prompt(audio, self.pipeline.sample_rate)
+            self._samples[key] = self.pipeline.passes.sample_audio_speaker(wav)
         return self._samples[key]
 
 
@@ -211,68 +210,70 @@ def _is_repo_id(name: str) -> bool:
     )
 
 
-class DiaAPI:
-    """Mixin of ``Chat``: ``from_pretrained``, ``generate``, ``generate_batch``, ``save_audio``."""
+def pretrained_options(
+    model_id_or_path: str = "2Noise/ChatTTS",
+    compute_dtype: str = "float32",
+    device: Optional[str] = None,
+    *,
+    cache_dir: Optional[str] = None,
+    revision: Optional[str] = None,
+    **kwargs: Any,
+) -> LoadOptions:
+    """The :class:`LoadOptions` of ``Chat.from_pretrained`` (fetching a Hub snapshot first
+    when ``model_id_or_path`` is a repo other than the official one).
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id_or_path: str = "2Noise/ChatTTS",
-        compute_dtype: str = "float32",
-        device: Any = None,
-        *,
-        cache_dir: Optional[str] = None,
-        revision: Optional[str] = None,
-        **kwargs: Any,
-    ) -> Any:
-        """A loaded ``Chat`` from a local model root or a Hub model repo.
+    Args:
+        model_id_or_path: an existing folder (the model root, see ``Chat.load``) or a Hub
+            repo id ``owner/name``; the official ``2Noise/ChatTTS`` goes through the
+            library's verified download (``source="huggingface"``), another repo through a
+            snapshot of the same files.
+        compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        device: ``"cpu"``, ``"cuda"``, ... (default: the best available).
+        cache_dir: the Hub cache folder (default: the Hub's own).
+        revision: a branch, tag or commit of the Hub repo.
+        **kwargs: keywords of ``Chat.load``: ``verify`` (False for checkpoints other than
+            the official one), ``compile``, ``quantize``, ``force_redownload``, ``coef``...
 
-        Args:
-            model_id_or_path: an existing folder (the model root, see ``Chat.load``) or a Hub
-                repo id ``owner/name``; the official ``2Noise/ChatTTS`` goes through the
-                library's verified download (``source="huggingface"``), another repo through
-                ``huggingface_hub.snapshot_download`` of the same files.
-            compute_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
-            device: ``"cpu"``, ``"cuda"``, ... (default: the best available).
-            cache_dir: the Hub cache folder (default: the Hub's own).
-            revision: a branch, tag or commit of the Hub repo.
-            **kwargs: passed to ``Chat.load``: ``verify`` (False for checkpoints other than
-                the official one), ``compile``, ``quantize``, ``force_redownload``, ``coef``...
-
-        Raises:
-            AssetNotFoundError: neither a folder nor a repo id; DownloadError: the Hub failed;
-            whatever ``Chat.load(raise_on_error=True)`` raises for bad model files.
-        """
-        for key in ("source", "custom_path", "dtype", "raise_on_error"):
-            if key in kwargs:
-                raise TypeError(f"from_pretrained() does not take {key!r}")
-        path = os.fspath(model_id_or_path)
-        force = bool(kwargs.get("force_redownload", False))
-        if os.path.isdir(path):
-            source, root = "custom", path
-        elif path == "2Noise/ChatTTS" and revision is None:
-            source, root = "huggingface", cache_dir
-        elif _is_repo_id(path):
-            source, root = "custom", _snapshot(path, revision, cache_dir, force)
-            kwargs.pop("force_redownload", None)
-        else:
-            raise AssetNotFoundError(
-                f"{path!r} is neither a model folder nor a Hub repo id (owner/name)"
-            )
-        chat = cls()
-        chat.load(  # type: ignore[attr-defined]
-            source=source,
-            custom_path=root,
-            device=device,
-            dtype=compute_dtype,
-            raise_on_error=True,
-            **kwargs,
+    Raises:
+        AssetNotFoundError: neither a folder nor a repo id; DownloadError: the Hub failed;
+        TypeError: a keyword that ``from_pretrained`` decides itself.
+    """
+    for key in ("source", "custom_path", "dtype", "raise_on_error"):
+        if key in kwargs:
+            raise TypeError(f"from_pretrained() does not take {key!r}")
+    path = os.fspath(model_id_or_path)
+    force = bool(kwargs.get("force_redownload", False))
+    if os.path.isdir(path):
+        source, root = "custom", path
+    elif path == "2Noise/ChatTTS" and revision is None:
+        source, root = "huggingface", cache_dir
+    elif _is_repo_id(path):
+        source, root = "custom", _snapshot(path, revision, cache_dir, force)
+        kwargs.pop("force_redownload", None)
+    else:
+        raise AssetNotFoundError(
+            f"{path!r} is neither a model folder nor a Hub repo id (owner/name)"
         )
-        return chat
+    return LoadOptions.from_kwargs(
+        source=source, custom_path=root, device=device, dtype=compute_dtype, **kwargs
+    )
+
+
+class Dia:
+    """The Dia-style calls over a pipeline: ``generate``, ``generate_batch``, ``save_audio``.
+
+    Args:
+        pipeline: returns the pipeline to run on; called with ``compiled=True`` when a call
+            asks for the compiled decode step (``use_torch_compile``).
+    """
+
+    def __init__(self, pipeline: Callable[[bool], Pipeline]) -> None:
+        self._pipeline = pipeline
 
     def generate(
         self,
         text: Union[str, list[str]],
+        *,
         audio_prompt: Any = None,
         audio_prompt_text: Optional[str] = None,
         top_p: Optional[float] = 0.7,
@@ -286,7 +287,6 @@ class DiaAPI:
         callback: Optional[Callable[[int, int], None]] = None,
         seed: Optional[int] = None,
         speaker: Any = None,
-        *,
         speakers: Optional[Mapping[Any, VoiceLike]] = None,
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -326,17 +326,17 @@ class DiaAPI:
         batch = isinstance(text, (list, tuple))
         wavs = self.generate_batch(
             list(text) if batch else [text],
-            audio_prompt if batch else [audio_prompt],
-            audio_prompt_text if batch else [audio_prompt_text],
-            top_p,
-            temperature,
-            top_k,
-            sample_rate,
-            max_new_tokens,
-            use_torch_compile,
-            cfg_scale,
-            verbose,
-            callback,
+            audio_prompts=audio_prompt if batch else [audio_prompt],
+            audio_prompt_texts=audio_prompt_text if batch else [audio_prompt_text],
+            top_p=top_p,
+            temperature=temperature,
+            top_k=top_k,
+            sample_rate=sample_rate,
+            max_new_tokens=max_new_tokens,
+            use_torch_compile=use_torch_compile,
+            cfg_scale=cfg_scale,
+            verbose=verbose,
+            callback=callback,
             seeds=seed if batch else [seed],
             speaker=speaker if batch else [speaker],
             speakers=speakers,
@@ -348,6 +348,7 @@ class DiaAPI:
     def generate_batch(
         self,
         texts: Sequence[str],
+        *,
         audio_prompts: Any = None,
         audio_prompt_texts: Union[str, list[Optional[str]], None] = None,
         top_p: Optional[float] = 0.7,
@@ -359,7 +360,6 @@ class DiaAPI:
         cfg_scale: Optional[float] = None,
         verbose: bool = False,
         callback: Optional[Callable[[int, int], None]] = None,
-        *,
         seeds: Union[int, list[Optional[int]], None] = None,
         speaker: Any = None,
         speakers: Optional[Mapping[Any, VoiceLike]] = None,
@@ -391,20 +391,17 @@ class DiaAPI:
         cast = {speaker_key(k): as_voice(v) for k, v in (speakers or {}).items()}
         if n == 0:
             return []
-        passes = self._require()  # type: ignore[attr-defined]
-        if use_torch_compile and not passes.m.engine.static_decode:
-            from .generation.accel import configure_engine
-
-            configure_engine(passes.m, compile=True)
+        pipeline = self._pipeline(use_torch_compile)
         start = time.perf_counter()
         sampling = _Sampling(top_p, top_k, temperature, max_new_tokens)
-        voices = _Voices(self)
+        voices = _Voices(pipeline)
         plans = [
-            self._plan(t, Voice(s, spk, a, tr), s, cast, sampling, voices)
+            _plan(t, Voice(s, spk, a, tr), s, cast, sampling, voices)
             for t, s, spk, a, tr in zip(texts, item_seeds, spks, prompts, transcripts, strict=True)
         ]
-        turns = self._run(plans, batch_size, _Progress(callback, verbose, max_new_tokens))
-        rate = self.config.sample_rate  # type: ignore[attr-defined]
+        progress = _Progress(callback, verbose, max_new_tokens)
+        turns = _run(pipeline, plans, batch_size, progress)
+        rate = pipeline.sample_rate
         gap = np.zeros(round(pause * rate), dtype=np.float32)
         wavs = [_join(parts, gap) for parts in turns]
         if verbose:
@@ -432,72 +429,66 @@ class DiaAPI:
 
         save_audio(path, audio, sample_rate, format)
 
-    # ---- internals ----------------------------------------------------------------------------
 
-    def _plan(
-        self,
-        text: str,
-        voice: Voice,
-        seed: Optional[int],
-        cast: dict[str, Voice],
-        sampling: _Sampling,
-        voices: _Voices,
-    ) -> list[_Segment]:
-        """The segments (turns) of one text, each with its sampling parameters."""
-        if not isinstance(text, str):
-            raise TypeError(f"a text must be a str, not {type(text).__name__}")
-        if not has_speaker_tags(text):
-            if not text.strip():
-                raise ScriptError("the text is empty")
-            return [_Segment(text, sampling.params(voices.fields(voice), seed))]
-        turns = parse_script(text)
-        base = seed if seed is not None else secrets.randbits(30)
-        fields = {}
-        for name in dict.fromkeys(t.speaker for t in turns):
-            if name in cast:
-                who = cast[name]
-            elif name == "S1" and voice.chosen:
-                who = voice
-            else:
-                who = Voice(seed=base + int(name[1:]) - 1)
-            fields[name] = voices.fields(who)
-        return [
-            _Segment(t.text, sampling.params(fields[t.speaker], None if seed is None else seed + i))
-            for i, t in enumerate(turns)
-        ]
+def _plan(
+    text: str,
+    voice: Voice,
+    seed: Optional[int],
+    cast: dict[str, Voice],
+    sampling: _Sampling,
+    voices: _Voices,
+) -> list[_Segment]:
+    """The segments (turns) of one text, each with its sampling parameters."""
+    if not isinstance(text, str):
+        raise TypeError(f"a text must be a str, not {type(text).__name__}")
+    if not has_speaker_tags(text):
+        if not text.strip():
+            raise ScriptError("the text is empty")
+        return [_Segment(text, sampling.params(voices.fields(voice), seed))]
+    turns = parse_script(text)
+    base = seed if seed is not None else secrets.randbits(30)
+    fields = {}
+    for name in dict.fromkeys(t.speaker for t in turns):
+        if name in cast:
+            who = cast[name]
+        elif name == "S1" and voice.chosen:
+            who = voice
+        else:
+            who = Voice(seed=base + int(name[1:]) - 1)
+        fields[name] = voices.fields(who)
+    return [
+        _Segment(t.text, sampling.params(fields[t.speaker], None if seed is None else seed + i))
+        for i, t in enumerate(turns)
+    ]
 
-    def _run(
-        self, plans: list[list[_Segment]], batch_size: int, progress: _Progress
-    ) -> list[list[np.ndarray]]:
-        """Generate every segment, batched by shared reference audio; each trimmed of silence."""
-        from .chat import trim_silence
 
-        flat = [(p, j, seg) for p, plan in enumerate(plans) for j, seg in enumerate(plan)]
-        groups: dict[Optional[str], list[int]] = {}
-        for k, (_, _, seg) in enumerate(flat):
-            groups.setdefault(seg.params.spk_smp, []).append(k)
-        batches = [
-            g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)
-        ]
-        progress.total = len(batches) * progress.steps
-        out: list[list[np.ndarray]] = [[] for _ in plans]
-        done: dict[int, np.ndarray] = {}
-        for b, batch in enumerate(batches):
-            texts = [flat[k][2].text for k in batch]
-            params = [flat[k][2].params for k in batch]
-            for wavs in self.synthesize(texts, params, progress=progress.batch(b)):  # type: ignore[attr-defined]
-                done.update({k: trim_silence(w) for k, w in zip(batch, wavs, strict=True)})
-            if len(batches) > 1:
-                logger.debug("generate: batch %d/%d done", b + 1, len(batches))
-        progress.report(progress.total)
-        for k, (p, _, _) in enumerate(flat):
-            out[p].append(done[k])
-        return out
+def _run(
+    pipeline: Pipeline, plans: list[list[_Segment]], batch_size: int, progress: _Progress
+) -> list[list[np.ndarray]]:
+    """Generate every segment, batched by shared reference audio; each trimmed of silence."""
+    flat = [(p, j, seg) for p, plan in enumerate(plans) for j, seg in enumerate(plan)]
+    groups: dict[Optional[str], list[int]] = {}
+    for k, (_, _, seg) in enumerate(flat):
+        groups.setdefault(seg.params.spk_smp, []).append(k)
+    batches = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+    progress.total = len(batches) * progress.steps
+    out: list[list[np.ndarray]] = [[] for _ in plans]
+    done: dict[int, np.ndarray] = {}
+    for b, batch in enumerate(batches):
+        items = [Utterance(flat[k][2].text, flat[k][2].params) for k in batch]
+        for wavs in pipeline.synthesize(items, progress=progress.batch(b)):
+            done.update({k: trim_silence(w) for k, w in zip(batch, wavs, strict=True)})
+        if len(batches) > 1:
+            logger.debug("generate: batch %d/%d done", b + 1, len(batches))
+    progress.report(progress.total)
+    for k, (p, _, _) in enumerate(flat):
+        out[p].append(done[k])
+    return out
 
 
 __all__ = [
     "MIN_PROMPT_SECONDS",
-    "DiaAPI",
+    "Dia",
     "UnsupportedOptionError",
     "Voice",
     "VoiceLike",

@@ -1,235 +1,337 @@
-"""The loaded model stack and the two passes over it: text -> refined text -> codes -> audio.
+"""The request path: every front end reaches the models through :class:`Pipeline`.
 
-This layer knows prompts, speakers and batching; the torch modules below it know none of it,
-and :class:`chattts.Chat` above it is a thin facade.
+``Chat.infer``, ``Chat.synthesize``, the Dia-style calls, the server's batcher and the web UI
+are adapters over these calls (docs/architecture.md, "One request"):
+
+* :meth:`Pipeline.prepare`: text -> the pieces to speak (sentence splitting, normalisation,
+  length limit);
+* :meth:`Pipeline.refine`: the refine pass over pieces;
+* :meth:`Pipeline.speak`: the reference's ``infer`` semantics over pieces — one params object
+  for all, its seed for each batch, the first piece's voice carried over to the others,
+  batches of ``batch_size``, waveforms or a stream in the reference's order;
+* :meth:`Pipeline.synthesize`: independent :class:`Utterance` objects as one batch, each with
+  its own seed, voice, refine and cancel flag, so that an item sounds as it would alone.
+
+Each call takes its own cancel flag (:class:`Interrupt`): stopping one request never touches
+another.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import numpy as np
-import torch
 
 from .generation.engine import GenerationState, Interrupt
-from .generation.sampling import ItemSampling
-from .model.vocos import vocos_decode
 from .models import Models
 from .params import InferCodeParams, RefineTextParams
-from .speaker import decode_sample, decode_speaker, encode_sample, speaker_embedding
-from .validation import speaker_audio
+from .passes import Passes, last
+from .speaker import encode_speaker
+from .streaming import stream_batch
+from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
+from .text import split_text as split_long
+from .validation import check_code_params, check_refine_params, check_texts
 
 logger = logging.getLogger("chattts")
 
-_CODE_TAGS = ("[Stts]", "[spk_emb]", "[empty_spk]")
+#: Samples with |x| at or below this are trimmed from both ends of a returned waveform.
+TRIM_THRESHOLD = 1e-5
+
+#: A progress callback: ``(step, max_steps)`` after every generation step.
+Progress = Callable[[int, int], None]
 
 
-def refine_prompt(text: str, prompt: str) -> str:
-    """The refine pass input: ``[Sbreak]`` text ``[Pbreak]`` prompt."""
-    return f"[Sbreak]{text}[Pbreak]{prompt}"
+def trim_silence(wav: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
+    """Drop leading and trailing samples with |x| ≤ ``threshold`` (never inner ones)."""
+    loud = np.flatnonzero(np.abs(wav) > threshold)
+    if loud.size == 0:
+        return wav[:0]
+    return wav[loud[0] : loud[-1] + 1]
 
 
-def code_prompt(text: str, prompt: str, txt_smp: Optional[str], with_speaker: bool) -> str:
-    """The code pass input (§5): speaker tag, sample transcript, prompt, text, ``[Ptts]``."""
-    for tag in _CODE_TAGS:
-        text = text.replace(tag, "")
-    spk = "[spk_emb]" if with_speaker else "[empty_spk]"
-    return f"[Stts]{spk}{txt_smp or ''}{prompt}{text.strip()}[Ptts]"
+@dataclass
+class Utterance:
+    """One independent request of :meth:`Pipeline.synthesize`.
+
+    Attributes:
+        text: what to say (normalised by ``synthesize`` unless told otherwise).
+        params: the code pass's parameters: voice (``spk_emb`` / ``spk_smp`` + ``txt_smp``),
+            sampling, and ``manual_seed``, which seeds this item only.
+        refine: refine the text first, alone, with these parameters (None: as given).
+        cancel: a set flag ends this item (its refine pass, or its code pass within one step).
+    """
+
+    text: str
+    params: InferCodeParams
+    refine: Optional[RefineTextParams] = None
+    cancel: Optional[Interrupt] = None
 
 
-def item_sampling(params: RefineTextParams, seed: Optional[int] = None) -> ItemSampling:
-    """The per-item sampling parameters of a params object."""
-    return ItemSampling(
-        temperature=params.temperature,
-        top_p=params.top_P,
-        top_k=params.top_K,
-        repetition_penalty=params.repetition_penalty,
-        min_new_token=params.min_new_token,
-        max_new_token=params.max_new_token,
-        seed=seed,
-    )
+def _tqdm_progress(params: RefineTextParams, desc: str) -> Optional[Progress]:
+    """A tqdm bar over ``max_new_token`` steps when ``show_tqdm``."""
+    if not params.show_tqdm:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=params.max_new_token, desc=desc, leave=False)
+
+    def update(step: int, total: int) -> None:
+        bar.update(step - bar.n)
+        if step >= total:
+            bar.close()
+
+    return update  # a bar left open by an early EOS closes when the closure is dropped
 
 
-class Passes:
-    """The refine and code passes, and audio decoding, over loaded :class:`Models`."""
+class Pipeline:
+    """The request path over loaded :class:`Models` (see the module docstring).
 
-    def __init__(self, models: Models) -> None:
-        self.m = models
+    Args:
+        models: the loaded model stack.
+        normalizer: the text normaliser (shared with ``Chat.normalizer``).
+    """
 
-    # ---- prompts ----------------------------------------------------------------------------
+    def __init__(self, models: Models, normalizer: Normalizer) -> None:
+        self.models = models
+        self.passes = Passes(models)
+        self.normalizer = normalizer
 
-    @torch.inference_mode()
-    def code_inputs(
-        self, texts: list[str], params: Union[InferCodeParams, list[InferCodeParams]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (B, T, H) and attention mask (B, T) of the code pass prompts.
+    @property
+    def sample_rate(self) -> int:
+        return int(self.models.config.sample_rate)
 
-        Each item gets its own speaker (``spk_emb``) and speaker sample (``spk_smp``).
-        """
-        m = self.m
-        plist = params if isinstance(params, list) else [params] * len(texts)
-        samples: dict[str, torch.Tensor] = {}
-        for p in plist:
-            if p.spk_smp and p.spk_smp not in samples:
-                samples[p.spk_smp] = decode_sample(p.spk_smp, m.config.gpt.num_vq)
-        codes = [samples[p.spk_smp] if p.spk_smp else None for p in plist]
-        decorated = [
-            code_prompt(t, p.prompt, p.txt_smp, p.spk_emb is not None)
-            for t, p in zip(texts, plist, strict=True)
-        ]
-        batch = m.tokenizer.encode(decorated, m.config.gpt.num_vq, codes, m.device)
-        embeds = m.embed(batch.input_ids, batch.text_mask)
-        is_spk = batch.text_mask & (batch.input_ids[..., 0] == m.tokenizer.spk_emb_id)
-        for i, p in enumerate(plist):
-            if p.spk_emb is not None and bool(is_spk[i].any()):
-                vec = speaker_embedding(decode_speaker(p.spk_emb, m.config.gpt.hidden_size))
-                embeds[i, is_spk[i]] = vec.to(embeds.device, embeds.dtype)
-        return embeds.to(m.gpt.body.norm.weight.dtype), batch.attention_mask
+    def random_speaker(self, seed: Optional[int] = None) -> str:
+        """A random speaker string (the same ``seed`` gives the same voice on every device)."""
+        return encode_speaker(self.models.speakers.sample(seed))
 
-    # ---- passes -----------------------------------------------------------------------------
+    # ---- text -------------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        text: Union[str, Sequence[str]],
+        *,
+        split: bool = True,
+        normalize: bool = True,
+        homophones: bool = True,
+        lang: Optional[str] = None,
+        max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+    ) -> list[str]:
+        """The pieces to speak: a str with ``split`` is split by the reference rule, each
+        sentence normalised, then any piece longer than ``max_split_chars`` cut further; a
+        list gives one normalised piece per text."""
+        check_texts(text)
+        single = isinstance(text, str)
+        texts = split_sentences(text) if single and split else ([text] if single else list(text))
+        texts = [self.normalizer(t, normalize, homophones, lang) for t in texts]
+        if single and split:
+            texts = [piece for t in texts for piece in split_long(t, max_split_chars)]
+        return texts
 
     def refine(
         self,
         texts: list[str],
         params: RefineTextParams,
-        interrupt: Optional[Interrupt] = None,
-        progress: Optional[Callable[[int, int], None]] = None,
+        cancel: Optional[Interrupt] = None,
+        progress: Optional[Progress] = None,
     ) -> list[str]:
-        """Rewrite texts with prosody tokens; ids ≥ ``[break_0]`` are removed before decoding."""
-        m = self.m
-        batch = m.tokenizer.encode(
-            [refine_prompt(t, params.prompt) for t in texts], m.config.gpt.num_vq, None, m.device
-        )
-        embeds = m.embed(batch.input_ids, batch.text_mask).to(m.gpt.body.norm.weight.dtype)
-        heads = m.engine.refine_heads(m.tokenizer.eos_refine_id)
-        state = last(
-            m.engine.steps(
-                embeds,
-                batch.attention_mask,
-                heads,
-                [item_sampling(params)] * len(texts),
-                params.manual_seed,
-                interrupt,
-                progress,
-                params.ensure_non_empty,
-            )
-        )
-        ids = []
-        for i in range(len(texts)):
-            row = state.item_tokens(i)[:, 0].tolist() if state is not None else []
-            ids.append([t for t in row if t < m.tokenizer.break_0_id])
-        return m.tokenizer.decode(ids)
+        """The refine pass over ``texts`` as one batch (``params.manual_seed`` seeds it)."""
+        check_refine_params(params)
+        if progress is None:
+            progress = _tqdm_progress(params, "refine")
+        return self.passes.refine(texts, params, cancel, progress)
 
-    def code_steps(
+    # ---- the reference's infer --------------------------------------------------------------
+
+    def speak(
         self,
         texts: list[str],
-        params: Union[InferCodeParams, list[InferCodeParams]],
-        interrupt: Optional[Interrupt] = None,
-        progress: Optional[Callable[[int, int], None]] = None,
-        per_item_seeds: bool = False,
-        cancelled: Optional[list[Interrupt]] = None,
-    ) -> Iterator[GenerationState]:
-        """The code pass, yielding the state after every step.
-
-        With one params object its ``manual_seed`` seeds the whole batch, as the reference
-        does; with ``per_item_seeds`` (or a list of params) each item's ``manual_seed`` seeds
-        only that item, so it draws what it would draw alone.
-        """
-        plist = params if isinstance(params, list) else [params] * len(texts)
-        embeds, mask = self.code_inputs(texts, plist)
-        per_item = per_item_seeds or isinstance(params, list)
-        items = [item_sampling(p, p.manual_seed if per_item else None) for p in plist]
-        batch_seed = None if per_item else plist[0].manual_seed
-        return self.m.engine.steps(
-            embeds,
-            mask,
-            self.m.engine.code_heads(),
-            items,
-            batch_seed,
-            interrupt,
-            progress,
-            plist[0].ensure_non_empty,
-            cancelled,
-        )
-
-    # ---- audio ------------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def mel(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
-        """Hidden states (B, T, H) with the Decoder, or codes (B, T, num_vq) with the DVAE,
-        -> log-mel (B, n_mels, 2T)."""
-        if use_decoder:
-            if self.m.decoder is None:
-                raise RuntimeError("the Decoder is not loaded")
-            return self.m.decoder.decode(features.transpose(1, 2))
-        return self.m.dvae.decode(features.transpose(1, 2))
-
-    @torch.inference_mode()
-    def waveform(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
-        """Features (B, T, ·) -> (B, (2T − 1) · hop) float32 waveforms."""
-        return vocos_decode(self.m.vocos, self.mel(features, use_decoder))
-
-    def decode_items(
-        self,
-        state: GenerationState,
-        use_decoder: bool,
-        items: Optional[list[int]] = None,
-        padded: bool = True,
+        params: InferCodeParams,
+        *,
+        carry_voice: bool = False,
+        batch_size: int = 4,
+        use_decoder: bool = True,
+        cancel: Optional[Interrupt] = None,
     ) -> list[np.ndarray]:
-        """Decode items of a finished generation, each cut to its own length.
+        """The code pass and decoding of ``texts`` with the reference's semantics: one float32
+        waveform (n,) per text, untrimmed.
 
-        ``padded`` (the reference's way): items are right-padded with zeros to the longest and
-        decoded in one call, so near its end a shorter item hears the padding. Otherwise items
-        of equal length are decoded together and each item's audio is what it would be alone.
-        Item i keeps its first (2·T_i − 1)·hop samples (none for T_i = 0).
+        ``params`` serve every text and its ``manual_seed`` seeds each batch of
+        ``batch_size``; with ``carry_voice`` (and no ``spk_smp``) the first text is
+        synthesised alone and becomes the speaker sample of all. ``params`` is never changed.
         """
-        items = list(range(state.lengths.shape[0])) if items is None else items
-        lengths = {i: int(state.lengths[i]) for i in items}
-        groups = (
-            [items]
-            if padded
-            else [[i for i in items if lengths[i] == n] for n in sorted(set(lengths.values()))]
-        )
-        out: dict[int, np.ndarray] = {}
-        hop = self.m.config.vocos.hop_length
-        source = state.hiddens if use_decoder else state.tokens
-        for group in groups:
-            longest = max(lengths[i] for i in group)
-            if longest == 0:
-                out.update({i: np.zeros(0, dtype=np.float32) for i in group})
-                continue
-            feats = torch.zeros(
-                len(group), longest, source.shape[-1], dtype=source.dtype, device=source.device
+        wavs: list[np.ndarray] = []
+        for batch, steps, _ in self._batches(
+            texts, params, carry_voice, batch_size, use_decoder, cancel
+        ):
+            state = last(steps)
+            if state is None:
+                wavs += [np.zeros(0, dtype=np.float32) for _ in batch]
+            else:
+                wavs += self.passes.decode_items(state, use_decoder)
+        return wavs
+
+    def stream(
+        self,
+        texts: list[str],
+        params: InferCodeParams,
+        *,
+        sequential: bool = False,
+        carry_voice: bool = False,
+        batch_size: int = 4,
+        use_decoder: bool = True,
+        cancel: Optional[Interrupt] = None,
+    ) -> Iterator[np.ndarray]:
+        """:meth:`speak`, streamed: float32 chunks (B, n) as the audio is decoded.
+
+        Without ``sequential``, B = the texts of the current batch (rows of texts that have
+        ended are zero); with it, B = 1 and the chunks follow the texts in order (the first
+        text of each batch live, the others once it is done).
+        """
+        for batch, steps, p in self._batches(
+            texts, params, carry_voice, batch_size, use_decoder, cancel
+        ):
+            chunks = stream_batch(self.passes, steps, len(batch), p, use_decoder)
+            yield from (in_order(chunks, len(batch)) if sequential else stacked(chunks))
+
+    def _batches(
+        self,
+        texts: list[str],
+        params: InferCodeParams,
+        carry_voice: bool,
+        batch_size: int,
+        use_decoder: bool,
+        cancel: Optional[Interrupt],
+    ) -> Iterator[tuple[list[str], Iterator[GenerationState], InferCodeParams]]:
+        """(texts, code-pass steps, params) of each batch of :meth:`speak`, lazily."""
+        check_code_params(params)
+        if batch_size < 1:
+            raise ValueError("max_split_batch must be ≥ 1")
+        if carry_voice and len(texts) > 1 and params.spk_smp is None:
+            params = self.voice_from_first(texts, params, use_decoder, cancel)
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            progress = _tqdm_progress(params, "code")
+            yield batch, self.passes.code_steps(batch, params, cancel, progress), params
+
+    def voice_from_first(
+        self,
+        texts: list[str],
+        params: InferCodeParams,
+        use_decoder: bool = True,
+        cancel: Optional[Interrupt] = None,
+    ) -> InferCodeParams:
+        """The reference's voice carry-over: the first text alone becomes ``spk_smp`` (with
+        ``txt_smp`` = that text) in a copy of ``params``. When its audio is too short to be
+        a speaker sample, ``params`` is returned as it is (with a warning)."""
+        steps = self.passes.code_steps(texts[:1], params, cancel, _tqdm_progress(params, "code"))
+        state = last(steps)
+        if state is None or int(state.lengths[0]) == 0:
+            return params
+        wav = self.passes.decode_items(state, use_decoder)[0]
+        if wav.size < self.passes.min_sample_length():
+            logger.warning(
+                "the first sentence's audio (%d samples) is too short to carry its voice "
+                "over: the other sentences are synthesised without a speaker sample",
+                wav.size,
             )
-            for j, i in enumerate(group):
-                feats[j, : lengths[i]] = source[i, : lengths[i]]
-            wav = self.waveform(feats, use_decoder).cpu().numpy()
-            for j, i in enumerate(group):
-                out[i] = wav[j, : max(0, (2 * lengths[i] - 1) * hop)].copy()
-        return [out[i] for i in items]
+            return params
+        params = copy.copy(params)
+        params.spk_smp = self.passes.sample_audio_speaker(wav)
+        params.txt_smp = texts[0]
+        return params
 
-    @torch.inference_mode()
-    def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor]) -> str:
-        """24 kHz mono waveform (N,) -> speaker sample string of its DVAE codes (num_vq, T)."""
-        x = torch.from_numpy(speaker_audio(wav))
-        if x.dim() == 2 and x.shape[0] == 1:
-            x = x[0]
-        if x.dim() != 1:
-            raise ValueError(f"expected a mono waveform of shape (N,), got {tuple(x.shape)}")
-        need = self.m.dvae.preprocessor_mel.mel_spec.n_fft // 2 + 1  # reflect padding
-        if x.numel() < need:
-            raise ValueError(
-                f"the speaker sample is too short: {x.numel()} samples, at least {need} needed"
-            )
-        codes = self.m.dvae.encode(x[None].to(self.m.device))[0]
-        return encode_sample(codes)
+    # ---- independent requests ---------------------------------------------------------------
+
+    def synthesize(
+        self,
+        utterances: Sequence[Utterance],
+        *,
+        stream: bool = False,
+        use_decoder: bool = True,
+        normalize: bool = True,
+        progress: Optional[Progress] = None,
+        cancel: Optional[Interrupt] = None,
+    ) -> Iterator[list[np.ndarray]]:
+        """Synthesise independent utterances as one batch (``cancel`` stops all of them).
+
+        Each utterance's ``manual_seed`` seeds only that item, so it gives the same audio
+        whatever it is batched with (and equals ``speak([text], params)`` with that seed).
+        An utterance with ``refine`` is refined alone first (its refine seed seeds only it);
+        texts are normalised unless ``normalize=False`` or they were refined. ``progress``:
+        called with (step, max_steps) after every step of the code pass.
+
+        Yields lists with one float32 array (n,) per utterance: with ``stream``, the new audio
+        of each item (possibly empty) as it is produced; otherwise once, each whole waveform.
+        """
+        items = list(utterances)
+        check_texts([u.text for u in items])
+        for u in items:
+            check_code_params(u.params)
+            if u.refine is not None:
+                check_refine_params(u.refine)
+        if not items:
+            return
+        texts = [self._text_of(u, normalize) for u in items]
+        plist = [u.params for u in items]
+        flags = [u.cancel or Interrupt() for u in items]
+        steps = self.passes.code_steps(texts, plist, cancel, progress, True, flags)
+        if stream:
+            yield from stream_batch(self.passes, steps, len(texts), plist[0], use_decoder)
+            return
+        state = last(steps)
+        if state is None:
+            yield [np.zeros(0, dtype=np.float32) for _ in texts]
+        else:
+            yield self.passes.decode_items(state, use_decoder, padded=False)
+
+    def _text_of(self, u: Utterance, normalize: bool) -> str:
+        """The text the code pass reads: refined alone (when asked, and not cancelled), else
+        normalised; an empty refinement falls back to the normalised text."""
+        text = self.normalizer(u.text, normalize)
+        if u.refine is None or (u.cancel is not None and u.cancel.is_set()):
+            return text
+        refined = self.passes.refine([text], u.refine, u.cancel, None)[0]
+        return refined if refined.strip() else text
 
 
-def last(iterator: Iterator[GenerationState]) -> Optional[GenerationState]:
-    """Exhaust a generation and return its final state (None if it ran no step)."""
-    state = None
-    for state in iterator:  # noqa: B007 - the loop's last value is the result
-        pass
-    return state
+def stacked(chunks: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
+    """Per-item chunks -> (B, n) arrays, rows of shorter items zero-filled (the reference's
+    stream of a list of texts)."""
+    for parts in chunks:
+        width = max(p.size for p in parts)
+        if width == 0:
+            continue
+        out = np.zeros((len(parts), width), dtype=np.float32)
+        for i, p in enumerate(parts):
+            out[i, : p.size] = p
+        yield out
+
+
+def in_order(chunks: Iterator[list[np.ndarray]], n: int) -> Iterator[np.ndarray]:
+    """Per-item chunks of a batch of n -> (1, n) arrays: item 0 live, then each later item
+    in turn (the stream of a str's sentences)."""
+    held: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for parts in chunks:
+        if parts[0].size:
+            yield parts[0][None]
+        for i in range(1, n):
+            if parts[i].size:
+                held[i].append(parts[i])
+    for i in range(1, n):
+        if held[i]:
+            yield np.concatenate(held[i])[None]
+
+
+__all__ = [
+    "TRIM_THRESHOLD",
+    "Pipeline",
+    "Progress",
+    "Utterance",
+    "in_order",
+    "stacked",
+    "trim_silence",
+]

@@ -19,7 +19,7 @@ from .generation.engine import GenerationState
 from .params import InferCodeParams
 
 if TYPE_CHECKING:
-    from .pipeline import Passes
+    from .passes import Passes
 
 
 class WindowedDecoder:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import chattts
 from chattts import errors
-from chattts.chat import trim_silence
+from chattts.pipeline import trim_silence
 
 P = chattts.InferCodeParams
 R = chattts.RefineTextParams
@@ -380,7 +380,7 @@ def test_items_of_zero_steps_decode_to_empty_audio(chat):
         finished=torch.tensor([True, True]),
         step=4,
     )
-    wavs = chat._passes.decode_items(state, use_decoder=True)
+    wavs = chat.pipeline.passes.decode_items(state, use_decoder=True)
     assert wavs[0].size == 0 and wavs[1].size == (2 * 3 - 1) * 256
 
 
@@ -398,13 +398,13 @@ def test_sha256_map_is_what_verification_uses(tiny_copy):
 
 def test_long_text_is_split_under_the_limit(chat, spk, monkeypatch):
     seen: list[list[str]] = []
-    real = chat._passes.code_steps
+    real = chat.pipeline.passes.code_steps
 
     def spy(texts, *args, **kwargs):
         seen.append(list(texts))
         return real(texts, *args, **kwargs)
 
-    monkeypatch.setattr(chat._passes, "code_steps", spy)
+    monkeypatch.setattr(chat.pipeline.passes, "code_steps", spy)
     text = "hello world, " * 30  # no full stop: the reference rule leaves it whole
     wavs = chat.infer(
         text,

@@ -12,7 +12,7 @@ from conftest import assert_close, trim
 import chattts
 from chattts.model.dvae import DVAE, Decoder
 from chattts.model.vocos import load_vocos, vocos_decode
-from chattts.pipeline import code_prompt, last
+from chattts.passes import code_prompt, last
 from chattts.speaker import decode_speaker
 
 P = chattts.InferCodeParams
@@ -45,7 +45,9 @@ def test_tokenize(chat, cases, expected, spk):
     assert torch.equal(batch.input_ids, expected["tokenize.input_ids"])
     assert torch.equal(batch.attention_mask, expected["tokenize.attention_mask"])
     assert torch.equal(batch.text_mask, expected["tokenize.text_mask"].bool())
-    embeds, _ = chat._passes.code_inputs(case["texts"], P(spk_emb=spk, prompt=case["prompt"]))
+    embeds, _ = chat.pipeline.passes.code_inputs(
+        case["texts"], P(spk_emb=spk, prompt=case["prompt"])
+    )
     assert_close(embeds, expected["tokenize.embedding_with_speaker"], "embedding_with_speaker")
 
 
@@ -82,7 +84,7 @@ def test_skip_refine_decoder_and_dvae(chat, cases, expected, spk):
 
 def test_code_pass_and_modules(chat, cases, spk, expected, tiny_root):
     params = code_params(cases, spk, "code_pass")
-    state = last(chat._passes.code_steps([cases["code_pass"]["text"]], params))
+    state = last(chat.pipeline.passes.code_steps([cases["code_pass"]["text"]], params))
     assert torch.equal(state.item_tokens(0), expected["code_pass.ids"])
     assert_close(state.item_hiddens(0), expected["code_pass.hiddens"], "code_pass.hiddens")
     # each module loads alone from its file, dimensions read from its shapes
@@ -136,7 +138,7 @@ def test_full(chat, cases, expected, spk):
 def test_eos_batch(chat, cases, expected, spk):
     case = cases["eos.batch"]
     params = code_params(cases, spk, "eos.batch")
-    state = last(chat._passes.code_steps(case["texts"], params))
+    state = last(chat.pipeline.passes.code_steps(case["texts"], params))
     assert state.lengths.tolist() == case["steps"]
     for i in range(len(case["texts"])):
         assert torch.equal(state.item_tokens(i), expected[f"eos.batch.ids{i}"])
@@ -154,7 +156,7 @@ def test_eos_batch(chat, cases, expected, spk):
 def test_repetition_window(chat, cases, expected, spk):
     case = cases["repetition.window"]
     params = code_params(cases, spk, "repetition.window")
-    state = last(chat._passes.code_steps([case["text"]], params))
+    state = last(chat.pipeline.passes.code_steps([case["text"]], params))
     assert torch.equal(state.item_tokens(0), expected["repetition.window.ids"])
     wavs = chat.infer(
         [case["text"]],
@@ -183,6 +185,6 @@ def test_split_text(chat, cases, expected, spk):
     )
     assert_close(wavs[0], joined, "split_text")
     assert vars(params) == before
-    derived = chat._voice_from_first(chat._passes, case["sentences"], params, True, None)
+    derived = chat.pipeline.voice_from_first(case["sentences"], params, True, None)
     assert derived.spk_smp == case["derived_spk_smp"]
     assert derived.txt_smp == case["derived_txt_smp"]

@@ -29,15 +29,15 @@ def gen(chat: Chat, text, **kw) -> np.ndarray:
 
 
 def spy_synthesize(chat: Chat, monkeypatch) -> list[int]:
-    """Record the batch size of every ``chat.synthesize`` call."""
+    """Record the batch size of every ``chat.pipeline.synthesize`` call."""
     calls: list[int] = []
-    real = chat.synthesize
+    real = chat.pipeline.synthesize
 
-    def synthesize(texts, params, **kw):
-        calls.append(len(texts))
-        return real(texts, params, **kw)
+    def synthesize(utterances, **kw):
+        calls.append(len(utterances))
+        return real(utterances, **kw)
 
-    monkeypatch.setattr(chat, "synthesize", synthesize)
+    monkeypatch.setattr(chat.pipeline, "synthesize", synthesize)
     return calls
 
 

@@ -7,7 +7,7 @@ import torch
 
 import chattts
 from chattts.generation.accel import Int8Linear, configure_engine
-from chattts.pipeline import last
+from chattts.passes import last
 
 P = chattts.InferCodeParams
 TEXTS = ["hello world", "chat speech is here"]
@@ -16,7 +16,7 @@ TEXTS = ["hello world", "chat speech is here"]
 def run(chat, texts=TEXTS, **kw):
     kw.setdefault("manual_seed", 3)
     kw.setdefault("max_new_token", 24)
-    state = last(chat._passes.code_steps(texts, P(show_tqdm=False, **kw)))
+    state = last(chat.pipeline.passes.code_steps(texts, P(show_tqdm=False, **kw)))
     return state.tokens.clone(), state.lengths.clone(), state.hiddens.clone()
 
 
@@ -53,7 +53,7 @@ def test_finished_items_leave_the_decode_batch(chat, spk, monkeypatch):
         P(show_tqdm=False, spk_emb=spk, manual_seed=1, max_new_token=4),
         P(show_tqdm=False, spk_emb=spk, manual_seed=2, max_new_token=12),
     ]
-    state = last(chat._passes.code_steps(TEXTS, params))
+    state = last(chat.pipeline.passes.code_steps(TEXTS, params))
     assert state.lengths.tolist() == [4, 12]
     assert sizes[:3] == [2, 2, 2] and set(sizes[3:]) == {1}
 
@@ -110,7 +110,7 @@ def test_int8_needs_the_cpu_and_float32(tiny_root):
 def test_bfloat16_generates_close_hidden_states(tiny_root, chat):
     bf = load(tiny_root, dtype="bfloat16")
     assert bf.models.gpt.dtype == torch.bfloat16
-    embeds, mask = chat._passes.code_inputs(["hello world"], P())
+    embeds, mask = chat.pipeline.passes.code_inputs(["hello world"], P())
     with torch.inference_mode():
         ref = chat.models.gpt.prefill(embeds, mask, chat.models.gpt.new_cache(1, 40, "cpu"))
         got = bf.models.gpt.prefill(embeds.bfloat16(), mask, bf.models.gpt.new_cache(1, 40, "cpu"))
@@ -130,7 +130,7 @@ def test_interrupt_stops_within_one_step(chat):
     from chattts.generation.engine import Interrupt
 
     flag = Interrupt()
-    steps = chat._passes.code_steps(TEXTS, P(show_tqdm=False, max_new_token=50), flag)
+    steps = chat.pipeline.passes.code_steps(TEXTS, P(show_tqdm=False, max_new_token=50), flag)
     seen = 0
     for state in steps:
         seen += 1

@@ -45,11 +45,11 @@ def test_full_size_factory_loads_and_infers(tmp_path):
         max_new_token=steps,
         show_tqdm=False,
     )
-    from chattts.pipeline import last
+    from chattts.passes import last
 
-    state = last(chat._passes.code_steps(["hello world", "你好"], params))
+    state = last(chat.pipeline.passes.code_steps(["hello world", "你好"], params))
     assert state.lengths.tolist() == [steps, steps]
-    wavs = chat._passes.decode_items(state, use_decoder=True)
+    wavs = chat.pipeline.passes.decode_items(state, use_decoder=True)
     assert [w.shape for w in wavs] == [((2 * steps - 1) * 256,)] * 2
     assert all(np.isfinite(w).all() and np.abs(w).max() > 0 for w in wavs)
     out = chat.infer(["hello world", "你好"], skip_refine_text=True, params_infer_code=params)

@@ -29,7 +29,7 @@ def _eos_first_heads(chat, eos_on_first_calls: int):
 def _prompt(chat, spk, n=2):
     from chattts import InferCodeParams
 
-    return chat._passes.code_inputs(
+    return chat.pipeline.passes.code_inputs(
         ["hello world", "chat speech"][:n], InferCodeParams(spk_emb=spk)
     )
 

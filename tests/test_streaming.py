@@ -24,7 +24,7 @@ def params(spk, **kw):
 
 def collect(chat, texts, p, use_decoder=True):
     """(chunks per item, engine step at which each chunk came out)."""
-    passes = chat._passes
+    passes = chat.pipeline.passes
     seen = {"step": 0}
 
     def counting(steps):
@@ -42,10 +42,10 @@ def collect(chat, texts, p, use_decoder=True):
 
 
 def whole(chat, texts, p, use_decoder=True):
-    from chattts.pipeline import last
+    from chattts.passes import last
 
-    state = last(chat._passes.code_steps(texts, p))
-    return chat._passes.decode_items(state, use_decoder, padded=False), state
+    state = last(chat.pipeline.passes.code_steps(texts, p))
+    return chat.pipeline.passes.decode_items(state, use_decoder, padded=False), state
 
 
 @pytest.mark.parametrize("use_decoder", [True, False])
@@ -117,8 +117,8 @@ def test_interrupting_a_stream_stops_within_one_step(chat, spk):
             ran["step"] = state.step
             yield state
 
-    steps = counting(chat._passes.code_steps(["hello world"], p, flag))
-    stream = stream_batch(chat._passes, steps, 1, p, True)
+    steps = counting(chat.pipeline.passes.code_steps(["hello world"], p, flag))
+    stream = stream_batch(chat.pipeline.passes, steps, 1, p, True)
     next(stream)
     at = ran["step"]
     flag.set()
@@ -129,6 +129,6 @@ def test_interrupting_a_stream_stops_within_one_step(chat, spk):
 
 def test_window_parameters_are_checked(chat):
     with pytest.raises(ValueError):
-        WindowedDecoder(chat._passes, True, 0, 24, 8, 8)
+        WindowedDecoder(chat.pipeline.passes, True, 0, 24, 8, 8)
     with pytest.raises(ValueError):
-        WindowedDecoder(chat._passes, True, 8, 24, 0, 8)
+        WindowedDecoder(chat.pipeline.passes, True, 8, 24, 0, 8)

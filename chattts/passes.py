@@ -1,0 +1,240 @@
+"""The stages over loaded models: prompts, the refine and code passes, audio decoding.
+
+Each stage takes a batch as it is given: which texts go together, with which seeds and voices,
+is decided by the request path above (:mod:`chattts.pipeline`). The torch modules below
+(:mod:`chattts.model`) know nothing of prompts (docs/architecture.md, "Stages").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .generation.engine import GenerationState, Interrupt
+from .generation.sampling import ItemSampling
+from .model.vocos import vocos_decode
+from .models import Models
+from .params import InferCodeParams, RefineTextParams
+from .speaker import decode_sample, decode_speaker, encode_sample, speaker_embedding
+from .validation import speaker_audio
+
+logger = logging.getLogger("chattts")
+
+_CODE_TAGS = ("[Stts]", "[spk_emb]", "[empty_spk]")
+
+
+def refine_prompt(text: str, prompt: str) -> str:
+    """The refine pass input: ``[Sbreak]`` text ``[Pbreak]`` prompt."""
+    return f"[Sbreak]{text}[Pbreak]{prompt}"
+
+
+def code_prompt(text: str, prompt: str, txt_smp: Optional[str], with_speaker: bool) -> str:
+    """The code pass input: speaker tag, sample transcript, prompt, text, ``[Ptts]``."""
+    for tag in _CODE_TAGS:
+        text = text.replace(tag, "")
+    spk = "[spk_emb]" if with_speaker else "[empty_spk]"
+    return f"[Stts]{spk}{txt_smp or ''}{prompt}{text.strip()}[Ptts]"
+
+
+def item_sampling(params: RefineTextParams, seed: Optional[int] = None) -> ItemSampling:
+    """The per-item sampling parameters of a params object."""
+    return ItemSampling(
+        temperature=params.temperature,
+        top_p=params.top_P,
+        top_k=params.top_K,
+        repetition_penalty=params.repetition_penalty,
+        min_new_token=params.min_new_token,
+        max_new_token=params.max_new_token,
+        seed=seed,
+    )
+
+
+class Passes:
+    """The refine and code passes, and audio decoding, over loaded :class:`Models`."""
+
+    def __init__(self, models: Models) -> None:
+        self.m = models
+
+    # ---- prompts ----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def code_inputs(
+        self, texts: list[str], params: Union[InferCodeParams, list[InferCodeParams]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, T, H) and attention mask (B, T) of the code pass prompts.
+
+        Each item gets its own speaker (``spk_emb``) and speaker sample (``spk_smp``).
+        """
+        m = self.m
+        plist = params if isinstance(params, list) else [params] * len(texts)
+        samples: dict[str, torch.Tensor] = {}
+        for p in plist:
+            if p.spk_smp and p.spk_smp not in samples:
+                samples[p.spk_smp] = decode_sample(p.spk_smp, m.config.gpt.num_vq)
+        codes = [samples[p.spk_smp] if p.spk_smp else None for p in plist]
+        decorated = [
+            code_prompt(t, p.prompt, p.txt_smp, p.spk_emb is not None)
+            for t, p in zip(texts, plist, strict=True)
+        ]
+        batch = m.tokenizer.encode(decorated, m.config.gpt.num_vq, codes, m.device)
+        embeds = m.embed(batch.input_ids, batch.text_mask)
+        is_spk = batch.text_mask & (batch.input_ids[..., 0] == m.tokenizer.spk_emb_id)
+        for i, p in enumerate(plist):
+            if p.spk_emb is not None and bool(is_spk[i].any()):
+                vec = speaker_embedding(decode_speaker(p.spk_emb, m.config.gpt.hidden_size))
+                embeds[i, is_spk[i]] = vec.to(embeds.device, embeds.dtype)
+        return embeds.to(m.gpt.body.norm.weight.dtype), batch.attention_mask
+
+    # ---- passes -----------------------------------------------------------------------------
+
+    def refine(
+        self,
+        texts: list[str],
+        params: RefineTextParams,
+        interrupt: Optional[Interrupt] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> list[str]:
+        """Rewrite texts with prosody tokens; ids ≥ ``[break_0]`` are removed before decoding."""
+        m = self.m
+        batch = m.tokenizer.encode(
+            [refine_prompt(t, params.prompt) for t in texts], m.config.gpt.num_vq, None, m.device
+        )
+        embeds = m.embed(batch.input_ids, batch.text_mask).to(m.gpt.body.norm.weight.dtype)
+        heads = m.engine.refine_heads(m.tokenizer.eos_refine_id)
+        state = last(
+            m.engine.steps(
+                embeds,
+                batch.attention_mask,
+                heads,
+                [item_sampling(params)] * len(texts),
+                params.manual_seed,
+                interrupt,
+                progress,
+                params.ensure_non_empty,
+            )
+        )
+        ids = []
+        for i in range(len(texts)):
+            row = state.item_tokens(i)[:, 0].tolist() if state is not None else []
+            ids.append([t for t in row if t < m.tokenizer.break_0_id])
+        return m.tokenizer.decode(ids)
+
+    def code_steps(
+        self,
+        texts: list[str],
+        params: Union[InferCodeParams, list[InferCodeParams]],
+        interrupt: Optional[Interrupt] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
+        per_item_seeds: bool = False,
+        cancelled: Optional[list[Interrupt]] = None,
+    ) -> Iterator[GenerationState]:
+        """The code pass, yielding the state after every step.
+
+        With one params object its ``manual_seed`` seeds the whole batch, as the reference
+        does; with ``per_item_seeds`` (or a list of params) each item's ``manual_seed`` seeds
+        only that item, so it draws what it would draw alone.
+        """
+        plist = params if isinstance(params, list) else [params] * len(texts)
+        embeds, mask = self.code_inputs(texts, plist)
+        per_item = per_item_seeds or isinstance(params, list)
+        items = [item_sampling(p, p.manual_seed if per_item else None) for p in plist]
+        batch_seed = None if per_item else plist[0].manual_seed
+        return self.m.engine.steps(
+            embeds,
+            mask,
+            self.m.engine.code_heads(),
+            items,
+            batch_seed,
+            interrupt,
+            progress,
+            plist[0].ensure_non_empty,
+            cancelled,
+        )
+
+    # ---- audio ------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def mel(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
+        """Hidden states (B, T, H) with the Decoder, or codes (B, T, num_vq) with the DVAE,
+        -> log-mel (B, n_mels, 2T)."""
+        if use_decoder:
+            if self.m.decoder is None:
+                raise RuntimeError("the Decoder is not loaded")
+            return self.m.decoder.decode(features.transpose(1, 2))
+        return self.m.dvae.decode(features.transpose(1, 2))
+
+    @torch.inference_mode()
+    def waveform(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
+        """Features (B, T, ·) -> (B, (2T − 1) · hop) float32 waveforms."""
+        return vocos_decode(self.m.vocos, self.mel(features, use_decoder))
+
+    def decode_items(
+        self,
+        state: GenerationState,
+        use_decoder: bool,
+        items: Optional[list[int]] = None,
+        padded: bool = True,
+    ) -> list[np.ndarray]:
+        """Decode items of a finished generation, each cut to its own length.
+
+        ``padded`` (the reference's way): items are right-padded with zeros to the longest and
+        decoded in one call, so near its end a shorter item hears the padding. Otherwise items
+        of equal length are decoded together and each item's audio is what it would be alone.
+        Item i keeps its first (2·T_i − 1)·hop samples (none for T_i = 0).
+        """
+        items = list(range(state.lengths.shape[0])) if items is None else items
+        lengths = {i: int(state.lengths[i]) for i in items}
+        groups = (
+            [items]
+            if padded
+            else [[i for i in items if lengths[i] == n] for n in sorted(set(lengths.values()))]
+        )
+        out: dict[int, np.ndarray] = {}
+        hop = self.m.config.vocos.hop_length
+        source = state.hiddens if use_decoder else state.tokens
+        for group in groups:
+            longest = max(lengths[i] for i in group)
+            if longest == 0:
+                out.update({i: np.zeros(0, dtype=np.float32) for i in group})
+                continue
+            feats = torch.zeros(
+                len(group), longest, source.shape[-1], dtype=source.dtype, device=source.device
+            )
+            for j, i in enumerate(group):
+                feats[j, : lengths[i]] = source[i, : lengths[i]]
+            wav = self.waveform(feats, use_decoder).cpu().numpy()
+            for j, i in enumerate(group):
+                out[i] = wav[j, : max(0, (2 * lengths[i] - 1) * hop)].copy()
+        return [out[i] for i in items]
+
+    def min_sample_length(self) -> int:
+        """The fewest samples a speaker sample can have (the mel front end's reflect padding)."""
+        return self.m.dvae.preprocessor_mel.mel_spec.n_fft // 2 + 1
+
+    @torch.inference_mode()
+    def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor]) -> str:
+        """24 kHz mono waveform (N,) -> speaker sample string of its DVAE codes (num_vq, T)."""
+        x = torch.from_numpy(speaker_audio(wav))
+        if x.dim() == 2 and x.shape[0] == 1:
+            x = x[0]
+        if x.dim() != 1:
+            raise ValueError(f"expected a mono waveform of shape (N,), got {tuple(x.shape)}")
+        need = self.min_sample_length()
+        if x.numel() < need:
+            raise ValueError(
+                f"the speaker sample is too short: {x.numel()} samples, at least {need} needed"
+            )
+        codes = self.m.dvae.encode(x[None].to(self.m.device))[0]
+        return encode_sample(codes)
+
+
+def last(iterator: Iterator[GenerationState]) -> Optional[GenerationState]:
+    """Exhaust a generation and return its final state (None if it ran no step)."""
+    state = None
+    for state in iterator:  # noqa: B007 - the loop's last value is the result
+        pass
+    return state
