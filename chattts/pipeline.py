@@ -276,6 +276,34 @@ class Pipeline:
         if not items:
             return
         texts = [self._text_of(u, normalize) for u in items]
+        # items cancelled before the code pass (while refining, say) get no audio and no rows
+        live = [i for i, u in enumerate(items) if u.cancel is None or not u.cancel.is_set()]
+        for parts in self._code_pass(
+            [texts[i] for i in live],
+            [items[i] for i in live],
+            stream,
+            use_decoder,
+            progress,
+            cancel,
+        ):
+            out = [np.zeros(0, dtype=np.float32) for _ in items]
+            for i, part in zip(live, parts, strict=True):
+                out[i] = part
+            yield out
+
+    def _code_pass(
+        self,
+        texts: list[str],
+        items: list[Utterance],
+        stream: bool,
+        use_decoder: bool,
+        progress: Optional[Progress],
+        cancel: Optional[Interrupt],
+    ) -> Iterator[list[np.ndarray]]:
+        """The code pass and decoding of :meth:`synthesize` (items seeded one by one)."""
+        if not items:
+            yield []
+            return
         plist = [u.params for u in items]
         flags = [u.cancel or Interrupt() for u in items]
         steps = self.passes.code_steps(texts, plist, cancel, progress, True, flags)

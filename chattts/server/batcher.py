@@ -2,12 +2,15 @@
 
 Requests (:class:`SpeechJob`) are queued from the event loop. The worker takes the first one,
 waits up to ``batch_wait_ms`` for more (at most ``max_batch``; requests already queued join at
-once) and synthesises them as one batch with :meth:`chattts.Chat.synthesize`, streaming: every
-item's new audio is handed to its request's asyncio queue as soon as it is decoded. Each item
-has its own seed, so a request gives the same audio whatever it is batched with.
+once) and synthesises them as one batch of :class:`chattts.pipeline.Utterance` objects with
+:meth:`chattts.pipeline.Pipeline.synthesize`, streaming: every item's new audio is handed to its
+request's asyncio queue as soon as it is decoded. Each item has its own seed, so a request gives
+the same audio whatever it is batched with.
 
-A request whose client goes away is cancelled: its flag ends the item within one generation
-step (and, when every item of the batch is cancelled, the batch itself), freeing the worker.
+A request whose client goes away is cancelled: its own flag ends its refine pass or its item
+within one generation step (and, when every item of the batch is cancelled, the batch itself),
+freeing the worker; the other requests of the batch go on untouched. When a batch of several
+requests fails, each is run again alone, so that one bad request fails only itself.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from ..errors import JobFailed, QueueFullError
 from ..generation.engine import Interrupt
 from ..params import InferCodeParams, RefineTextParams
+from ..pipeline import Utterance
+
+if TYPE_CHECKING:
+    from ..chat import Chat
 
 logger = logging.getLogger("chattts.server")
 
@@ -36,7 +44,7 @@ class CancelFlag(Interrupt):
     """A request's cancel flag; it notes the generation step of its batch when it was set.
 
     ``at_step``: the batch's step count when the flag was set (None: set before its batch
-    ran). ``hook``: called when the flag is set (the worker stops a refine pass with it).
+    ran).
     """
 
     def __init__(self) -> None:
@@ -44,26 +52,12 @@ class CancelFlag(Interrupt):
         self.at_step: Optional[int] = None
         self.clock: Optional[Callable[[], int]] = None
         self._lock = threading.Lock()
-        self._hook: Optional[Callable[[], None]] = None
 
     def set(self) -> None:
         with self._lock:
             if not self.is_set() and self.clock is not None:
                 self.at_step = self.clock()
             super().set()
-            if self._hook is not None:
-                self._hook()
-
-    def set_hook(self, hook: Optional[Callable[[], None]]) -> None:
-        """Call ``hook`` when the flag is set from now on (at once if it is; None: no hook)."""
-        with self._lock:
-            self._hook = hook
-            if hook is not None and self.is_set():
-                hook()
-
-
-class JobFailed(Exception):
-    """The worker could not synthesise a request (sent to its queue instead of audio)."""
 
 
 @dataclass
@@ -134,10 +128,6 @@ class BatchStats:
         return dict(self.__dict__)
 
 
-class QueueFullError(Exception):
-    """Too many requests are waiting."""
-
-
 class Batcher:
     """The worker thread. ``submit`` jobs from the event loop; ``stop`` ends the thread.
 
@@ -149,7 +139,7 @@ class Batcher:
     """
 
     def __init__(
-        self, chat: Any, max_batch: int = 8, batch_wait_ms: float = 20.0, max_queue: int = 256
+        self, chat: Chat, max_batch: int = 8, batch_wait_ms: float = 20.0, max_queue: int = 256
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be ≥ 1")
@@ -289,26 +279,6 @@ class Batcher:
             self.stats.steps += step - self._step
         self._step = step
 
-    def _texts(self, jobs: list[SpeechJob]) -> list[str]:
-        """Each job's text, normalised, or refined alone (refine seeds the whole batch)."""
-        texts = []
-        for job in jobs:
-            if job.refine is None or job.cancelled:
-                texts.append(self.chat.normalizer(job.text))
-                continue
-            job.flag.set_hook(self.chat.interrupt)  # a cancel stops the refine pass too
-            try:
-                refined = self.chat.infer(
-                    job.text,
-                    split_text=False,
-                    refine_text_only=True,
-                    params_refine_text=job.refine,
-                )
-            finally:
-                job.flag.set_hook(None)
-            texts.append(refined if isinstance(refined, str) and refined.strip() else job.text)
-        return texts
-
     def _run(self, jobs: list[SpeechJob]) -> None:
         n = len(jobs)
         with self._lock:
@@ -322,20 +292,14 @@ class Batcher:
             job.flag.clock = self._clock
         logger.info("synthesising a batch of %d request%s", n, "s" if n > 1 else "")
         try:
-            texts = self._texts(jobs)
-            chunks = self.chat.synthesize(
-                texts,
-                [job.params for job in jobs],
-                stream=True,
-                do_text_normalization=False,
-                cancelled=[job.flag for job in jobs],
-                progress=self._progress,
-            )
-            for parts in chunks:
-                for job, part in zip(jobs, parts, strict=True):
-                    if part.size and not job.cancelled:
-                        job.put(part)
+            self._synthesize(jobs)
         except Exception as e:  # a failure of the model must not kill the worker
+            started = [job for job in jobs if job.samples]
+            if n > 1 and not started:
+                logger.warning("a batch of %d failed (%s): running each request alone", n, e)
+                for job in jobs:
+                    self._run([job])
+                return
             logger.exception("synthesis failed")
             for job in jobs:
                 self._finish(job, "failed")
@@ -344,3 +308,12 @@ class Batcher:
         for job in jobs:  # finished before DONE is seen, so a late cancel is a no-op
             self._finish(job, "cancelled" if job.cancelled else "completed")
             job.put(DONE)
+
+    def _synthesize(self, jobs: list[SpeechJob]) -> None:
+        """Stream every job's audio to its queue (each refined alone first when asked)."""
+        items = [Utterance(job.text, job.params, job.refine, job.flag) for job in jobs]
+        chunks = self.chat.pipeline.synthesize(items, stream=True, progress=self._progress)
+        for parts in chunks:
+            for job, part in zip(jobs, parts, strict=True):
+                if part.size and not job.cancelled:
+                    job.put(part)

@@ -1,8 +1,9 @@
 """The Gradio interface: text, sampling, voices, generate / interrupt, streamed and final audio.
 
 Built by :func:`build_ui` over a loaded :class:`chattts.Chat`. Generation runs one at a time
-(Gradio's queue); each browser session has its own interrupt flag, which ends the code pass
-within one step (and the refine pass, when it is the one running).
+(Gradio's queue); each browser session has its own cancel flag, carried by its request
+through the pipeline, which ends that session's refine or code pass within one step and touches
+no other session's generation.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import gradio as gr
 import numpy as np
@@ -21,6 +22,10 @@ import numpy as np
 from ..errors import ChatTTSError
 from ..generation.engine import Interrupt
 from ..params import InferCodeParams, RefineTextParams
+from ..pipeline import Utterance
+
+if TYPE_CHECKING:
+    from ..chat import Chat
 
 logger = logging.getLogger("chattts.webui")
 
@@ -48,16 +53,15 @@ _THEME_MONO = ["ui-monospace", "SFMono-Regular", "Consolas", "monospace"]
 
 @dataclass
 class _Session:
-    """The interrupt state of one browser session."""
+    """The cancel flag of one browser session's generation (refine and code pass)."""
 
     flag: Interrupt = field(default_factory=Interrupt)
-    refining: bool = False
 
 
 class WebUI:
     """The callbacks of the interface over one Chat (shared by every session)."""
 
-    def __init__(self, chat: Any, voices: Optional[dict[str, Any]] = None) -> None:
+    def __init__(self, chat: Chat, voices: Optional[dict[str, Any]] = None) -> None:
         self.chat = chat
         self.rate = int(chat.config.sample_rate)
         self.presets = dict(PRESETS)
@@ -79,11 +83,8 @@ class WebUI:
             return self._sessions[key]
 
     def interrupt(self, request: gr.Request = None) -> None:
-        """Stop this session's generation within one step."""
-        s = self._session(request)
-        s.flag.set()
-        if s.refining:  # the refine pass has no per-request flag: stop it through the Chat
-            self.chat.interrupt()
+        """Stop this session's generation within one step (other sessions go on)."""
+        self._session(request).flag.set()
         logger.info("interrupt asked for")
 
     # ---- voices -----------------------------------------------------------------------------
@@ -131,18 +132,13 @@ class WebUI:
             code["spk_emb"] = spk.strip()
         return InferCodeParams(**code)
 
-    def _refine(self, session: _Session, text: str, seed: Optional[int]) -> str:
-        session.refining = True
-        try:
-            refined = self.chat.infer(
-                text,
-                split_text=False,
-                refine_text_only=True,
-                params_refine_text=RefineTextParams(manual_seed=seed, show_tqdm=False),
-            )
-        finally:
-            session.refining = False
-        return refined if isinstance(refined, str) else text
+    def _refine(self, text: str, seed: Optional[int], flag: Interrupt) -> str:
+        """``text`` normalised and refined (stopped by this session's ``flag``)."""
+        pipeline = self.chat.pipeline
+        texts = pipeline.prepare(text, split=False)
+        params = RefineTextParams(manual_seed=seed, show_tqdm=False)
+        refined = pipeline.refine(texts, params, cancel=flag)[0] if texts[0].strip() else ""
+        return refined or texts[0]
 
     def generate(
         self,
@@ -170,12 +166,11 @@ class WebUI:
                 temperature, top_p, top_k, spk, smp, smp_text, text_seed, max_tokens
             )
             seed = params.manual_seed
-            spoken = self._refine(session, text, seed) if refine else self.chat.normalizer(text)
+            spoken = self._refine(text, seed, flag) if refine else self.chat.normalizer(text)
             yield spoken, None, None
             parts: list[np.ndarray] = []
-            chunks = self.chat.synthesize(
-                [spoken], [params], stream=True, do_text_normalization=False, cancelled=[flag]
-            )
+            utterance = Utterance(spoken, params, cancel=flag)
+            chunks = self.chat.pipeline.synthesize([utterance], stream=True, normalize=False)
             for (chunk,) in chunks:
                 if chunk.size:
                     parts.append(chunk)
@@ -303,7 +298,7 @@ def _wire(ui: WebUI, c: dict[str, Any]) -> None:
     c["interrupt"].click(ui.interrupt, None, None, queue=False)
 
 
-def build_ui(chat: Any, voices: Optional[dict[str, Any]] = None) -> gr.Blocks:
+def build_ui(chat: Chat, voices: Optional[dict[str, Any]] = None) -> gr.Blocks:
     """The interface over a loaded Chat; ``voices``: extra presets, name -> seed or speaker."""
     ui = WebUI(chat, voices)
     with gr.Blocks(title="ChatTTS", analytics_enabled=False) as demo:

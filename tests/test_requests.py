@@ -1,0 +1,166 @@
+"""The request path (chattts.pipeline): per-request cancellation through every front end, the
+Dia-style calls over the pipeline, and a failing batch that only fails its bad request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+import chattts
+from chattts.errors import JobFailed
+from chattts.generation.engine import Interrupt
+from chattts.pipeline import Pipeline, Utterance
+
+P = chattts.InferCodeParams
+R = chattts.RefineTextParams
+
+
+class SetAfter(Interrupt):
+    """A cancel flag that becomes set on its ``n``-th check: a cancel at a known point."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.left = n
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        if self.left <= 0:
+            self.set()
+        return super().is_set()
+
+
+def code(spk: str, seed: int, steps: int = 24) -> chattts.InferCodeParams:
+    return P(spk_emb=spk, manual_seed=seed, min_new_token=steps, max_new_token=steps)
+
+
+def whole(pipeline: Pipeline, items: list[Utterance]) -> list[np.ndarray]:
+    return next(pipeline.synthesize(items))
+
+
+def same_audio(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal length and samples (batched float32 differs from alone by rounding only)."""
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(np.abs(b).max()) + 1e-6)
+
+
+def test_chat_exposes_its_pipeline(chat):
+    assert isinstance(chat.pipeline, Pipeline)
+    assert chat.pipeline.models is chat.models
+    with pytest.raises(chattts.errors.NotLoadedError):
+        chattts.Chat().pipeline  # noqa: B018 - the property raises
+
+
+def test_a_cancel_during_its_refine_pass_leaves_the_other_item_whole(chat, spk):
+    pipeline = chat.pipeline
+    other = Utterance("chat speech model", code(spk, 5))
+    alone = whole(pipeline, [other])[0]
+    refine = R(manual_seed=1, min_new_token=30, max_new_token=30, show_tqdm=False)
+    flag = SetAfter(5)  # set during the refine pass of this item
+    left, kept = whole(pipeline, [Utterance("hello world", code(spk, 3), refine, flag), other])
+    assert flag.is_set()
+    assert left.size == 0, "a request cancelled while refining produces no audio"
+    same_audio(kept, alone)
+
+
+def test_a_cancel_during_the_code_pass_ends_only_that_item(chat, spk):
+    pipeline = chat.pipeline
+    long_params = code(spk, 7, steps=40)
+    full = whole(pipeline, [Utterance("hello world", long_params)])[0]
+    other = Utterance("chat speech model", code(spk, 5, steps=40))
+    alone = whole(pipeline, [other])[0]
+    flag = SetAfter(10)  # checked once per step of the code pass
+    cut, kept = whole(pipeline, [Utterance("hello world", long_params, cancel=flag), other])
+    assert 0 < cut.size < full.size
+    same_audio(kept, alone)
+
+
+def test_chat_interrupt_stops_synthesize_but_a_request_flag_does_not_touch_infer(chat, spk):
+    params = code(spk, 9, steps=30)
+    want = chat.infer(["hello world"], skip_refine_text=True, params_infer_code=params)[0]
+    # a request's flag set in another front end's call leaves this infer whole
+    foreign = Interrupt()
+    foreign.set()
+    items = [Utterance("chat speech", code(spk, 1), cancel=foreign)]
+    assert next(chat.pipeline.synthesize(items))[0].size == 0
+    again = chat.infer(["hello world"], skip_refine_text=True, params_infer_code=params)[0]
+    np.testing.assert_array_equal(again, want)
+
+
+def test_web_ui_interrupt_of_one_session_leaves_the_other_whole(chat, spk):
+    pytest.importorskip("gradio")
+    from chattts.webui.app import WebUI
+
+    class Req:
+        def __init__(self, key: str) -> None:
+            self.session_hash = key
+
+    ui = WebUI(chat)
+    a, b = Req("a"), Req("b")
+    # session b's text and settings; its audio alone first
+    args = ("chat speech model", False, 0.3, 0.7, 20, spk, "", "", 4, False, 200)
+    alone = list(ui.generate(*args, request=b))[-1][2][1]
+    started = threading.Event()
+    out: dict = {}
+
+    def run_b() -> None:
+        for update in ui.generate(*args, request=b):
+            started.set()
+            out["b"] = update
+
+    def run_a() -> None:
+        out["a"] = list(
+            ui.generate("hello world", True, 0.3, 0.7, 20, spk, "", "", 2, False, 2000, request=a)
+        )
+
+    tb = threading.Thread(target=run_b)
+    tb.start()
+    started.wait(60)
+    ta = threading.Thread(target=run_a)
+    ta.start()
+    for _ in range(50):  # interrupt session a again and again while b runs
+        ui.interrupt(a)
+        if not tb.is_alive():
+            break
+        tb.join(0.02)
+    ta.join(120)
+    tb.join(120)
+    np.testing.assert_array_equal(out["b"][2][1], alone)
+
+
+def test_a_failing_batch_fails_only_its_bad_request(chat, spk):
+    from chattts.server.batcher import DONE, Batcher, SpeechJob
+
+    async def run() -> tuple:
+        batcher = Batcher(chat, max_batch=4, batch_wait_ms=200)
+        good = SpeechJob("chat speech", code(spk, 4, steps=12))
+        # passes validation (it is a str) but cannot be decoded: the batch raises
+        bad = SpeechJob("hello world", P(spk_smp="not a speaker sample", txt_smp="hello"))
+        batcher.submit(good)
+        batcher.submit(bad)
+        results = []
+        for job in (good, bad):
+            parts = []
+            while (item := await job.get()) is not DONE:
+                if isinstance(item, JobFailed):
+                    parts.append(item)
+                    break
+                parts.append(item)
+            results.append(parts)
+        batcher.stop()
+        return results, batcher.stats
+
+    (good_parts, bad_parts), stats = asyncio.run(run())
+    assert isinstance(bad_parts[-1], JobFailed)
+    assert good_parts and all(isinstance(p, np.ndarray) for p in good_parts)
+    alone = next(chat.synthesize(["chat speech"], [code(spk, 4, steps=12)]))[0]
+    same_audio(np.concatenate(good_parts), alone)
+    assert stats.failed == 1 and stats.completed == 1
+
+
+def test_generate_takes_keywords_after_the_text(chat):
+    with pytest.raises(TypeError):
+        chat.generate("hello world", None)  # audio_prompt is keyword-only
+    assert chat.generate.__doc__ == chattts.dia.Dia.generate.__doc__
