@@ -229,12 +229,13 @@ def teacher_forced_logits(chat, tokens):
     embeds, mask = passes.code_inputs([TEXT], params(tokens.shape[0]))
     heads = m.engine.code_heads()
     with torch.inference_mode():
-        cache = m.gpt.new_cache(1, embeds.shape[1] + tokens.shape[0], m.device)
-        h = m.gpt.prefill(embeds, mask, cache)[:, -1]
+        gpt = m.engine.backend.open(1, embeds.shape[1] + tokens.shape[0])
+        h = gpt.prefill(embeds, mask)
         out = []
         for i in range(tokens.shape[0]):
             out.append(heads.logits(h))
-            h = m.gpt.decode(heads.embed_tokens(tokens[i : i + 1])[:, None], cache)[:, -1]
+            h = gpt.decode(heads.embed_tokens(tokens[i : i + 1])[:, None])
+        gpt.close()
     return torch.stack(out)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Union
 
 import numpy as np
@@ -28,8 +28,9 @@ from .config import (
     dvae_config,
 )
 from .errors import WeightsError
-from .generation import accel
+from .generation.build import build_engine
 from .generation.engine import Engine
+from .model import quant
 from .model.dvae import DVAE, Decoder
 from .model.embed import Embed
 from .model.gpt import GPT
@@ -127,9 +128,10 @@ class Models:
     ) -> Models:
         """Load a model root strictly; every dimension comes from the files.
 
-        ``engine`` (dtype, int8, compile, flash attention) is applied as the modules are
-        built: with ``quantize="int8"`` the GPT layers are quantised as they are read (so the
-        float weights of the whole GPT are never in memory at once).
+        ``engine`` is applied as the objects are built: the dtype and int8 weights while the
+        modules are read (with ``quantize="int8"`` each GPT layer is quantised as it is read,
+        so the float weights of the whole GPT are never in memory at once), the other options
+        by :func:`chattts.generation.build.build_engine`.
 
         ``coef`` (a speaker-sample-like base16384 string of the DVAE ``coef``, as the
         reference's ``load(coef=...)``) replaces the checkpoint's value.
@@ -148,7 +150,7 @@ class Models:
         g = config.gpt
         int8 = quantize == "int8"
         if int8:
-            accel.check_int8(device, compute)
+            quant.check_int8(device, compute)
         coef_tensor = None if coef is None else decode_coef(coef, config.dvae.n_mels)
         dvae = LazyDVAE(path(DVAE_WEIGHTS), device, coef_tensor)
         embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
@@ -158,21 +160,24 @@ class Models:
         # before the GPT: a module's float weights are transient while the resident set is
         # still small, so the peak stays close to the final size
         if int8:
-            accel.int8_embed_heads(embed)
+            quant.int8_embed_heads(embed)
         decoder = Decoder.from_file(path(DECODER_WEIGHTS)) if load_decoder else None
         if int8 and decoder is not None:
-            accel.int8_decoder(decoder)
+            quant.int8_decoder(decoder)
         vocos = load_vocos(path(VOCOS_WEIGHTS))
         if int8:
-            accel.int8_vocos(vocos)
-        hook = accel.int8_layer_hook if int8 else None
-        gpt = GPT.from_files(os.path.dirname(path(GPT_WEIGHTS)), path(GPT_WEIGHTS), compute, hook)
+            quant.int8_vocos(vocos)
+        hook = quant.int8_layer_hook if int8 else None
+        gpt_dir = os.path.dirname(path(GPT_WEIGHTS))
+        gpt = GPT.from_files(gpt_dir, path(GPT_WEIGHTS), compute, hook, device)
         speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
-        for module in (embed, gpt, decoder, vocos):
+        for module in (embed, decoder, vocos):
             if module is not None:
                 module.to(device).eval().requires_grad_(False)
         embed.to(compute)
-        models = cls(
+        if int8:
+            logger.info("int8 weights: GPT layers and heads, Decoder, Vocos backbone")
+        return cls(
             config,
             tokenizer,
             embed,
@@ -182,15 +187,19 @@ class Models:
             vocos,
             speakers,
             device,
-            Engine(gpt, embed),
+            build_engine(gpt, embed, device, engine),
         )
-        accel.configure_engine(
-            models,
-            compile=engine.compile,
-            quantize=engine.quantize,
-            use_flash_attn=engine.use_flash_attn,
-        )
-        return models
+
+    def with_engine(self, options: EngineOptions) -> Models:
+        """The same modules with an engine built for ``options`` (e.g. ``compile=True``).
+
+        The compute dtype and int8 weights were applied when the modules were loaded: they
+        must equal this model's (a different one needs a new :meth:`load`).
+
+        Raises:
+            UnsupportedOptionError: ``options`` differ from this model's dtype or quantisation.
+        """
+        return replace(self, engine=build_engine(self.gpt, self.embed, self.device, options))
 
 
 def decode_coef(coef: str, n_mels: int) -> torch.Tensor:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 import chattts
-from chattts.generation.accel import Int8Linear, configure_engine
+from chattts.generation.build import build_engine
+from chattts.model.quant import Int8Linear
+from chattts.options import EngineOptions
 from chattts.passes import last
 
 P = chattts.InferCodeParams
@@ -41,14 +45,17 @@ def test_cache_is_allocated_once_per_generation(chat, monkeypatch):
 
 def test_finished_items_leave_the_decode_batch(chat, spk, monkeypatch):
     """Without a batch seed an item that ended costs no more decode work."""
-    engine = chat.models.engine
+    backend = chat.models.engine.backend
     sizes = []
-    real = engine.decode_fn
-    monkeypatch.setattr(
-        engine,
-        "decode_fn",
-        lambda x, cache, static: sizes.append(x.shape[0]) or real(x, cache, static),
-    )
+    real_open = backend.open
+
+    def open_session(batch, positions):
+        session = real_open(batch, positions)
+        real_decode = session.decode
+        session.decode = lambda x: sizes.append(x.shape[0]) or real_decode(x)
+        return session
+
+    monkeypatch.setattr(backend, "open", open_session)
     params = [
         P(show_tqdm=False, spk_emb=spk, manual_seed=1, max_new_token=4),
         P(show_tqdm=False, spk_emb=spk, manual_seed=2, max_new_token=12),
@@ -58,17 +65,15 @@ def test_finished_items_leave_the_decode_batch(chat, spk, monkeypatch):
     assert sizes[:3] == [2, 2, 2] and set(sizes[3:]) == {1}
 
 
-def test_static_step_gives_the_eager_tokens(chat):
+def test_static_step_gives_the_eager_tokens(chat, monkeypatch):
     """The fixed-shape step (what compile=True compiles), run uncompiled, equals eager."""
-    engine = chat.models.engine
+    m = chat.models
     eager = run(chat)
-    engine.static_decode = True
-    try:
-        static = run(chat)
-        again = run(chat)  # the pooled cache is reused: stale entries must not leak in
-    finally:
-        engine.static_decode = False
-        engine.clear_caches()
+    engine = build_engine(m.gpt, m.embed, m.device, EngineOptions(), fixed_shapes=True)
+    assert engine.static_decode
+    monkeypatch.setattr(chat.pipeline.passes, "m", replace(m, engine=engine))
+    static = run(chat)
+    again = run(chat)  # the pooled cache is reused: stale entries must not leak in
     assert torch.equal(eager[0], static[0]) and torch.equal(eager[1], static[1])
     torch.testing.assert_close(eager[2], static[2], rtol=1e-4, atol=1e-5)
     assert torch.equal(static[0], again[0])
@@ -112,8 +117,8 @@ def test_bfloat16_generates_close_hidden_states(tiny_root, chat):
     assert bf.models.gpt.dtype == torch.bfloat16
     embeds, mask = chat.pipeline.passes.code_inputs(["hello world"], P())
     with torch.inference_mode():
-        ref = chat.models.gpt.prefill(embeds, mask, chat.models.gpt.new_cache(1, 40, "cpu"))
-        got = bf.models.gpt.prefill(embeds.bfloat16(), mask, bf.models.gpt.new_cache(1, 40, "cpu"))
+        ref = chat.models.gpt(embeds, chat.models.gpt.new_cache(1, 40, "cpu"), mask)
+        got = bf.models.gpt(embeds.bfloat16(), bf.models.gpt.new_cache(1, 40, "cpu"), mask)
     assert float((got.float() - ref).norm() / ref.norm()) < 0.05
     tokens, lengths, _ = run(bf)
     assert int(lengths.min()) > 0 and int(tokens.max()) < 626
@@ -140,6 +145,19 @@ def test_interrupt_stops_within_one_step(chat):
     assert int(state.step) == 3
 
 
-def test_configure_rejects_unknown_quantisation(chat):
+def test_engine_options_are_checked_once_and_int8_only_at_load(chat):
     with pytest.raises(ValueError):
-        configure_engine(chat.models, quantize="int4")
+        EngineOptions(quantize="int4")
+    # int8 weights and the dtype are applied while loading: a new engine cannot add them
+    with pytest.raises(ValueError, match="loaded"):
+        chat.models.with_engine(EngineOptions(quantize="int8"))
+    with pytest.raises(ValueError, match="loaded"):
+        chat.models.with_engine(EngineOptions(dtype="bfloat16"))
+
+
+def test_with_engine_shares_the_modules_and_builds_a_new_engine(chat):
+    m = chat.models
+    fixed = m.with_engine(EngineOptions(use_flash_attn=True))  # a warning on the CPU, no effect
+    assert fixed.gpt is m.gpt and fixed.embed is m.embed and fixed.decoder is m.decoder
+    assert fixed.engine is not m.engine and fixed.engine.options.use_flash_attn
+    assert m.engine.options == EngineOptions()

@@ -10,9 +10,10 @@ from safetensors.torch import load_file, save_file
 
 import chattts
 from chattts.errors import WeightsError
-from chattts.generation.accel import Int8Linear
 from chattts.model.loading import release_free_memory
+from chattts.model.quant import Int8Linear
 from chattts.models import Models
+from chattts.options import EngineOptions
 
 
 def test_dvae_loads_on_first_use_with_the_same_codes(tiny_root, chat, cases, expected):
@@ -57,7 +58,7 @@ def test_coef_replacement_reaches_the_lazy_dvae(tiny_root, chat):
 
 
 def test_int8_modules_are_quantised_during_load(tiny_root):
-    models = Models.load(tiny_root, quantize="int8")  # before configure_engine runs
+    models = Models.load(tiny_root, engine=EngineOptions(quantize="int8"))
     linears = [type(m) for m in models.gpt.body.layers.modules() if isinstance(m, torch.nn.Linear)]
     assert linears == []
     assert isinstance(models.embed.head_text, Int8Linear)
@@ -65,7 +66,7 @@ def test_int8_modules_are_quantised_during_load(tiny_root):
     assert not any(type(m) is torch.nn.Linear for m in models.decoder.modules())
     assert not any(type(m) is torch.nn.Linear for m in models.vocos.backbone.modules())
     with pytest.raises(ValueError, match="CPU only"):
-        Models.load(tiny_root, device="meta", quantize="int8")
+        Models.load(tiny_root, device="meta", engine=EngineOptions(quantize="int8"))
 
 
 def test_release_free_memory_keeps_tensors_intact():

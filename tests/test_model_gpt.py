@@ -40,7 +40,7 @@ def test_prefill_equals_transformers_llama(tiny_root, padded):
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     with torch.inference_mode():
         cache = ours.new_cache(2, 12, torch.device("cpu"))
-        got = ours.prefill(embeds, mask, cache)
+        got = ours(embeds, cache, mask)
         want = ref(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
     real = mask.bool()
     diff = (got - want.last_hidden_state)[real].abs().max()
@@ -54,9 +54,9 @@ def test_decode_steps_equal_a_full_forward(tiny_root):
     embeds = torch.randn(1, 7, ours.hidden_size, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         cache = ours.new_cache(1, 7, torch.device("cpu"))
-        steps = [ours.prefill(embeds[:, :4], torch.ones(1, 4), cache)[:, -1]]
+        steps = [ours(embeds[:, :4], cache, torch.ones(1, 4))[:, -1]]
         for t in range(4, 7):
-            steps.append(ours.decode(embeds[:, t : t + 1], cache)[:, -1])
+            steps.append(ours(embeds[:, t : t + 1], cache)[:, -1])
         want = ref(inputs_embeds=embeds).last_hidden_state[0, 3:]
     assert float((torch.cat(steps) - want).abs().max()) < 1e-5
 
@@ -108,7 +108,7 @@ def test_linear_rope_matches_transformers(tmp_path, tiny_root):
     ref = _llama_reference(gpt_dir)
     embeds = torch.randn(1, 6, ours.hidden_size, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        got = ours.prefill(embeds, torch.ones(1, 6), ours.new_cache(1, 6, torch.device("cpu")))
+        got = ours(embeds, ours.new_cache(1, 6, torch.device("cpu")), torch.ones(1, 6))
         want = ref(inputs_embeds=embeds).last_hidden_state
     assert float((got - want).abs().max()) < 1e-5
 

@@ -1,9 +1,10 @@
-"""One generation loop for the refine and code passes (REFERENCE.md §5).
+"""One generation loop for the refine and code passes.
 
 A pass is described by :class:`PassHeads` (how a drawn token is embedded, how hidden states
-become logits, its EOS); the loop itself is the same: a KV cache sized once for the prompt and
-``max_new_token`` steps, a prefill, then one-token decode steps. :meth:`Engine.steps` yields
-after every step so that streaming consumers see tokens as they are drawn.
+become logits, its EOS); the loop itself is the same: a GPT session (its KV cache sized once
+for the prompt and ``max_new_token`` steps), a prefill, then one-token decode steps.
+:meth:`Engine.steps` yields after every step so that streaming consumers see tokens as they
+are drawn.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from typing import Optional
 import torch
 
 from ..model.embed import Embed
-from ..model.gpt import GPT, KVCache
+from ..options import EngineOptions
+from .backend import GPTBackend
 from .sampling import ItemSampling, RowSampler
 
 logger = logging.getLogger("chattts")
 
 #: Restarts allowed by ``ensure_non_empty`` before empty items are accepted.
 MAX_RESTARTS = 100
-#: Cache capacity granularity of the static (compiled) step: one compiled graph per bucket.
-STATIC_BUCKET = 256
 
 
 @dataclass
@@ -94,39 +94,37 @@ class Interrupt:
 
 
 class Engine:
-    """Runs passes of the GPT over a KV cache allocated once per generation.
+    """Runs passes of the GPT, one :class:`GPTSession` (and so one cache) per generation.
+
+    Built by :func:`chattts.generation.build.build_engine`, which applies the speed options.
 
     Args:
-        gpt: the LLaMA body.
         embed: embeddings and heads.
-
-    Attributes:
-        decode_fn: the decode step, ``(embeds, cache, static) -> hidden`` (``compile=True``
-            replaces it by a compiled one).
-        static_decode: run the fixed-shape step (:meth:`GPT.decode_static`): caches are then
-            sized in buckets of :data:`STATIC_BUCKET` positions and reused between
-            generations, and finished items keep their rows (shapes never change).
+        backend: runs the GPT.
+        options: the options the engine was built with.
     """
 
-    def __init__(self, gpt: GPT, embed: Embed) -> None:
-        self.gpt = gpt
+    def __init__(
+        self,
+        embed: Embed,
+        backend: GPTBackend,
+        options: EngineOptions = EngineOptions(),  # noqa: B008 - frozen
+    ) -> None:
         self.embed = embed
-        self.decode_fn: Callable = gpt.decode
-        self.static_decode = False
-        self._cache_pool: dict[tuple[int, int], list[KVCache]] = {}
-        self._pool_lock = threading.Lock()
-        #: called on every cache made for the static step (CUDA graphs mark their addresses)
-        self.on_new_static_cache: Optional[Callable[[KVCache], None]] = None
+        self.backend = backend
+        self.options = options
 
     @property
     def device(self) -> torch.device:
         return self.embed.emb_text.weight.device
 
-    def _compute_dtype(self) -> torch.dtype:
-        return self.gpt.dtype
+    @property
+    def static_decode(self) -> bool:
+        """Decode steps have fixed shapes (the compiled step): finished rows stay in the batch."""
+        return self.backend.fixed_shapes
 
     def refine_heads(self, eos_id: int) -> PassHeads:
-        emb, dtype = self.embed, self._compute_dtype()
+        emb, dtype = self.embed, self.backend.dtype
         return PassHeads(
             heads=1,
             vocab=emb.num_text_tokens,
@@ -137,7 +135,7 @@ class Engine:
         )
 
     def code_heads(self) -> PassHeads:
-        emb, dtype = self.embed, self._compute_dtype()
+        emb, dtype = self.embed, self.backend.dtype
         return PassHeads(
             heads=emb.num_vq,
             vocab=emb.num_audio_tokens,
@@ -146,32 +144,6 @@ class Engine:
             logits=lambda h: emb.code_logits(h).float(),
             keep_hidden=True,
         )
-
-    # ---- caches -----------------------------------------------------------------------------
-
-    def _take_cache(self, batch: int, needed: int) -> KVCache:
-        """A cache for ``needed`` positions: fresh (eager), or bucketed and reused (static)."""
-        if not self.static_decode:
-            return self.gpt.new_cache(batch, needed, self.device)
-        capacity = -(-needed // STATIC_BUCKET) * STATIC_BUCKET
-        with self._pool_lock:
-            pool = self._cache_pool.get((batch, capacity))
-            if pool:
-                return pool.pop()
-        cache = self.gpt.new_cache(batch, capacity, self.device, zeroed=True)
-        if self.on_new_static_cache is not None:
-            self.on_new_static_cache(cache)
-        return cache
-
-    def _give_back(self, cache: KVCache) -> None:
-        if self.static_decode:
-            with self._pool_lock:
-                self._cache_pool.setdefault((cache.batch, cache.capacity), []).append(cache)
-
-    def clear_caches(self) -> None:
-        """Free the caches kept for the static step."""
-        with self._pool_lock:
-            self._cache_pool.clear()
 
     # ---- generation -------------------------------------------------------------------------
 
@@ -250,12 +222,12 @@ class Engine:
         # the reference keeps feeding finished items; with a batch seed their rows must stay
         # so that every row draws the same random numbers, otherwise finished items leave
         # (not with the static step, whose shapes must not change)
-        compact = batch_seed is None and not self.static_decode
+        compact = batch_seed is None and not self.backend.fixed_shapes
         active = torch.arange(b, device=device)
         history = torch.zeros(b * heads.heads, max_new, dtype=torch.long, device=device)
-        cache = self._take_cache(b, t + max_new)
+        gpt = self.backend.open(b, t + max_new)
         try:
-            h = self.gpt.prefill(embeds, attention_mask, cache)[:, -1]
+            h = gpt.prefill(embeds, attention_mask)
             for step in range(max_new):
                 if interrupt is not None and interrupt.is_set():
                     state.interrupted = True
@@ -283,10 +255,9 @@ class Engine:
                 if compact and bool(state.finished[active].any()):
                     keep = (~state.finished[active]).nonzero()[:, 0]
                     active, sampler = active[keep], sampler.select(keep)
-                    cache = cache.select(keep)
+                    gpt.select(keep)
                     history = history.view(-1, heads.heads, max_new)[keep].view(-1, max_new)
                     tok = tok[keep]
-                h = self.decode_fn(heads.embed_tokens(tok)[:, None], cache, self.static_decode)
-                h = h[:, -1]
+                h = gpt.decode(heads.embed_tokens(tok)[:, None])
         finally:
-            self._give_back(cache)
+            gpt.close()
