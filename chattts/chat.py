@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
@@ -21,7 +20,7 @@ from .model.loading import release_free_memory
 from .models import Models
 from .options import LoadOptions
 from .params import InferCodeParams, RefineTextParams
-from .pipeline import Pipeline, Progress, Utterance, trim_silence
+from .pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
 from .speaker import decode_speaker
 from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
 from .validation import check_code_params
@@ -32,29 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("chattts")
 
 T = TypeVar("T")
-
-
-class _Context:
-    """Interrupt flags of the generations in flight (the reference's ``Chat.context``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active: set[Interrupt] = set()
-
-    def new(self) -> Interrupt:
-        flag = Interrupt()
-        with self._lock:
-            self._active.add(flag)
-        return flag
-
-    def done(self, flag: Interrupt) -> None:
-        with self._lock:
-            self._active.discard(flag)
-
-    def interrupt(self) -> None:
-        with self._lock:
-            for flag in self._active:
-                flag.set()
 
 
 def _dia_call(method: Callable[..., T]) -> Callable[..., T]:
@@ -87,7 +63,7 @@ class Chat:
         self.config = ModelConfig()
         self.normalizer = Normalizer()
         self.sha256_map: dict[str, str] = dict(assets.SHA256_MAP)
-        self.context = _Context()
+        self.context = InterruptGroup()
         self.models: Optional[Models] = None
         self.options: Optional[LoadOptions] = None
         self._pipeline: Optional[Pipeline] = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -51,6 +52,31 @@ def trim_silence(wav: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarr
     if loud.size == 0:
         return wav[:0]
     return wav[loud[0] : loud[-1] + 1]
+
+
+class InterruptGroup:
+    """The cancel flags of the calls in flight, to stop them all at once (``Chat.context``,
+    whose ``interrupt()`` is the reference's ``Chat.interrupt``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: set[Interrupt] = set()
+
+    def new(self) -> Interrupt:
+        """A flag for a new call, set by :meth:`interrupt` until :meth:`done`."""
+        flag = Interrupt()
+        with self._lock:
+            self._active.add(flag)
+        return flag
+
+    def done(self, flag: Interrupt) -> None:
+        with self._lock:
+            self._active.discard(flag)
+
+    def interrupt(self) -> None:
+        with self._lock:
+            for flag in self._active:
+                flag.set()
 
 
 @dataclass
@@ -356,6 +382,7 @@ def in_order(chunks: Iterator[list[np.ndarray]], n: int) -> Iterator[np.ndarray]
 
 __all__ = [
     "TRIM_THRESHOLD",
+    "InterruptGroup",
     "Pipeline",
     "Progress",
     "Utterance",

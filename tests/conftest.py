@@ -16,6 +16,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "fixtures", "tiny")
 
 
+#: Test modules that run end to end: the command in subprocesses, the web UI in a browser, the
+#: real NeMo / WeTextProcessing grammars.
+E2E_MODULES = {"test_cli", "test_webui", "test_text_real"}
+#: Fixtures that start a server on a socket (uvicorn) or a browser.
+E2E_FIXTURES = {"server", "client", "page", "browser"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the end-to-end tests ``e2e`` (``pytest -m "not e2e"`` skips them)."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if module in E2E_MODULES or E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def tiny_root() -> str:
     """The conformance model root (read-only: copy it before changing files)."""
