@@ -68,6 +68,7 @@ def create_app(
     batch_wait_ms: float = 20.0,
     max_queue: int = 256,
     max_new_token: int = 2048,
+    allowed_hosts: Optional[list[str]] = None,
 ) -> Any:
     """The FastAPI app of the server.
 
@@ -108,7 +109,7 @@ def create_app(
         raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
     table = Voices.load(voices, int(chat.config.gpt.hidden_size))
     batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
-    service = SpeechService(chat, table, batcher, api_key, max_new_token)
+    service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
     return build_app(service)
 
 
@@ -158,6 +159,7 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
         max_batch=getattr(args, "max_batch", 8),
         batch_wait_ms=getattr(args, "batch_wait_ms", 20.0),
         max_new_token=getattr(args, "max_new_token", 2048),
+        allowed_hosts=[args.host],  # besides localhost: the Host check of docs/server.md
     )
     logging.getLogger("chattts.server").setLevel(logging.INFO)
     logger.info("serving on http://%s:%d", args.host, args.port)

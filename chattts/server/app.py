@@ -8,25 +8,30 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any, Optional
 
 import anyio
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import audio
+from ..errors import InputTypeError, ParameterError
 from ..params import InferCodeParams, RefineTextParams
+from ..validation import check_code_params, check_refine_params
 from .batcher import DONE, Batcher, JobFailed, QueueFullError, SpeechJob
 from .schemas import (
     MODEL_NAMES,
     RequestError,
     SpeechRequest,
     Voices,
+    error_response,
     parse_request,
+    speech_openapi,
     speed_to_prompt,
 )
 
@@ -34,6 +39,14 @@ logger = logging.getLogger("chattts.server")
 
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 1 << 20
+#: Hosts always accepted in the Host header when the server has no API key.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: Extra hosts accepted in the Host header (comma-separated; ``*``: any), for a server
+#: reached under another name without an API key.
+ALLOWED_HOSTS_ENV = "CHATTTS_ALLOWED_HOSTS"
+#: Seconds a client told 429 is asked to wait.
+RETRY_AFTER_S = 1
+_WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
 _CREATED = 1_700_000_000  # a fixed "created" time for /v1/models
 _CLIENT_CLOSED = 499  # nginx's code for "the client closed the request": nobody reads it
 
@@ -52,6 +65,7 @@ class SpeechService:
         batcher: Batcher,
         api_key: Optional[str] = None,
         max_new_token_limit: int = 2048,
+        allowed_hosts: Optional[list[str]] = None,
     ) -> None:
         self.chat = chat
         self.voices = voices
@@ -61,6 +75,9 @@ class SpeechService:
         self.rate = int(chat.config.sample_rate)
         self.per_step = int(chat.config.samples_per_step)
         self._speakers: dict[int, str] = {}
+        extra = [h for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+        hosts = [h.strip().lower() for h in [*LOCAL_HOSTS, *(allowed_hosts or []), *extra]]
+        self.allowed_hosts = {h for h in hosts if h not in _WILDCARD_BINDS}
 
     def speaker_of_seed(self, seed: int) -> str:
         if seed not in self._speakers:
@@ -90,7 +107,33 @@ class SpeechService:
             if getattr(req, field) is not None:
                 code[name] = getattr(req, field)
         refine = RefineTextParams(manual_seed=req.seed, show_tqdm=False) if req.refine else None
-        return SpeechJob(text=req.input, params=InferCodeParams(**code), refine=refine)
+        params = InferCodeParams(**code)
+        try:  # the library's own checks, before queueing: a bad job never fails its batch
+            check_code_params(params, int(self.chat.config.gpt.num_vq))
+            if refine is not None:
+                check_refine_params(refine)
+        except (ParameterError, InputTypeError) as e:
+            field = str(e).split(" ", 1)[0].rpartition(".")[2]
+            field = {"top_P": "top_p", "top_K": "top_k", "manual_seed": "seed"}.get(field, field)
+            raise RequestError(f"invalid request: {e}", field, "invalid_value") from e
+        return SpeechJob(text=req.input, params=params, refine=refine)
+
+    def check_host(self, request: Request) -> None:
+        """Without an API key, only local hosts (and the configured ones) may be named in
+        the Host header, so that a web page cannot reach the server by DNS rebinding."""
+        if self.api_key or "*" in self.allowed_hosts:
+            return
+        host = request.headers.get("host", "").strip().lower()
+        name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host
+        name = name.split(":", 1)[0] if not name.startswith("[") else name
+        if host and name not in self.allowed_hosts:
+            raise RequestError(
+                f"the Host header {host!r} is not allowed: use localhost, or set an API key "
+                f"or {ALLOWED_HOSTS_ENV}",
+                "host",
+                "host_not_allowed",
+                status=403,
+            )
 
     def check_auth(self, request: Request) -> None:
         if not self.api_key:
@@ -237,9 +280,13 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, e: Exception) -> JSONResponse:
-        logger.error("internal error: %s", e, exc_info=e)
-        err = RequestError(f"internal error ({type(e).__name__})", type="server_error", status=500)
-        return _error(err)
+        return _internal_error(e)
+
+
+def _internal_error(e: Exception) -> JSONResponse:
+    logger.error("internal error: %s", e, exc_info=e)
+    err = RequestError(f"internal error ({type(e).__name__}: {e})", type="server_error", status=500)
+    return _error(err)
 
 
 def _model_card(name: str) -> dict[str, Any]:
@@ -262,19 +309,23 @@ def build_app(service: SpeechService) -> FastAPI:
     _install_errors(app)
 
     @app.middleware("http")
-    async def auth(request: Request, call_next: Any) -> Response:
-        if request.url.path.startswith("/v1/"):
-            try:
+    async def guard(request: Request, call_next: Any) -> Response:
+        try:
+            service.check_host(request)
+            if request.url.path.startswith("/v1/"):
                 service.check_auth(request)
-            except RequestError as e:
-                return _error(e)
-        return await call_next(request)
+        except RequestError as e:
+            return _error(e)
+        try:
+            return await call_next(request)
+        except Exception as e:  # answered here, so the kept-alive connection stays open
+            return _internal_error(e)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": MODEL_NAMES[0], "worker": service.batcher.snapshot()}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         lines = [
             f"chattts_server_{key} {float(value)}"
@@ -287,7 +338,7 @@ def build_app(service: SpeechService) -> FastAPI:
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(n) for n in MODEL_NAMES]}
 
-    @app.get("/v1/models/{name}")
+    @app.get("/v1/models/{name}", responses={404: error_response("no such model")})
     async def model(name: str) -> dict[str, Any]:
         if name not in MODEL_NAMES:
             msg = f"the model {name!r} does not exist"
@@ -300,17 +351,24 @@ def build_app(service: SpeechService) -> FastAPI:
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request) -> Response:
-        req = parse_request(await _read_body(request))
+        body = await _read_body(request)  # 413 first: a too-large body is not read whole
+        _check_json(request)
+        req = (
+            parse_request(body)
+            if len(body) < 65536
+            else await run_in_threadpool(parse_request, body)
+        )
         job = service.job(req)
         try:
             service.batcher.submit(job)
         except QueueFullError as e:
-            raise RequestError(
-                f"the server is busy ({e}): retry later",
+            err = RequestError(
+                f"the server is busy ({e}): retry after {RETRY_AFTER_S} s",
                 code="rate_limit_exceeded",
                 status=429,
                 type="rate_limit_error",
-            ) from e
+            )
+            return JSONResponse(err.body(), 429, headers={"Retry-After": str(RETRY_AFTER_S)})
         first = await _first_item(request, job)
         if first is None:
             return Response(status_code=_CLIENT_CLOSED)
@@ -324,7 +382,47 @@ def build_app(service: SpeechService) -> FastAPI:
         media = audio.MEDIA_TYPES[req.response_format]
         return _AudioStream(_bytes(encoded), job, media_type=media)
 
+    _install_openapi(app, service)
     return app
+
+
+def _check_json(request: Request) -> None:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/json":
+        raise RequestError(
+            f"send the body as application/json, not {kind or 'no Content-Type'!r}",
+            code="unsupported_media_type",
+            status=415,
+        )
+
+
+def _install_openapi(app: FastAPI, service: SpeechService) -> None:
+    """The OpenAPI document with the speech route's real body and responses."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            names = [v.name for v in service.voices.list()]
+            operation, components = speech_openapi(
+                audio.MEDIA_TYPES, names, service.max_new_token_limit
+            )
+            doc["paths"]["/v1/audio/speech"]["post"].update(operation)
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            for path, item in doc["paths"].items():
+                for op in item.values():
+                    extra = {
+                        "403": error_response("the Host header is not allowed"),
+                        "500": error_response("internal error (the message names the cause)"),
+                    }
+                    if path.startswith("/v1/") and service.api_key:
+                        extra["401"] = error_response("missing or wrong API key")
+                    for status, resp in extra.items():
+                        op["responses"].setdefault(status, resp)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 __all__ = ["SpeechService", "build_app"]

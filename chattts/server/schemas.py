@@ -10,14 +10,19 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..errors import ChatTTSError, SpeakerError
+from ..errors import RequestError, SpeakerError, VoicesError
+from ..validation import MAX_SEED, MIN_TEMPERATURE, check_int
 
 #: Longest ``input`` accepted, in characters (OpenAI's limit).
 MAX_INPUT_CHARS = 4096
+#: Deepest nesting of arrays and objects accepted in a request body (a valid request has 2).
+MAX_JSON_DEPTH = 16
+#: Most digits of a JSON integer (Python's own limit is 4300; a valid request needs 19).
+MAX_INT_DIGITS = 100
 #: Formats of ``response_format``.
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 #: The model names accepted (``chattts`` and OpenAI's TTS names, so clients work unchanged).
@@ -50,38 +55,6 @@ _SEED_VOICE = re.compile(r"^seed[_:-]?(\d{1,18})$")
 Voice = Union[int, str]
 
 
-class RequestError(ChatTTSError, ValueError):
-    """A bad request, answered with an OpenAI-shaped error (``status`` 4xx)."""
-
-    def __init__(
-        self,
-        message: str,
-        param: Optional[str] = None,
-        code: Optional[str] = None,
-        status: int = 400,
-        type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.message, self.param, self.code, self.status, self.type = (
-            message,
-            param,
-            code,
-            status,
-            type,
-        )
-
-    def body(self) -> dict[str, Any]:
-        """``{"error": {"message", "type", "param", "code"}}``."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-
 def speed_to_prompt(speed: float) -> str:
     """OpenAI's ``speed`` (0.25–4.0, 1.0 normal) -> ChatTTS's ``[speed_N]`` prompt (N = 0–9).
 
@@ -94,6 +67,13 @@ def speed_to_prompt(speed: float) -> str:
     return f"[speed_{min(9, max(1, n))}]"
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema's integers include 10.0: an integral float becomes an int, nothing else."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class VoiceId(BaseModel):
     """OpenAI's custom voice object, ``{"id": "..."}``."""
 
@@ -104,22 +84,27 @@ class VoiceId(BaseModel):
 class SpeechRequest(BaseModel):
     """The body of ``POST /v1/audio/speech`` (OpenAI's fields and ChatTTS's extras)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model: str
-    input: str = Field(max_length=MAX_INPUT_CHARS)
-    voice: Union[str, VoiceId]
+    model: str = Field(json_schema_extra={"enum": list(MODEL_NAMES)})
+    input: str = Field(
+        max_length=MAX_INPUT_CHARS, json_schema_extra={"minLength": 1, "pattern": r"\S"}
+    )
+    voice: Union[str, VoiceId] = Field(
+        description="a named voice (GET /v1/audio/voices), seed_N, {'id': ...}, or a speaker "
+        "string (chattts speaker)"
+    )
     instructions: Optional[str] = None
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
     # ChatTTS extras
-    seed: Optional[int] = Field(None, ge=0, le=2**63 - 1)
-    temperature: Optional[float] = Field(None, gt=0.0, le=2.0)
+    seed: Optional[Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_integral)]] = None
+    temperature: Optional[float] = Field(None, ge=MIN_TEMPERATURE, le=2.0)
     top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
-    top_k: Optional[int] = Field(None, ge=1, le=1000)
+    top_k: Optional[Annotated[int, Field(ge=1, le=1000), BeforeValidator(_integral)]] = None
     refine: bool = False
-    max_new_token: Optional[int] = Field(None, ge=1)
+    max_new_token: Optional[Annotated[int, Field(ge=1), BeforeValidator(_integral)]] = None
 
 
 def _first_error(e: ValidationError) -> RequestError:
@@ -144,13 +129,51 @@ def _first_error(e: ValidationError) -> RequestError:
     return RequestError(f"invalid value for {param!r}: {msg}", param, "invalid_value")
 
 
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKETS = bytes.maketrans(b"", b"")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``body`` nests arrays/objects deeper than ``limit`` (strings skipped).
+
+    Checked before parsing, so a body of 100,000 ``[`` never reaches the recursive parser.
+    """
+    brackets = _STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS)
+    depth = 0
+    for c in brackets:
+        depth += 1 if c in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
 def parse_request(body: bytes) -> SpeechRequest:
-    """Parse and validate a request body (JSON) or raise :class:`RequestError`."""
+    """Parse and validate a request body (JSON) or raise :class:`RequestError`.
+
+    Refused with 400: an empty body, invalid UTF-8 or JSON, ``NaN``/``Infinity``, integers of
+    more than :data:`MAX_INT_DIGITS` digits, nesting deeper than :data:`MAX_JSON_DEPTH`, and
+    whatever :class:`SpeechRequest` does not accept; an unknown model is 404.
+    """
     if not body.strip():
         raise RequestError("the request body is empty: send a JSON object", code="invalid_json")
+    if json_depth_exceeds(body):
+        raise RequestError(
+            f"the request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
+        )
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(body, parse_constant=_no_constant, parse_int=_int)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError too
         raise RequestError(f"the request body is not valid JSON: {e}", code="invalid_json") from e
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object", code="invalid_json")
@@ -197,6 +220,25 @@ class Voices:
         table.update(named or {})
         self.table = table
         self.hidden_size = hidden_size
+        for name, value in (named or {}).items():
+            self._check(name, value)
+
+    def _check(self, name: Any, value: Any) -> None:
+        """A voices-file entry is a seed in [0, 2**63 − 1] or a valid speaker string."""
+        if not isinstance(name, str) or not name.strip():
+            raise VoicesError(f"voice names must be non-empty strings, not {name!r}")
+        if isinstance(value, str):
+            try:
+                from ..speaker import decode_speaker
+
+                decode_speaker(value, self.hidden_size)
+            except SpeakerError as e:
+                raise VoicesError(f"voice {name!r}: {e}") from e
+            return
+        try:
+            check_int(f"voice {name!r}: the seed", value, 0, MAX_SEED)
+        except (TypeError, ValueError) as e:
+            raise VoicesError(f"{e} (or give a speaker string)") from e
 
     @classmethod
     def load(cls, source: Any, hidden_size: int) -> Voices:
@@ -237,3 +279,129 @@ class Voices:
             except SpeakerError as e:
                 raise RequestError(f"invalid voice: {e}", "voice", "invalid_voice") from e
         return value
+
+
+# ---- the OpenAPI document ------------------------------------------------------------------
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+#: One server-sent event: its ``data`` is JSON, ``speech.audio.delta`` (base64 audio in the
+#: response format), then ``speech.audio.done`` (with usage) or ``error``.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {"enum": ["speech.audio.delta", "speech.audio.done", "error"]},
+                    "audio": {"type": "string", "contentEncoding": "base64"},
+                    "usage": {
+                        "type": "object",
+                        "properties": {
+                            "input_tokens": {"type": "integer"},
+                            "output_tokens": {"type": "integer"},
+                            "total_tokens": {"type": "integer"},
+                        },
+                    },
+                    "error": _ERROR_SCHEMA["properties"]["error"],
+                },
+            },
+        },
+    },
+}
+_ERRORS = {
+    "400": "the request is malformed or a value is out of range",
+    "401": "missing or wrong API key (when the server has one)",
+    "403": "the Host header is not allowed (DNS-rebinding protection, no API key)",
+    "404": "no such model",
+    "413": "the body is larger than the server's limit",
+    "415": "the body is not sent as application/json",
+    "429": "the queue is full: retry after Retry-After seconds",
+    "500": "synthesis failed (the message names the cause)",
+}
+
+
+def error_response(description: str, retry_after: bool = False) -> dict[str, Any]:
+    """An OpenAPI response object of the OpenAI-shaped error body."""
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if retry_after:
+        out["headers"] = {"Retry-After": {"description": "seconds", "schema": {"type": "string"}}}
+    return out
+
+
+def speech_openapi(
+    media_types: dict[str, str], voice_names: list[str], max_new_token: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``POST /v1/audio/speech`` operation fields and the component schemas it uses.
+
+    The request body is :class:`SpeechRequest`'s own JSON schema, with ``voice`` narrowed to
+    the named voices and ``seed_N`` (speaker strings are accepted too but have no pattern) and
+    ``max_new_token`` bounded by the server's limit. Responses: the audio of each
+    ``response_format`` (its media type), ``text/event-stream`` for ``stream_format: sse``,
+    and the error body for each 4xx/5xx status.
+    """
+    schema = SpeechRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components: dict[str, Any] = dict(schema.pop("$defs", {}))
+    props = schema["properties"]
+    names = {"type": "string", "enum": sorted(voice_names)}
+    seed_voice = {"type": "string", "pattern": r"^seed_[0-9]{1,18}$"}
+    voice_id = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id"],
+        "properties": {"id": {"anyOf": [names, seed_voice]}},
+    }
+    props["voice"] = {"anyOf": [names, seed_voice, voice_id], **_doc(props["voice"])}
+    props["max_new_token"] = {
+        "anyOf": [{"type": "integer", "minimum": 1, "maximum": max_new_token}, {"type": "null"}],
+        "default": None,
+    }
+    components.pop("VoiceId", None)
+    components["SpeechRequest"] = schema
+    components["Error"] = _ERROR_SCHEMA
+    audio_types = sorted({media_types[f] for f in RESPONSE_FORMATS})
+    content = {t: {"schema": {"type": "string", "format": "binary"}} for t in audio_types}
+    content["text/event-stream"] = {"schema": _SSE_EVENT}
+    responses: dict[str, Any] = {
+        "200": {"description": "the audio (or its SSE events)", "content": content}
+    }
+    for status, text in _ERRORS.items():
+        responses[status] = error_response(text, retry_after=status == "429")
+    operation = {
+        "summary": "Create speech (OpenAI-compatible)",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SpeechRequest"}}
+            },
+        },
+        "responses": responses,
+    }
+    return operation, components
+
+
+def _doc(prop: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in prop.items() if k in ("description", "title")}
