@@ -1,12 +1,87 @@
-"""Command-line handling shared by the server and the web UI entry points."""
+"""Command-line handling shared by every command that opens a model.
+
+:func:`add_load_arguments` adds the model options (``--model-dir``, ``--source``,
+``--no-verify``, ``--device`` and the engine's ``--dtype``, ``--quantize``, ``--compile``,
+``--backend``) to a parser; :func:`load_options` turns the parsed options into one
+:class:`~chattts.options.LoadOptions` (docs/cli.md, "Model options"); :func:`app_args` gives the
+server and the web UI their options, parsed by ``chattts serve|webui`` or by themselves.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Union
+from typing import Optional, Union
+
+from .errors import UsageError
+from .options import BACKENDS, DTYPES, QUANTIZE, SOURCES, EngineOptions, LoadOptions
+
+NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
+
+
+def add_load_arguments(
+    parser: argparse.ArgumentParser, engine: bool = True
+) -> argparse._ArgumentGroup:
+    """Add the "model" option group to ``parser``; with ``engine``, the engine's options too.
+
+    Returns the group (commands may add their own model options to it).
+    """
+    g = parser.add_argument_group("model")
+    g.add_argument("--model-dir", metavar="DIR", help="model folder (huggingface: cache folder)")
+    g.add_argument("--source", choices=SOURCES, help="default: custom with --model-dir")
+    g.add_argument("--no-verify", dest="verify", action="store_false", help=NO_VERIFY_HELP)
+    g.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps (default: auto)")
+    if engine:
+        g.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
+        g.add_argument("--quantize", choices=QUANTIZE, help="int8 weights for the GPT")
+        g.add_argument("--compile", action="store_true", help="torch.compile the decode step")
+        g.add_argument("--backend", choices=BACKENDS, default="auto", help="GPT backend (auto)")
+    return g
+
+
+def default_source(model_dir: Optional[str]) -> str:
+    """The source when none is given: ``custom`` with a model folder, ``huggingface`` without."""
+    return "custom" if model_dir else "huggingface"
+
+
+def load_options(args: argparse.Namespace, *, force_redownload: bool = False) -> LoadOptions:
+    """The :class:`LoadOptions` of parsed model options (missing engine options: defaults).
+
+    Checks a local model folder early, before anything imports torch.
+
+    Raises:
+        UsageError: ``--source custom`` without ``--model-dir``, or a model folder that does not
+            exist; an impossible engine combination (``--quantize int8 --dtype bfloat16``).
+    """
+    model_dir: Optional[str] = getattr(args, "model_dir", None)
+    source = getattr(args, "source", None) or default_source(model_dir)
+    if source == "custom" and not model_dir:
+        raise UsageError("--source custom needs --model-dir DIR, the model folder")
+    if source == "custom" and not os.path.isdir(model_dir):  # type: ignore[arg-type]
+        raise UsageError(f"model folder not found: {model_dir}")
+    defaults = EngineOptions()
+    if getattr(args, "quantize", None) == "int8" and getattr(args, "dtype", "float32") != "float32":
+        raise UsageError("--quantize int8 needs --dtype float32 (int8 weights, float32 compute)")
+    try:
+        engine = EngineOptions(
+            dtype=getattr(args, "dtype", defaults.dtype),
+            quantize=getattr(args, "quantize", defaults.quantize),
+            compile=getattr(args, "compile", defaults.compile),
+            backend=getattr(args, "backend", defaults.backend),
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    return LoadOptions(
+        source=source,
+        custom_path=model_dir,
+        force_redownload=force_redownload,
+        verify=getattr(args, "verify", True),
+        device=getattr(args, "device", None),
+        engine=engine,
+    )
 
 
 def app_args(
@@ -26,3 +101,6 @@ def app_args(
             stream=sys.stderr,
         )
     return args
+
+
+__all__ = ["NO_VERIFY_HELP", "add_load_arguments", "app_args", "default_source", "load_options"]

@@ -10,7 +10,9 @@ Three sources, as in the reference:
   or fail verification are fetched from the Hub into that folder, then verified;
 - ``custom``: ``custom_path`` as given, verified, nothing fetched.
 
-All Hub traffic goes through ``huggingface_hub`` (``HfApi.model_info`` and ``hf_hub_download``
+Every Hub access of the package is in this module (:func:`resolve_model_root`,
+:func:`snapshot_repo` for other repos, :func:`fetch_file` for one file). All Hub traffic goes
+through ``huggingface_hub`` (``HfApi.model_info`` and ``hf_hub_download``
 pinned to one commit), so ``HF_ENDPOINT`` (read when called, not only at import), tokens,
 proxies and the cache layout behave as usual. The first request carries a timeout
 (``HF_HUB_ETAG_TIMEOUT``, 10 s by default): ``snapshot_download`` itself asks for the repo
@@ -160,8 +162,14 @@ def _files_in(files: list[str], where: str) -> str:
     return f"{shown} in {where}"
 
 
-def _hub_error(e: BaseException | None, need: str) -> DownloadError:
-    """A DownloadError saying what was needed, why the Hub could not provide it, what to do."""
+_CUSTOM_HINT = "or pass source='custom' with custom_path=<a complete model folder>"
+
+
+def _hub_error(
+    e: BaseException | None, need: str, repo_id: str = REPO_ID, other: str = _CUSTOM_HINT
+) -> DownloadError:
+    """A DownloadError saying what was needed, why the Hub could not provide it, what to do
+    (``other``: what else the caller can do)."""
     from huggingface_hub import constants
     from huggingface_hub.errors import OfflineModeIsEnabled
 
@@ -177,35 +185,43 @@ def _hub_error(e: BaseException | None, need: str) -> DownloadError:
             detail += f" <- {type(cause).__name__}: {cause}"
         why = f"the Hub at {endpoint} could not provide it ({detail})"
         hint = "check the network and HF_ENDPOINT"
-    return DownloadError(
-        f"{REPO_ID}: needed {need}, but {why}; {hint}, "
-        "or pass source='custom' with custom_path=<a complete model folder>"
-    )
+    return DownloadError(f"{repo_id}: needed {need}, but {why}; {hint}, {other}")
 
 
-def _latest_commit(need: str) -> tuple[str, list[str]]:
-    """(commit hash of ``main``, files in the repo), asked with a timeout so that an unreachable
-    or silent Hub fails fast instead of hanging (``huggingface_hub`` 2.4's ``snapshot_download``
-    lists the repo with no timeout at all)."""
+def _latest_commit(
+    need: str, repo_id: str = REPO_ID, revision: str | None = None, other: str = _CUSTOM_HINT
+) -> tuple[str, list[str]]:
+    """(commit hash of ``revision``, default ``main``; files in the repo), asked with a timeout
+    so that an unreachable or silent Hub fails fast instead of hanging (``huggingface_hub``
+    2.4's ``snapshot_download`` lists the repo with no timeout at all)."""
     import huggingface_hub
     from huggingface_hub import constants
 
     if constants.is_offline_mode():
-        raise _hub_error(None, need)
+        raise _hub_error(None, need, repo_id, other)
     try:
         info = huggingface_hub.HfApi(endpoint=_endpoint()).model_info(
-            REPO_ID, revision=constants.DEFAULT_REVISION, timeout=_timeout()
+            repo_id, revision=revision or constants.DEFAULT_REVISION, timeout=_timeout()
         )
     except Exception as e:  # connection, timeout, HTTP and Hub errors all end here
-        raise _hub_error(e, need) from e
+        raise _hub_error(e, need, repo_id, other) from e
     if not info.sha:
-        raise _hub_error(ValueError("no commit hash in the repo info"), need)
+        raise _hub_error(ValueError("no commit hash in the repo info"), need, repo_id, other)
     return info.sha, [s.rfilename for s in info.siblings or []]
 
 
-def _fetch(files: list[str], commit: str, force: set[str], where: str, **dest: object) -> list[str]:
-    """``hf_hub_download`` each file at ``commit`` (in parallel) into ``dest`` (``cache_dir=``
-    or ``local_dir=``); files in ``force`` are fetched even if present. Returns the paths.
+def _fetch(
+    files: list[str],
+    commit: str,
+    force: set[str],
+    where: str,
+    repo_id: str = REPO_ID,
+    other: str = _CUSTOM_HINT,
+    **dest: object,
+) -> list[str]:
+    """``hf_hub_download`` each file of ``repo_id`` at ``commit`` (in parallel) into ``dest``
+    (``cache_dir=`` or ``local_dir=``); files in ``force`` are fetched even if present.
+    Returns the paths.
 
     Every request is bounded: HEAD by ``etag_timeout``, GET by ``HF_HUB_DOWNLOAD_TIMEOUT`` between
     bytes (with the library's limited retries)."""
@@ -214,7 +230,7 @@ def _fetch(files: list[str], commit: str, force: set[str], where: str, **dest: o
     def one(rel: str) -> str:
         try:
             return huggingface_hub.hf_hub_download(
-                REPO_ID,
+                repo_id,
                 rel,
                 revision=commit,
                 endpoint=_endpoint(),
@@ -223,9 +239,9 @@ def _fetch(files: list[str], commit: str, force: set[str], where: str, **dest: o
                 **dest,  # type: ignore[arg-type]
             )
         except Exception as e:
-            raise _hub_error(e, _files_in([rel], where)) from e
+            raise _hub_error(e, _files_in([rel], where), repo_id, other) from e
 
-    logger.info("fetching %d file(s) of %s@%s into %s", len(files), REPO_ID, commit[:8], where)
+    logger.info("fetching %d file(s) of %s@%s into %s", len(files), repo_id, commit[:8], where)
     with ThreadPoolExecutor(max_workers=max(1, min(_MAX_WORKERS, len(files)))) as pool:
         futures = [pool.submit(one, rel) for rel in files]
         try:
@@ -236,10 +252,11 @@ def _fetch(files: list[str], commit: str, force: set[str], where: str, **dest: o
             raise
 
 
-def _write_ref(storage_folder: str, commit: str) -> None:
-    """Record ``refs/main`` -> ``commit`` in the Hub cache (its documented layout), so that the
-    snapshot is found again, offline too. ``hf_hub_download`` pinned to a commit does not."""
-    ref = os.path.join(storage_folder, "refs", "main")
+def _write_ref(storage_folder: str, commit: str, revision: str = "main") -> None:
+    """Record ``refs/<revision>`` -> ``commit`` in the Hub cache (its documented layout), so
+    that the snapshot is found again, offline too. ``hf_hub_download`` pinned to a commit does
+    not."""
+    ref = os.path.join(storage_folder, "refs", *revision.split("/"))
     try:
         os.makedirs(os.path.dirname(ref), exist_ok=True)
         tmp = f"{ref}.{os.getpid()}.tmp"
@@ -250,13 +267,20 @@ def _write_ref(storage_folder: str, commit: str) -> None:
         logger.warning("cannot record %s: %s", ref, e)
 
 
-def _cached_snapshot(cache_dir: str | None) -> str | None:
-    """The snapshot of ``main`` already in the Hub cache, without any network access."""
+def _cached_snapshot(
+    cache_dir: str | None, repo_id: str = REPO_ID, revision: str | None = None
+) -> str | None:
+    """The snapshot of ``revision`` (default ``main``) already in the Hub cache, without any
+    network access."""
     import huggingface_hub
 
     try:
         return huggingface_hub.snapshot_download(
-            REPO_ID, allow_patterns=ALLOW_PATTERNS, cache_dir=cache_dir, local_files_only=True
+            repo_id,
+            revision=revision,
+            allow_patterns=ALLOW_PATTERNS,
+            cache_dir=cache_dir,
+            local_files_only=True,
         )
     except Exception:  # not cached, incomplete, unreadable: download
         return None
@@ -292,10 +316,15 @@ def download_huggingface(
     if force_redownload:
         force = set(files)
     paths = _fetch(files, commit, force, where, cache_dir=cache_dir)
-    root = str(Path(paths[0]).parents[len(files[0].split("/")) - 1])
+    root = _snapshot_root(paths[0], files[0])
     _write_ref(os.path.dirname(os.path.dirname(root)), commit)
     verify_model_root(root, verify, table)
     return root
+
+
+def _snapshot_root(path: str, rel: str) -> str:
+    """The snapshot folder of a file ``rel`` downloaded to ``path``."""
+    return str(Path(path).parents[len(rel.split("/")) - 1])
 
 
 def download_local(
@@ -318,6 +347,81 @@ def download_local(
         _fetch(needed, commit, set(corrupt), root, local_dir=root)
     verify_model_root(root, verify, table)
     return root
+
+
+_FOLDER_HINT = "or pass a local model folder"
+
+
+def snapshot_repo(
+    repo_id: str,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    force: bool = False,
+) -> str:
+    """A snapshot of any Hub model repo (the files of :data:`ALLOW_PATTERNS`) in the Hub cache.
+
+    A snapshot of ``revision`` (a branch, tag or commit; default ``main``) already in
+    ``cache_dir`` (default: the Hub's cache) is reused without network access unless
+    ``force``; otherwise the revision is resolved to a commit with a bounded request
+    (``HF_HUB_ETAG_TIMEOUT``) and its files are fetched as :func:`download_huggingface` fetches
+    them. Nothing is verified here (the caller loads the checkpoint with its own checks).
+    Returns the snapshot folder.
+
+    Raises:
+        DownloadError: no such repo or revision, no matching file, or a Hub that is offline,
+            unreachable or silent.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import filter_repo_objects
+
+    if not force:
+        cached = _cached_snapshot(cache_dir, repo_id, revision)
+        if cached is not None:
+            logger.info("using the cached snapshot %s", cached)
+            return cached
+    where = f"the Hub cache {cache_dir or constants.HF_HUB_CACHE}"
+    need = f"a snapshot{f' of {revision}' if revision else ''} in {where}"
+    commit, repo_files = _latest_commit(need, repo_id, revision, _FOLDER_HINT)
+    files = sorted(filter_repo_objects(repo_files, allow_patterns=ALLOW_PATTERNS))
+    if not files:
+        raise DownloadError(f"{repo_id} on the Hub holds no file matching {ALLOW_PATTERNS}")
+    force_set = set(files) if force else set()
+    paths = _fetch(files, commit, force_set, where, repo_id, _FOLDER_HINT, cache_dir=cache_dir)
+    root = _snapshot_root(paths[0], files[0])
+    if revision != commit:  # a branch or tag: found again (offline too) through its ref
+        _write_ref(os.path.dirname(os.path.dirname(root)), commit, revision or "main")
+    return root
+
+
+def fetch_file(filename: str, cache_dir: str | None = None) -> str:
+    """One file of the official repo (such as ``asset/spk_stat.pt``) in the Hub cache.
+
+    A copy already in ``cache_dir`` (default: the Hub's cache) is used without network access;
+    otherwise ``main`` is resolved with a bounded request and the file fetched at that commit,
+    as :func:`download_huggingface` does (``hf_hub_download`` alone would retry a dead Hub for
+    half a minute).
+    Returns its path.
+
+    Raises:
+        DownloadError: the file is not on the Hub, or the Hub is offline, unreachable or silent.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    try:
+        return huggingface_hub.hf_hub_download(
+            REPO_ID, filename, cache_dir=cache_dir, local_files_only=True
+        )
+    except Exception:  # not cached (or unreadable): fetch it
+        pass
+    where = f"the Hub cache {cache_dir or constants.HF_HUB_CACHE}"
+    need = _files_in([filename], where)
+    commit, repo_files = _latest_commit(need)  # bounded: a dead Hub fails at once
+    if filename not in repo_files:
+        raise DownloadError(f"{REPO_ID}: needed {need}, but the repo holds no {filename}")
+    path = _fetch([filename], commit, set(), where, cache_dir=cache_dir)[0]
+    _write_ref(os.path.dirname(os.path.dirname(_snapshot_root(path, filename))), commit)
+    return path
 
 
 def resolve_model_root(

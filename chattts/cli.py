@@ -8,37 +8,32 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import IO, Any, NoReturn, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Optional
 
 import numpy as np
 
 from . import audio
-from .errors import ChatTTSError, ChecksumMismatchError
+from ._appargs import add_load_arguments, default_source, load_options
+from .errors import ChatTTSError, ChecksumMismatchError, UsageError
+from .options import open_chat
+from .voices import VoiceSpec, load_voices
+
+if TYPE_CHECKING:
+    from .chat import Chat
+    from .params import InferCodeParams, RefineTextParams
 
 logger = logging.getLogger("chattts")
 
 PROG = "chattts"
-SOURCES = ("huggingface", "local", "custom")
-DTYPES = ("float32", "bfloat16", "float16")
-QUANTIZE = ("int8",)
 VOICES_ENV = "CHATTTS_VOICES"
 KEY_ENV = "CHATTTS_API_KEY"
 VHELP = f"voices JSON file or folder (default: ${VOICES_ENV})"
 OUT_HELP = "output file; several texts: FILE_0.ext... ('-': stdout; default output.wav)"
-NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
 BOOL = argparse.BooleanOptionalAction
-
-#: A voice: a seed (int) or a speaker string (str).
-Voice = Union[int, str]
-
-
-class UsageError(ChatTTSError, ValueError):
-    """A mistake on the command line, reported as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,94 +43,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-# ---- voices -------------------------------------------------------------------------------------
-
-
-def _voice_value(name: str, value: Any, where: str) -> Voice:
-    if isinstance(value, dict):
-        keys = {"seed", "spk"} & value.keys()
-        if len(keys) != 1:
-            raise UsageError(f"{where}: voice {name!r} needs exactly one of 'seed' or 'spk'")
-        value = value[keys.pop()]
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
-        raise UsageError(f"{where}: voice {name!r} must be a seed (integer) or a speaker string")
-    return value.strip() if isinstance(value, str) else value
-
-
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path}: not valid JSON ({e})") from e
-
-
-def load_voices(path: Union[str, os.PathLike]) -> dict[str, Voice]:
-    """Named voices from a JSON file or a folder (format: docs/cli.md, "Voices").
-
-    A JSON file maps names to a seed, a speaker string, or ``{"seed": N}`` / ``{"spk": "..."}``.
-    A folder holds ``NAME.json`` files (``{"seed": N}`` or ``{"spk": "..."}``) and ``NAME.txt``
-    files (a speaker string); the name is the file name without its suffix.
-
-    Raises:
-        UsageError: missing path, bad JSON or bad entries.
-    """
-    path = os.fspath(path)
-    voices: dict[str, Voice] = {}
-    if os.path.isfile(path):
-        table = _read_json(path)
-        if not isinstance(table, dict):
-            raise UsageError(f"{path}: a voices file must hold a JSON object (name -> voice)")
-        for name, value in table.items():
-            voices[name] = _voice_value(name, value, path)
-    elif os.path.isdir(path):
-        for entry in sorted(os.listdir(path)):
-            name, suffix = os.path.splitext(entry)
-            full = os.path.join(path, entry)
-            if suffix == ".json":
-                voices[name] = _voice_value(name, _read_json(full), full)
-            elif suffix == ".txt":
-                with open(full, encoding="utf-8") as f:
-                    voices[name] = _voice_value(name, f.read(), full)
-    else:
-        raise UsageError(f"voices not found: {path} (a JSON file or a folder)")
-    return voices
-
-
-# ---- model --------------------------------------------------------------------------------------
-
-
-def _source(args: argparse.Namespace) -> str:
-    """--source, defaulting to custom with --model-dir and to huggingface without."""
-    return args.source or ("custom" if args.model_dir else "huggingface")
-
-
-def _check_model_dir(args: argparse.Namespace) -> None:
-    """Fail early, before importing torch, when a local model folder cannot be right."""
-    source = _source(args)
-    if source == "custom" and not args.model_dir:
-        raise UsageError("--source custom needs --model-dir DIR, the model folder")
-    if source == "custom" and not os.path.isdir(args.model_dir):
-        raise UsageError(f"model folder not found: {args.model_dir}")
-
-
-def load_chat(args: argparse.Namespace) -> Any:
+def load_chat(args: argparse.Namespace) -> Chat:
     """A loaded :class:`chattts.Chat` for the model options of ``args``."""
-    _check_model_dir(args)
-    from .chat import Chat
-
-    chat = Chat()
-    chat.load(
-        source=_source(args),
-        custom_path=args.model_dir,
-        verify=args.verify,
-        device=args.device,
-        compile=getattr(args, "compile", False),
-        dtype=args.dtype,
-        quantize=args.quantize,
-        raise_on_error=True,
-    )
-    return chat
+    return open_chat(load_options(args))
 
 
 # ---- say ----------------------------------------------------------------------------------------
@@ -170,9 +80,9 @@ def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
     return [f"{stem}_{i}{suffix}" for i in range(n)], fmt
 
 
-def _voice(args: argparse.Namespace) -> Optional[Voice]:
+def _voice(args: argparse.Namespace) -> Optional[VoiceSpec]:
     """--spk, --seed or --voice (checked before the model loads); None: a random voice."""
-    voice: Optional[Voice] = args.spk if args.spk is not None else args.seed
+    voice: Optional[VoiceSpec] = args.spk if args.spk is not None else args.seed
     if args.voice is not None:
         voice = _named_voice(args.voices, args.voice)
     if isinstance(voice, str):
@@ -182,7 +92,7 @@ def _voice(args: argparse.Namespace) -> Optional[Voice]:
     return voice
 
 
-def _speaker(chat: Any, voice: Optional[Voice]) -> str:
+def _speaker(chat: Chat, voice: Optional[VoiceSpec]) -> str:
     if isinstance(voice, str):
         return voice
     spk = chat.sample_random_speaker(seed=voice)
@@ -190,7 +100,7 @@ def _speaker(chat: Any, voice: Optional[Voice]) -> str:
     return spk
 
 
-def _named_voice(voices_path: Optional[str], name: str) -> Voice:
+def _named_voice(voices_path: Optional[str], name: str) -> VoiceSpec:
     if not voices_path:
         raise UsageError(f"--voice {name}: give --voices PATH (or set {VOICES_ENV})")
     voices = load_voices(voices_path)
@@ -200,7 +110,9 @@ def _named_voice(voices_path: Optional[str], name: str) -> Voice:
     return voices[name]
 
 
-def _params(args: argparse.Namespace, chat: Any, spk: str) -> tuple[Any, Any]:
+def _params(
+    args: argparse.Namespace, chat: Chat, spk: str
+) -> tuple[RefineTextParams, InferCodeParams]:
     show = sys.stderr.isatty()
     code: dict[str, Any] = {"spk_emb": spk, "show_tqdm": show}
     for key, attr in (
@@ -269,20 +181,26 @@ def cmd_say(args: argparse.Namespace) -> int:
     return 0
 
 
-def _join(wavs: list, gap: Any) -> Any:
+def _join(wavs: list[np.ndarray], gap: np.ndarray) -> np.ndarray:
     parts = []
     for i, w in enumerate(wavs):
         parts += [gap, w] if i else [w]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
-def _chunks(chat: Any, text: str, infer: dict) -> Iterator[Any]:
+def _chunks(chat: Chat, text: str, infer: dict[str, Any]) -> Iterator[np.ndarray]:
     for chunk in chat.infer(text, stream=True, split_text=False, **infer):
         yield chunk[0]
 
 
 def _say_streamed(
-    chat: Any, texts: list[str], paths: list[str], fmt: str, rate: int, gap: Any, infer: dict
+    chat: Chat,
+    texts: list[str],
+    paths: list[str],
+    fmt: str,
+    rate: int,
+    gap: Optional[np.ndarray],
+    infer: dict[str, Any],
 ) -> None:
     """Each text streamed to its file (or all, with gaps, to one file) as its audio arrives."""
     f = enc = None
@@ -305,18 +223,14 @@ def _say_streamed(
 
 
 def _spk_stat_path(args: argparse.Namespace) -> str:
+    """``asset/spk_stat.pt`` of the model folder, or fetched alone from the Hub."""
     from .config import SPK_STAT
 
-    source = _source(args)
+    source = args.source or default_source(args.model_dir)
     if source == "huggingface":
-        from .assets import REPO_ID
+        from .assets import fetch_file
 
-        try:
-            import huggingface_hub
-
-            return huggingface_hub.hf_hub_download(REPO_ID, SPK_STAT, cache_dir=args.model_dir)
-        except Exception as e:  # network, HTTP and Hub errors
-            raise UsageError(f"cannot fetch {SPK_STAT} from {REPO_ID}: {e}") from e
+        return fetch_file(SPK_STAT, args.model_dir)
     root = args.model_dir or os.getcwd()
     if not os.path.isdir(root):
         raise UsageError(f"model folder not found: {root}")
@@ -334,9 +248,10 @@ def cmd_speaker(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from .assets import resolve_model_root
 
-    if _source(args) == "custom":
-        _check_model_dir(args)
-    root = resolve_model_root(_source(args), args.model_dir, args.force, args.verify)
+    options = load_options(args, force_redownload=args.force)
+    root = resolve_model_root(
+        options.source, options.custom_path, options.force_redownload, options.verify
+    )
     logger.info("the model is ready in %s", root)
     print(root)
     return 0
@@ -358,12 +273,12 @@ def _run_app(module: str, extra: str, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _check_model_dir(args)
+    load_options(args)  # a wrong model folder is one line before the server is imported
     return _run_app("server", "server", args)
 
 
 def cmd_webui(args: argparse.Namespace) -> int:
-    _check_model_dir(args)
+    load_options(args)
     return _run_app("webui", "webui", args)
 
 
@@ -384,17 +299,6 @@ def _number(kind: type, low: float, high: float = float("inf")) -> Any:
         return value
 
     return parse
-
-
-def _model_options(p: argparse.ArgumentParser, engine: bool = True) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--model-dir", metavar="DIR", help="model folder (huggingface: cache folder)")
-    g.add_argument("--source", choices=SOURCES, help="default: custom with --model-dir")
-    g.add_argument("--no-verify", dest="verify", action="store_false", help=NO_VERIFY_HELP)
-    g.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps (default: auto)")
-    if engine:
-        g.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype")
-        g.add_argument("--quantize", choices=QUANTIZE, help="int8 weights for the GPT")
 
 
 def _voices_option(p: argparse.ArgumentParser) -> None:
@@ -424,14 +328,13 @@ def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("--refine-prompt", metavar="TOKENS", help="e.g. '[oral_2][laugh_0][break_6]'")
     s.add_argument("--speed", type=int, choices=range(10), metavar="0-9", help="[speed_N] (5)")
     s.add_argument("--manual-seed", type=int, metavar="N", help="seed of the sampling")
-    _model_options(p)
-    p.add_argument("--compile", action="store_true", help="torch.compile the GPT")
+    add_load_arguments(p)
     p.set_defaults(func=cmd_say)
 
 
 def _app_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible speech server")
-    _model_options(p)
+    add_load_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_number(int, 0, 65535), default=8000, help="default 8000")
     p.add_argument("--api-key", default=os.environ.get(KEY_ENV), help=f"bearer token (${KEY_ENV})")
@@ -441,12 +344,20 @@ def _app_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-wait-ms", type=_number(float, 0), default=20.0, help="batching wait (20)"
     )
+    p.add_argument(
+        "--max-queue",
+        type=_number(int, 1),
+        default=256,
+        metavar="N",
+        help="most waiting requests before 429 (256)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("webui", parents=[common], help="browser interface (Gradio)")
-    _model_options(p, engine=False)
+    add_load_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_number(int, 0, 65535), default=7860, help="default 7860")
+    _voices_option(p)
     p.set_defaults(func=cmd_webui)
 
 
@@ -471,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the speaker string of a seed (reads spk_stat.pt).",
     )
     p.add_argument("--seed", type=int, metavar="N", help="seed of the voice (default: random)")
-    _model_options(p, engine=False)
+    add_load_arguments(p, engine=False)
     p.set_defaults(func=cmd_speaker)
     p = sub.add_parser(
         "download",
@@ -479,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch and verify the model",
         description="Fetch and verify the model files; prints the model folder.",
     )
-    _model_options(p, engine=False)
+    add_load_arguments(p, engine=False)
     p.add_argument("--force", action="store_true", help="download again even if present")
     p.set_defaults(func=cmd_download)
     _app_parsers(sub, common)
@@ -524,3 +435,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logger.debug("details", exc_info=True)
         print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
         return 1
+
+
+__all__ = ["PROG", "UsageError", "build_parser", "load_chat", "load_voices", "main"]
