@@ -47,14 +47,12 @@ def default_source(model_dir: Optional[str]) -> str:
     return "custom" if model_dir else "huggingface"
 
 
-def load_options(args: argparse.Namespace, *, force_redownload: bool = False) -> LoadOptions:
-    """The :class:`LoadOptions` of parsed model options (missing engine options: defaults).
-
-    Checks a local model folder early, before anything imports torch.
+def check_model_dir(args: argparse.Namespace) -> str:
+    """The source of parsed model options; fails early (before anything imports torch) when a
+    local model folder cannot be right.
 
     Raises:
-        UsageError: ``--source custom`` without ``--model-dir``, or a model folder that does not
-            exist; an impossible engine combination (``--quantize int8 --dtype bfloat16``).
+        UsageError: ``--source custom`` without ``--model-dir``, or a missing model folder.
     """
     model_dir: Optional[str] = getattr(args, "model_dir", None)
     source = getattr(args, "source", None) or default_source(model_dir)
@@ -62,6 +60,19 @@ def load_options(args: argparse.Namespace, *, force_redownload: bool = False) ->
         raise UsageError("--source custom needs --model-dir DIR, the model folder")
     if source == "custom" and not os.path.isdir(model_dir):  # type: ignore[arg-type]
         raise UsageError(f"model folder not found: {model_dir}")
+    return source
+
+
+def load_options(args: argparse.Namespace, *, force_redownload: bool = False) -> LoadOptions:
+    """The :class:`LoadOptions` of parsed model options (missing engine options: defaults).
+
+    Checks a local model folder early (:func:`check_model_dir`).
+
+    Raises:
+        UsageError: ``--source custom`` without ``--model-dir``, or a model folder that does not
+            exist; an impossible engine combination (``--quantize int8 --dtype bfloat16``).
+    """
+    source = check_model_dir(args)
     defaults = EngineOptions()
     if getattr(args, "quantize", None) == "int8" and getattr(args, "dtype", "float32") != "float32":
         raise UsageError("--quantize int8 needs --dtype float32 (int8 weights, float32 compute)")
@@ -76,7 +87,7 @@ def load_options(args: argparse.Namespace, *, force_redownload: bool = False) ->
         raise UsageError(str(e)) from e
     return LoadOptions(
         source=source,
-        custom_path=model_dir,
+        custom_path=getattr(args, "model_dir", None),
         force_redownload=force_redownload,
         verify=getattr(args, "verify", True),
         device=getattr(args, "device", None),
@@ -103,4 +114,11 @@ def app_args(
     return args
 
 
-__all__ = ["NO_VERIFY_HELP", "add_load_arguments", "app_args", "default_source", "load_options"]
+__all__ = [
+    "NO_VERIFY_HELP",
+    "add_load_arguments",
+    "app_args",
+    "check_model_dir",
+    "default_source",
+    "load_options",
+]

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Optional
 import numpy as np
 
 from . import audio
-from ._appargs import add_load_arguments, default_source, load_options
+from ._appargs import add_load_arguments, check_model_dir, default_source, load_options
 from .errors import ChatTTSError, ChecksumMismatchError, UsageError
 from .options import open_chat
 from .voices import VoiceSpec, load_voices
@@ -273,12 +273,12 @@ def _run_app(module: str, extra: str, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    load_options(args)  # a wrong model folder is one line before the server is imported
+    check_model_dir(args)  # a wrong model folder is one line before the server is imported
     return _run_app("server", "server", args)
 
 
 def cmd_webui(args: argparse.Namespace) -> int:
-    load_options(args)
+    check_model_dir(args)
     return _run_app("webui", "webui", args)
 
 
