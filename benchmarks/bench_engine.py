@@ -100,7 +100,7 @@ def params(steps: int, seed: int = 1, **kw):
 def gpt_steps_per_s(chat, batch: int, steps: int) -> float:
     """Steps/s of the code pass from the end of step 1 (prefill excluded) to the last step."""
     start = None
-    for state in chat._passes.code_steps([TEXT] * batch, params(steps)):
+    for state in chat.pipeline.passes.code_steps([TEXT] * batch, params(steps)):
         if state.step == 1:
             start = time.perf_counter()
     return (steps - 1) / (time.perf_counter() - start)
@@ -225,7 +225,7 @@ def teacher_forced_logits(chat, tokens):
     """Code logits (S, 4, V) of every step when fed ``tokens`` (S, 4), batch 1."""
     import torch
 
-    m, passes = chat.models, chat._passes
+    m, passes = chat.models, chat.pipeline.passes
     embeds, mask = passes.code_inputs([TEXT], params(tokens.shape[0]))
     heads = m.engine.code_heads()
     with torch.inference_mode():
@@ -248,7 +248,7 @@ def accuracy(args) -> None:
 
     f32 = load(args.root, "float32")
     steps = args.steps
-    state = last(f32._passes.code_steps([TEXT], params(steps, seed=3)))
+    state = last(f32.pipeline.passes.code_steps([TEXT], params(steps, seed=3)))
     tokens = state.item_tokens(0).clone()
     ref = teacher_forced_logits(f32, tokens)
     # streamed vs non-streamed, default streaming settings
