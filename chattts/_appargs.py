@@ -14,12 +14,30 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .errors import UsageError
 from .options import BACKENDS, DTYPES, QUANTIZE, SOURCES, EngineOptions, LoadOptions
 
 NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
+VOICES_ENV = "CHATTTS_VOICES"
+KEY_ENV = "CHATTTS_API_KEY"
+
+
+def number(kind: type, low: float, high: float = float("inf")) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` within [low, high]."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            bound = f"at least {low}" if high == float("inf") else f"within [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"{text}: must be {bound}")
+        return value
+
+    return parse
 
 
 def add_load_arguments(
@@ -40,6 +58,45 @@ def add_load_arguments(
         g.add_argument("--compile", action="store_true", help="torch.compile the decode step")
         g.add_argument("--backend", choices=BACKENDS, default="auto", help="GPT backend (auto)")
     return g
+
+
+def add_voices_argument(parser: argparse.ArgumentParser) -> None:
+    """``--voices PATH`` (default ``$CHATTTS_VOICES``): a voices file or folder."""
+    parser.add_argument(
+        "--voices",
+        metavar="PATH",
+        default=os.environ.get(VOICES_ENV),
+        help=f"voices JSON file or folder (default: ${VOICES_ENV})",
+    )
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The speech server's options besides the model's (``chattts serve``, and
+    ``python -m chattts.server``)."""
+    p = parser
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=number(int, 0, 65535), default=8000, help="default 8000")
+    p.add_argument("--api-key", default=os.environ.get(KEY_ENV), help=f"bearer token (${KEY_ENV})")
+    add_voices_argument(p)
+    p.add_argument("--max-batch", type=number(int, 1), default=8, help="batch size (8)")
+    p.add_argument("--max-new-token", type=number(int, 1), default=2048, help="code steps at most")
+    p.add_argument(
+        "--batch-wait-ms", type=number(float, 0), default=20.0, help="batching wait (20)"
+    )
+    p.add_argument(
+        "--max-queue",
+        type=number(int, 1),
+        default=256,
+        metavar="N",
+        help="most waiting requests before 429 (256)",
+    )
+
+
+def add_webui_arguments(parser: argparse.ArgumentParser) -> None:
+    """The web UI's options besides the model's (``chattts webui``, ``-m chattts.webui``)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=number(int, 0, 65535), default=7860, help="default 7860")
+    add_voices_argument(parser)
 
 
 def default_source(model_dir: Optional[str]) -> str:
@@ -115,10 +172,16 @@ def app_args(
 
 
 __all__ = [
+    "KEY_ENV",
     "NO_VERIFY_HELP",
+    "VOICES_ENV",
     "add_load_arguments",
+    "add_server_arguments",
+    "add_voices_argument",
+    "add_webui_arguments",
     "app_args",
     "check_model_dir",
     "default_source",
     "load_options",
+    "number",
 ]

@@ -17,7 +17,17 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Optional
 import numpy as np
 
 from . import audio
-from ._appargs import add_load_arguments, check_model_dir, default_source, load_options
+from ._appargs import (
+    VOICES_ENV,
+    add_load_arguments,
+    add_server_arguments,
+    add_voices_argument,
+    add_webui_arguments,
+    check_model_dir,
+    default_source,
+    load_options,
+    number,
+)
 from .errors import ChatTTSError, ChecksumMismatchError, UsageError
 from .options import open_chat
 from .voices import VoiceSpec, load_voices
@@ -29,9 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("chattts")
 
 PROG = "chattts"
-VOICES_ENV = "CHATTTS_VOICES"
-KEY_ENV = "CHATTTS_API_KEY"
-VHELP = f"voices JSON file or folder (default: ${VOICES_ENV})"
 OUT_HELP = "output file; several texts: FILE_0.ext... ('-': stdout; default output.wav)"
 BOOL = argparse.BooleanOptionalAction
 
@@ -285,46 +292,26 @@ def cmd_webui(args: argparse.Namespace) -> int:
 # ---- parser and main ----------------------------------------------------------------------------
 
 
-def _number(kind: type, low: float, high: float = float("inf")) -> Any:
-    """An argparse type: a number of ``kind`` within [low, high]."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not low <= value <= high:
-            bound = f"at least {low}" if high == float("inf") else f"within [{low}, {high}]"
-            raise argparse.ArgumentTypeError(f"{text}: must be {bound}")
-        return value
-
-    return parse
-
-
-def _voices_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--voices", metavar="PATH", default=os.environ.get(VOICES_ENV), help=VHELP)
-
-
 def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("say", parents=[common], help="synthesise texts into audio files")
     p.add_argument("text", nargs="+", help="texts to speak, one file each ('-': stdin lines)")
     p.add_argument("-o", "--output", default="output.wav", metavar="FILE", help=OUT_HELP)
     p.add_argument("--format", help=f"default: from the suffix; {', '.join(audio.FORMATS)}")
     p.add_argument("--join", action="store_true", help="all texts into one file")
-    p.add_argument("--gap", type=_number(float, 0, 60), default=0.3, help="pause (0.3 s)")
+    p.add_argument("--gap", type=number(float, 0, 60), default=0.3, help="pause (0.3 s)")
     p.add_argument("--stream", action="store_true", help="write the file as the audio arrives")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--spk", metavar="STRING", help="speaker string (see 'chattts speaker')")
     who.add_argument("--seed", type=int, metavar="N", help="the voice of this seed")
     who.add_argument("--voice", metavar="NAME", help="a named voice from --voices")
-    _voices_option(p)
+    add_voices_argument(p)
     s = p.add_argument_group("sampling")
     s.add_argument("--refine", action=BOOL, default=True, help="refine the text (default)")
-    s.add_argument("--temperature", type=_number(float, 1e-5), help="default 0.3")
-    s.add_argument("--top-p", type=_number(float, 0, 1), help="default 0.7")
-    s.add_argument("--top-k", type=_number(int, 1), help="default 20")
-    s.add_argument("--max-new-token", type=_number(int, 1), metavar="N", help="default 2048")
-    s.add_argument("--refine-max-new-token", type=_number(int, 1), metavar="N", help="default 384")
+    s.add_argument("--temperature", type=number(float, 1e-5), help="default 0.3")
+    s.add_argument("--top-p", type=number(float, 0, 1), help="default 0.7")
+    s.add_argument("--top-k", type=number(int, 1), help="default 20")
+    s.add_argument("--max-new-token", type=number(int, 1), metavar="N", help="default 2048")
+    s.add_argument("--refine-max-new-token", type=number(int, 1), metavar="N", help="default 384")
     s.add_argument("--refine-prompt", metavar="TOKENS", help="e.g. '[oral_2][laugh_0][break_6]'")
     s.add_argument("--speed", type=int, choices=range(10), metavar="0-9", help="[speed_N] (5)")
     s.add_argument("--manual-seed", type=int, metavar="N", help="seed of the sampling")
@@ -335,29 +322,11 @@ def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 def _app_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible speech server")
     add_load_arguments(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=_number(int, 0, 65535), default=8000, help="default 8000")
-    p.add_argument("--api-key", default=os.environ.get(KEY_ENV), help=f"bearer token (${KEY_ENV})")
-    _voices_option(p)
-    p.add_argument("--max-batch", type=_number(int, 1), default=8, help="batch size (8)")
-    p.add_argument("--max-new-token", type=_number(int, 1), default=2048, help="code steps at most")
-    p.add_argument(
-        "--batch-wait-ms", type=_number(float, 0), default=20.0, help="batching wait (20)"
-    )
-    p.add_argument(
-        "--max-queue",
-        type=_number(int, 1),
-        default=256,
-        metavar="N",
-        help="most waiting requests before 429 (256)",
-    )
+    add_server_arguments(p)
     p.set_defaults(func=cmd_serve)
-
     p = sub.add_parser("webui", parents=[common], help="browser interface (Gradio)")
     add_load_arguments(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=_number(int, 0, 65535), default=7860, help="default 7860")
-    _voices_option(p)
+    add_webui_arguments(p)
     p.set_defaults(func=cmd_webui)
 
 

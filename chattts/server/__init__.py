@@ -14,10 +14,11 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
-from .._appargs import app_args
-from ..errors import ChatTTSError
+from .._appargs import add_load_arguments, add_server_arguments, app_args, load_options
+from ..errors import MissingDependencyError
+from ..options import EngineOptions, LoadOptions, open_chat
 from .batcher import Batcher, BatchStats, SpeechJob
 from .schemas import (
     MAX_INPUT_CHARS,
@@ -31,13 +32,14 @@ from .schemas import (
     speed_to_prompt,
 )
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..chat import Chat
+
 logger = logging.getLogger("chattts.server")
 
 INSTALL_HINT = "pip install 'chattts[server]'"
-
-
-class MissingDependencyError(ChatTTSError, ImportError):
-    """An optional package of the server is not installed."""
 
 
 def _require_web() -> None:
@@ -54,8 +56,9 @@ def _require_web() -> None:
 
 
 def create_app(
-    chat: Any = None,
+    chat: Optional[Chat] = None,
     *,
+    options: Optional[LoadOptions] = None,
     model_dir: Optional[str] = None,
     source: str = "custom",
     verify: bool = True,
@@ -68,14 +71,15 @@ def create_app(
     batch_wait_ms: float = 20.0,
     max_queue: int = 256,
     max_new_token: int = 2048,
-    allowed_hosts: Optional[list[str]] = None,
-) -> Any:
+) -> FastAPI:
     """The FastAPI app of the server.
 
     Args:
         chat: a loaded :class:`chattts.Chat` (used by the server's worker thread only); when
-            None, one is loaded from ``model_dir`` / ``source`` (``verify``, ``device``,
-            ``dtype``, ``quantize`` as in :meth:`chattts.Chat.load`).
+            None, one is opened from ``options``, or else from ``model_dir`` / ``source``
+            (``verify``, ``device``, ``dtype``, ``quantize`` as in :meth:`chattts.Chat.load`).
+        options: how to open the model when ``chat`` is None (the keywords above are then
+            ignored).
         voices: named voices: a JSON file or folder (format: docs/server.md) or a dict
             name -> seed or speaker string; OpenAI's voice names are always there.
         api_key: require ``Authorization: Bearer <api_key>`` on ``/v1/*``.
@@ -91,25 +95,17 @@ def create_app(
     from .app import SpeechService, build_app
 
     if chat is None:
-        from ..chat import Chat
-
-        if source == "custom" and not model_dir:
-            raise ValueError("create_app: give a loaded chat or model_dir")
-        chat = Chat()
-        chat.load(
-            source=source,
-            custom_path=model_dir,
-            verify=verify,
-            device=device,
-            dtype=dtype,
-            quantize=quantize,
-            raise_on_error=True,
-        )
+        if options is None:
+            if source == "custom" and not model_dir:
+                raise ValueError("create_app: give a loaded chat, options or model_dir")
+            engine = EngineOptions(dtype=dtype, quantize=quantize)
+            options = LoadOptions(source, model_dir, verify=verify, device=device, engine=engine)
+        chat = open_chat(options)
     elif not chat.has_loaded():
         raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
     table = Voices.load(voices, int(chat.config.gpt.hidden_size))
     batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
-    service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
+    service = SpeechService(chat, table, batcher, api_key, max_new_token)
     return build_app(service)
 
 
@@ -118,21 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m chattts.server", description="OpenAI-compatible ChatTTS speech server."
     )
-    p.add_argument("--model-dir", metavar="DIR", help="model folder")
-    p.add_argument(
-        "--source", choices=("huggingface", "local", "custom"), help="where the model comes from"
-    )
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip SHA256 checks")
-    p.add_argument("--device", help="torch device (default: auto)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    p.add_argument("--quantize", choices=("int8",))
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=os.environ.get("CHATTTS_API_KEY"))
-    p.add_argument("--voices", metavar="PATH", default=os.environ.get("CHATTTS_VOICES"))
-    p.add_argument("--max-batch", type=int, default=8, metavar="N")
-    p.add_argument("--batch-wait-ms", type=float, default=20.0, metavar="MS")
-    p.add_argument("--max-new-token", type=int, default=2048, metavar="N")
+    add_load_arguments(p)
+    add_server_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -144,22 +127,18 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     _require_web()
     if getattr(args, "max_batch", 8) < 1:
         raise ValueError("--max-batch must be at least 1")
+    if getattr(args, "max_queue", 256) < 1:
+        raise ValueError("--max-queue must be at least 1")
     import uvicorn
 
-    source = getattr(args, "source", None) or ("custom" if args.model_dir else "huggingface")
     app = create_app(
-        model_dir=args.model_dir,
-        source=source,
-        verify=getattr(args, "verify", True),
-        device=getattr(args, "device", None),
-        dtype=getattr(args, "dtype", "float32"),
-        quantize=getattr(args, "quantize", None),
+        options=load_options(args),
         voices=getattr(args, "voices", None),
         api_key=getattr(args, "api_key", None),
         max_batch=getattr(args, "max_batch", 8),
         batch_wait_ms=getattr(args, "batch_wait_ms", 20.0),
+        max_queue=getattr(args, "max_queue", 256),
         max_new_token=getattr(args, "max_new_token", 2048),
-        allowed_hosts=[args.host],  # besides localhost: the Host check of docs/server.md
     )
     logging.getLogger("chattts.server").setLevel(logging.INFO)
     logger.info("serving on http://%s:%d", args.host, args.port)

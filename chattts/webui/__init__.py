@@ -14,19 +14,21 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .._appargs import app_args
-from ..errors import ChatTTSError
+from .._appargs import add_load_arguments, add_webui_arguments, app_args, load_options
+from ..errors import MissingDependencyError
+from ..options import LoadOptions, open_chat
+
+if TYPE_CHECKING:
+    import gradio
+
+    from ..chat import Chat
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 logger = logging.getLogger("chattts.webui")
 INSTALL_HINT = "pip install 'chattts[webui]'"
-
-
-class MissingDependencyError(ChatTTSError, ImportError):
-    """Gradio is not installed."""
 
 
 def _gradio() -> Any:
@@ -38,23 +40,36 @@ def _gradio() -> Any:
     return gradio
 
 
-def create_ui(chat: Any, voices: Union[None, str, os.PathLike, dict] = None) -> Any:
-    """The Gradio Blocks of the interface over a loaded :class:`chattts.Chat`.
+def create_ui(
+    chat: Optional[Chat] = None,
+    voices: Union[None, str, os.PathLike, dict] = None,
+    *,
+    options: Optional[LoadOptions] = None,
+) -> gradio.Blocks:
+    """The Gradio Blocks of the interface over a loaded :class:`chattts.Chat` (or, when
+    ``chat`` is None, over one opened from ``options``).
 
     ``voices``: extra voice presets, a dict (name -> seed or speaker string) or a voices file
     or folder (the format of ``chattts say --voices``).
+
+    Raises:
+        MissingDependencyError: Gradio is not installed; ValueError: neither chat nor options.
     """
     _gradio()
     from .app import build_ui
 
+    if chat is None and options is None:
+        raise ValueError("create_ui: give a loaded chat or options")
     if voices is not None and not isinstance(voices, dict):
-        from ..cli import load_voices
+        from ..voices import load_voices
 
-        voices = load_voices(voices)
-    return build_ui(chat, voices)
+        voices = load_voices(voices)  # a bad voices file fails before the model loads
+    return build_ui(chat if chat is not None else open_chat(options), voices)
 
 
-def launch(demo: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+def launch(
+    demo: gradio.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True
+) -> Any:
     """Serve the interface locally (no share link, no SSR, no analytics, system fonts)."""
     from .app import theme
 
@@ -77,15 +92,8 @@ def launch(demo: Any, host: str = "127.0.0.1", port: int = 7860, block: bool = T
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``python -m chattts.webui`` (those of ``chattts webui``)."""
     p = argparse.ArgumentParser(prog="python -m chattts.webui", description="ChatTTS web UI.")
-    p.add_argument("--model-dir", metavar="DIR", help="model folder")
-    p.add_argument("--source", choices=("huggingface", "local", "custom"))
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip SHA256 checks")
-    p.add_argument("--device", help="torch device (default: auto)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    p.add_argument("--quantize", choices=("int8",))
-    p.add_argument("--voices", metavar="PATH", default=os.environ.get("CHATTTS_VOICES"))
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    add_load_arguments(p)
+    add_webui_arguments(p)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -95,20 +103,7 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     ``chattts webui`` parsed (the same option names)."""
     args = app_args(argv, build_parser, "chattts-webui")
     _gradio()
-    from ..chat import Chat
-
-    chat = Chat()
-    model_dir: Optional[str] = getattr(args, "model_dir", None)
-    chat.load(
-        source=getattr(args, "source", None) or ("custom" if model_dir else "huggingface"),
-        custom_path=model_dir,
-        verify=getattr(args, "verify", True),
-        device=getattr(args, "device", None),
-        dtype=getattr(args, "dtype", "float32"),
-        quantize=getattr(args, "quantize", None),
-        raise_on_error=True,
-    )
-    demo = create_ui(chat, getattr(args, "voices", None))
+    demo = create_ui(voices=getattr(args, "voices", None), options=load_options(args))
     launch(demo, args.host, args.port, block=True)
     return 0
 
