@@ -15,7 +15,7 @@ from typing import Any, Optional
 import anyio
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,6 +23,7 @@ from .. import audio
 from ..errors import InputTypeError, ParameterError
 from ..params import InferCodeParams, RefineTextParams
 from ..validation import check_code_params, check_refine_params
+from . import metrics as _metrics
 from .batcher import DONE, Batcher, JobFailed, QueueFullError, SpeechJob
 from .schemas import (
     MODEL_NAMES,
@@ -325,15 +326,6 @@ def build_app(service: SpeechService) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": MODEL_NAMES[0], "worker": service.batcher.snapshot()}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics() -> Response:
-        lines = [
-            f"chattts_server_{key} {float(value)}"
-            for key, value in service.batcher.snapshot().items()
-            if isinstance(value, (bool, int, float))
-        ]
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
-
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(n) for n in MODEL_NAMES]}
@@ -359,6 +351,7 @@ def build_app(service: SpeechService) -> FastAPI:
             else await run_in_threadpool(parse_request, body)
         )
         job = service.job(req)
+        _metrics.note_job(request, job)
         try:
             service.batcher.submit(job)
         except QueueFullError as e:
@@ -383,6 +376,7 @@ def build_app(service: SpeechService) -> FastAPI:
         return _AudioStream(_bytes(encoded), job, media_type=media)
 
     _install_openapi(app, service)
+    _metrics.install(app, service)  # /metrics, and the replica header on every answer
     return app
 
 
