@@ -299,3 +299,64 @@ def test_property_with_normalisers(text, lang):
             or c in chars.ZH_HALFWIDTH_TO_FULLWIDTH
             or (chars.fold(c, []) not in ("", c))
         ), repr(c)
+
+
+# ---- long input: bounded pieces, one warning on failure ---------------------------------
+
+
+def _bounded(limit: int, calls: list):
+    """A normaliser that, like NeMo, cannot take long input (raises past ``limit``)."""
+
+    def fn(text: str) -> str:
+        calls.append(len(text))
+        if len(text) > limit:
+            raise RuntimeError(f"input of {len(text)} characters")
+        return text.upper() if text.isascii() else text
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "word " * 40_000,  # 200,000 characters, no sentence end
+        ("a sentence here. " * 12_000)[:200_000],
+        "x" * 200_000,  # no boundary at all
+        "测试文字" * 50_000,  # Chinese, no sentence end
+        ("中文句子。" * 40_000),
+    ],
+    ids=["en-words", "en-sentences", "en-unbroken", "zh-no-end", "zh-sentences"],
+)
+def test_long_text_reaches_the_normaliser_in_bounded_pieces(text, caplog):
+    from chattts.text.normalizer import MAX_NORMALIZER_CHARS
+
+    calls: list[int] = []
+    n = Normalizer(builtin_normalizers=False)
+    for lang in ("en", "zh"):
+        assert n.register(lang, _bounded(MAX_NORMALIZER_CHARS, calls))
+    calls.clear()
+    with caplog.at_level(logging.WARNING, logger="chattts"):
+        out = n(text)
+    assert calls and max(calls) <= MAX_NORMALIZER_CHARS
+    assert "failed" not in caplog.text
+    if text.isascii():
+        assert out.strip() == text.upper().strip()
+    else:
+        assert len(out) >= len(text) * 0.9  # full-width punctuation, nothing lost
+
+
+def test_a_failing_piece_keeps_the_builtin_rules_with_one_warning(caplog):
+    n = Normalizer(builtin_normalizers=False)
+
+    def flaky(text: str) -> str:
+        if "boom" in text:
+            raise RuntimeError("cannot")
+        return text.replace("one", "ONE")
+
+    assert n.register("en", flaky)
+    text = ("one boom two. " * 100) + ("one fine. " * 100)
+    with caplog.at_level(logging.WARNING, logger="chattts"):
+        out = n(text)
+    warnings = [r for r in caplog.records if "failed on" in r.getMessage()]
+    assert len(warnings) == 1 and "piece(s)" in warnings[0].getMessage()
+    assert "one boom" in out and "ONE fine" in out  # failed pieces as they were, others normalised

@@ -21,6 +21,7 @@ from typing import Optional
 from ..errors import AssetNotFoundError, TextError
 from . import chars
 from .backends import INSTALL_HINT, BackendUnavailable, BuiltinNormalizer, PathLike, builtin
+from .split import split_text
 
 logger = logging.getLogger("chattts")
 
@@ -30,6 +31,11 @@ TEST_STRING = "test string 测试字符串 123"
 # it (no space or Latin letter in between) goes to the Chinese normaliser.
 _NON_LATIN_RUN = re.compile(r"[^\sA-Za-z]+")
 _EDGES = re.compile(r"^(\s*)(.*?)(\s*)$", re.S)
+#: Longest piece handed to a language normaliser at once, in characters. Longer text is cut
+#: first (at sentence ends, then clause boundaries, then spaces, else hard): NeMo's time grows
+#: faster than linearly with its input (400 characters take about 0.25 s, a 4,096-digit number
+#: 38 s and 1 GB) and a 200,000-character piece aborted the process inside its native code.
+MAX_NORMALIZER_CHARS = 400
 
 
 class Normalizer:
@@ -179,11 +185,22 @@ class Normalizer:
         unreadable (outside tags), named in one warning.
         """
         removed: list[str] = []
+        failed: list[tuple[str, str, Exception]] = []
         text = chars.spaces(text)
         if do_text_normalization:
             text = chars.map_outside_tags(text, lambda s: chars.fold(s, removed))
             lang = lang or chars.detect_language(text)
-            text = chars.map_outside_tags(text, lambda s: self._normalize_piece(s, lang))
+            text = chars.map_outside_tags(text, lambda s: self._normalize_piece(s, lang, failed))
+            if failed:
+                name, piece, err = failed[0]
+                logger.warning(
+                    "normalizer %r failed on %d piece(s) of the text (first: %r, %r): "
+                    "those pieces keep the built-in character rules only",
+                    name,
+                    len(failed),
+                    piece[:60],
+                    err,
+                )
             if lang == "zh":
                 text = chars.map_outside_tags(text, chars.to_fullwidth)
         text = chars.map_outside_tags(text, chars.map_invalid)
@@ -194,24 +211,35 @@ class Normalizer:
             self._warn_removed(removed, lang if do_text_normalization else None)
         return text
 
-    def _normalize_piece(self, piece: str, lang: str) -> str:
+    def _normalize_piece(self, piece: str, lang: str, failed: list) -> str:
         """One stretch of text between tags through the normaliser(s) of ``lang``."""
         if lang != "en" or not chars.CJK.search(piece):
-            return self._run(lang, piece)
+            return self._run_long(lang, piece, failed)
         out, at = [], 0
         for m in _NON_LATIN_RUN.finditer(piece):
             if not chars.CJK.search(m.group()):
                 continue
-            out.append(self._run("en", piece[at : m.start()]))
-            out.append(chars.to_fullwidth(self._run("zh", m.group())))
+            out.append(self._run_long("en", piece[at : m.start()], failed))
+            out.append(chars.to_fullwidth(self._run_long("zh", m.group(), failed)))
             at = m.end()
-        out.append(self._run("en", piece[at:]))
+        out.append(self._run_long("en", piece[at:], failed))
         return "".join(out)
 
-    def _run(self, lang: str, piece: str) -> str:
+    def _run_long(self, lang: str, piece: str, failed: list) -> str:
+        """:meth:`_run` on pieces of at most :data:`MAX_NORMALIZER_CHARS` characters."""
+        if len(piece) <= MAX_NORMALIZER_CHARS:
+            return self._run(lang, piece, failed)
+        parts = split_text(piece, MAX_NORMALIZER_CHARS)
+        if "".join(parts) != piece:  # whitespace-only parts were dropped: cut by length
+            step = MAX_NORMALIZER_CHARS
+            parts = [piece[i : i + step] for i in range(0, len(piece), step)]
+        return "".join(self._run(lang, p, failed) for p in parts)
+
+    def _run(self, lang: str, piece: str, failed: list) -> str:
         """``piece`` through the normaliser registered for ``lang``, its edge spaces kept.
 
-        Without a normaliser, or when it fails, ``piece`` comes back unchanged.
+        Without a normaliser, or when it fails (noted in ``failed``), ``piece`` comes back
+        unchanged.
         """
         fn = self.normalizers.get(lang)
         lead, core, trail = _EDGES.match(piece).groups()
@@ -222,12 +250,10 @@ class Normalizer:
         except BackendUnavailable:
             return piece
         except Exception as e:
-            logger.warning("normalizer %r failed on %r (%r): text left as it is", lang, core, e)
+            failed.append((lang, core, e))
             return piece
         if not isinstance(out, str):
-            logger.warning(
-                "normalizer %r returned %s: text left as it is", lang, type(out).__name__
-            )
+            failed.append((lang, core, TypeError(f"returned {type(out).__name__}, not str")))
             return piece
         return lead + out + trail
 
