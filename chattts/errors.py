@@ -144,6 +144,10 @@ class QueueFullError(ChatTTSError, RuntimeError):
     """Too many requests are waiting for the server's worker."""
 
 
+class ReplicaUnhealthy(ChatTTSError, RuntimeError):
+    """A server replica lost its model or its worker thread (Ray Serve replaces it)."""
+
+
 class ChatTTSWarning(UserWarning):
     """Base class of the warnings chattts issues."""
 
@@ -168,6 +172,7 @@ __all__ = [
     "NotLoadedError",
     "ParameterError",
     "QueueFullError",
+    "ReplicaUnhealthy",
     "RequestError",
     "ScriptError",
     "ScriptWarning",
