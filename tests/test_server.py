@@ -441,3 +441,26 @@ def test_example_notebook_runs_top_to_bottom(tiny_root, tmp_path, monkeypatch):
         exec(compile("".join(cell["source"]), f"example.ipynb cell {i}", "exec"), scope)
     for name in ("notebook_0.wav", "notebook_stream.wav", "notebook_clone.wav"):
         assert load_audio(str(tmp_path / name), RATE).size > 0, name
+
+
+def test_keep_alive_survives_a_500(server, monkeypatch):
+    """An unexpected exception is a 500 naming its cause, and the connection stays open."""
+    service = server.server.config.app.state.service
+
+    def broken(req):
+        raise RuntimeError("broken on purpose")
+
+    body = {"model": "tts-1", "input": "hi", "voice": "alloy", "max_new_token": 4}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+
+        def port(r):
+            return r.extensions["network_stream"].get_extra_info("socket").getsockname()[1]
+
+        first = http.get("/v1/models")
+        monkeypatch.setattr(service, "job", broken)
+        r = http.post("/v1/audio/speech", json=body)
+        assert r.status_code == 500 and "broken on purpose" in r.json()["error"]["message"]
+        assert r.json()["error"]["type"] == "server_error"
+        monkeypatch.undo()
+        after = http.post("/v1/audio/speech", json=body)
+        assert after.status_code == 200 and port(after) == port(first) == port(r)

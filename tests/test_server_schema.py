@@ -18,6 +18,7 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 import chattts  # noqa: E402
+from chattts.errors import ChatTTSError  # noqa: E402
 from chattts.server import create_app  # noqa: E402
 from chattts.text import Normalizer  # noqa: E402
 
@@ -181,3 +182,48 @@ def test_openapi_documents_body_and_audio(app):
     content = op["responses"]["200"]["content"]
     assert {"audio/mpeg", "audio/wav", "audio/pcm", "text/event-stream"} <= set(content)
     assert "Retry-After" in op["responses"]["429"]["headers"]
+
+
+def test_queue_full_is_429_with_retry_after(tiny_root):
+    c = chattts.Chat()
+    c.normalizer = Normalizer(builtin_normalizers=False)
+    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu")
+    application = create_app(c, max_queue=0, allowed_hosts=["testserver"])
+    with TestClient(application) as client:
+        r = client.post("/v1/audio/speech", json=GOOD)
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    assert r.json()["error"]["type"] == "rate_limit_error"
+
+
+@pytest.mark.parametrize(
+    "voices,words",
+    [
+        ({"big": 10**30}, "about 30 digits"),
+        ({"neg": -1}, "[0, 9223372036854775807]"),
+        ({"yes": True}, "not True"),
+        ({"junk": "garbage speaker string that is long enough"}, "invalid speaker string"),
+    ],
+)
+def test_bad_voices_are_refused_at_start_up(chat, tmp_path, voices, words):
+    from chattts.errors import VoicesError
+
+    with pytest.raises(VoicesError, match=next(iter(voices))) as e:
+        create_app(chat, voices=voices)
+    assert words in str(e.value)
+    path = tmp_path / "voices.json"
+    path.write_text(json.dumps(voices))
+    with pytest.raises(ChatTTSError, match=next(iter(voices))):  # the file loader's check
+        create_app(chat, voices=str(path))
+
+
+def test_one_bad_request_never_fails_its_batch(app):
+    """A bad value is refused before queueing, so the good requests of the same moment (one
+    batch: the worker waits for them) all succeed."""
+    import concurrent.futures
+
+    bodies = [dict(GOOD, seed=i) for i in range(6)] + [dict(GOOD, temperature=1e-300)]
+    with TestClient(app) as client:
+        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+            codes = list(pool.map(lambda b: client.post("/v1/audio/speech", json=b), bodies))
+    assert [r.status_code for r in codes] == [200] * 6 + [400]
+    assert codes[-1].json()["error"]["param"] == "temperature"
