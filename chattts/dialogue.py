@@ -26,7 +26,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from .errors import AudioError, ScriptError, ScriptWarning
 from .voices import Voice, VoiceLike, as_voice
 
 if TYPE_CHECKING:
-    from .audio import AudioLike
+    from .audio import AudioLike, Waveform
 
 #: A speaker tag: ``[S1]``, ``[S2]``, ... (case-insensitive).
 SPEAKER_TAG = re.compile(r"\[\s*[sS](\d+)\s*\]")
@@ -166,13 +166,15 @@ def parse_script(text: str) -> list[Turn]:
     return turns
 
 
-# ---- reference audio ----------------------------------------------------------------------------------
+# ---- reference audio ---------------------------------------------------------------------
 
 #: Shortest reference audio accepted, in seconds.
 MIN_PROMPT_SECONDS = 0.1
 
 
-def load_prompt(audio: Union[AudioLike, tuple[Any, int]], sample_rate: int = 24000) -> np.ndarray:
+def load_prompt(
+    audio: Union[AudioLike, tuple[Waveform, int]], sample_rate: int = 24000
+) -> np.ndarray:
     """Reference speech -> mono float32 (n,) at ``sample_rate``.
 
     ``audio``: a path, bytes or binary file (any format FFmpeg reads, resampled), a waveform

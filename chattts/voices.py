@@ -24,7 +24,7 @@ from .errors import VoicesError
 if TYPE_CHECKING:
     import torch
 
-    from .audio import AudioLike
+    from .audio import AudioLike, Waveform
 
 #: A voice as a voices file and the server's table hold it: a seed (int) or a speaker string.
 VoiceSpec = Union[int, str]
@@ -48,7 +48,7 @@ class Voice:
 
     seed: Optional[int] = None
     speaker: Union[None, str, torch.Tensor] = None
-    audio: Union[None, AudioLike, tuple[Any, int]] = None
+    audio: Union[None, AudioLike, tuple[Waveform, int]] = None
     text: Optional[str] = None
 
     @property
@@ -70,7 +70,7 @@ class Voice:
 
 
 #: What a ``speakers`` mapping value may be (see :func:`as_voice`).
-VoiceLike = Union[Voice, int, str, Mapping[str, Any], "AudioLike", tuple[Any, int], None]
+VoiceLike = Union[Voice, int, str, Mapping[str, Any], "AudioLike", "tuple[Waveform, int]", None]
 
 
 def as_voice(value: VoiceLike) -> Voice:

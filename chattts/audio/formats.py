@@ -114,7 +114,7 @@ def as_mono(wav: Waveform) -> np.ndarray:
     return arr
 
 
-def check_rate(sample_rate: Any) -> int:
+def check_rate(sample_rate: object) -> int:
     """``sample_rate`` as an int, checked to lie in [1000, 384000] Hz (AudioError if not)."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
         raise AudioError(f"sample_rate must be an integer, not {sample_rate!r}")
