@@ -151,6 +151,8 @@ def test_json_only_and_host_check(app):
         for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example"):
             r = client.get("/v1/models", headers={"host": host})
             assert r.status_code == 403 and r.json()["error"]["code"] == "host_not_allowed"
+        r = client.get("/v1/models", headers={"x-big": "a" * (40 << 10)})
+        assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
         for host in ("localhost:8000", "127.0.0.1", "[::1]:9", "testserver"):
             assert client.get("/v1/models", headers={"host": host}).status_code == 200
 

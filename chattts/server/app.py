@@ -40,6 +40,8 @@ logger = logging.getLogger("chattts.server")
 
 #: Largest request body accepted, in bytes.
 MAX_BODY_BYTES = 1 << 20
+#: Largest total size of the request headers, in bytes (names and values).
+MAX_HEADER_BYTES = 32 << 10
 #: Hosts always accepted in the Host header when the server has no API key.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: Extra hosts accepted in the Host header (comma-separated; ``*``: any), for a server
@@ -311,6 +313,10 @@ def build_app(service: SpeechService) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
+        size = sum(len(k) + len(v) for k, v in request.headers.raw)
+        if size > MAX_HEADER_BYTES:
+            msg = f"the request headers are larger than {MAX_HEADER_BYTES} bytes"
+            return _error(RequestError(msg, code="headers_too_large", status=431))
         try:
             service.check_host(request)
             if request.url.path.startswith("/v1/"):

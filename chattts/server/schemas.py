@@ -336,6 +336,7 @@ _ERRORS = {
     "404": "no such model",
     "413": "the body is larger than the server's limit",
     "415": "the body is not sent as application/json",
+    "431": "the request headers are larger than the server's limit",
     "429": "the queue is full: retry after Retry-After seconds",
     "500": "synthesis failed (the message names the cause)",
 }
