@@ -4,7 +4,8 @@
 ``--no-verify``, ``--device`` and the engine's ``--dtype``, ``--quantize``, ``--compile``,
 ``--backend``) to a parser; :func:`load_options` turns the parsed options into one
 :class:`~chattts.options.LoadOptions` (docs/cli.md, "Model options"); :func:`app_args` gives the
-server and the web UI their options, parsed by ``chattts serve|webui`` or by themselves.
+server and the web UI their options, parsed by ``chattts serve|webui`` or by themselves;
+:func:`open_chat` opens the model of a :class:`~chattts.options.LoadOptions`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .errors import UsageError
 from .options import BACKENDS, DTYPES, QUANTIZE, SOURCES, EngineOptions, LoadOptions
+
+if TYPE_CHECKING:
+    from .chat import Chat
 
 NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
 VOICES_ENV = "CHATTTS_VOICES"
@@ -152,6 +156,21 @@ def load_options(args: argparse.Namespace, *, force_redownload: bool = False) ->
     )
 
 
+def open_chat(options: Optional[LoadOptions] = None) -> Chat:
+    """A :class:`chattts.Chat` with the models of ``options`` loaded (default: ``LoadOptions()``).
+
+    The one way the CLI, the server and the web UI open a model.
+
+    Raises:
+        ChatTTSError, ValueError, OSError: the model cannot be fetched, verified or loaded.
+    """
+    from .chat import Chat  # torch and the models: only when a model is opened
+
+    chat = Chat()
+    chat.load_options(options or LoadOptions(), raise_on_error=True)
+    return chat
+
+
 def app_args(
     argv: Union[None, Sequence[str], argparse.Namespace],
     build_parser: Callable[[], argparse.ArgumentParser],
@@ -184,4 +203,5 @@ __all__ = [
     "default_source",
     "load_options",
     "number",
+    "open_chat",
 ]

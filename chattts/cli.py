@@ -27,9 +27,9 @@ from ._appargs import (
     default_source,
     load_options,
     number,
+    open_chat,
 )
 from .errors import ChatTTSError, ChecksumMismatchError, UsageError
-from .options import open_chat
 from .voices import VoiceSpec, load_voices
 
 if TYPE_CHECKING:

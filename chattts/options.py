@@ -10,10 +10,7 @@ through one :class:`LoadOptions` (docs/architecture.md, "Opening a model").
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Optional
-
-if TYPE_CHECKING:
-    from .chat import Chat
+from typing import Any, Optional
 
 #: Compute dtypes by name.
 DTYPES = ("float32", "bfloat16", "float16")
@@ -104,21 +101,6 @@ class LoadOptions:
         return out
 
 
-def open_chat(options: Optional[LoadOptions] = None) -> Chat:
-    """A :class:`chattts.Chat` with the models of ``options`` loaded (default: ``LoadOptions()``).
-
-    The one way the CLI, the server and the web UI open a model.
-
-    Raises:
-        ChatTTSError, ValueError, OSError: the model cannot be fetched, verified or loaded.
-    """
-    from .chat import Chat  # torch and the models: only when a model is opened
-
-    chat = Chat()
-    chat.load(**(options or LoadOptions()).as_kwargs(), raise_on_error=True)
-    return chat
-
-
 __all__ = [
     "BACKENDS",
     "DTYPES",
@@ -126,5 +108,4 @@ __all__ = [
     "SOURCES",
     "EngineOptions",
     "LoadOptions",
-    "open_chat",
 ]

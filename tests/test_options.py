@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from chattts import errors
-from chattts._appargs import add_load_arguments, add_server_arguments, load_options
+from chattts._appargs import add_load_arguments, add_server_arguments, load_options, open_chat
 from chattts.errors import ChatTTSError, UsageError
-from chattts.options import EngineOptions, LoadOptions, open_chat
+from chattts.options import EngineOptions, LoadOptions
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 

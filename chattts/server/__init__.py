@@ -16,9 +16,9 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional, Union
 
-from .._appargs import add_load_arguments, add_server_arguments, app_args, load_options
+from .._appargs import add_load_arguments, add_server_arguments, app_args, load_options, open_chat
 from ..errors import MissingDependencyError
-from ..options import EngineOptions, LoadOptions, open_chat
+from ..options import EngineOptions, LoadOptions
 from .batcher import Batcher, BatchStats, SpeechJob
 from .schemas import (
     MAX_INPUT_CHARS,

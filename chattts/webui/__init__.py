@@ -16,9 +16,9 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .._appargs import add_load_arguments, add_webui_arguments, app_args, load_options
+from .._appargs import add_load_arguments, add_webui_arguments, app_args, load_options, open_chat
 from ..errors import MissingDependencyError
-from ..options import LoadOptions, open_chat
+from ..options import LoadOptions
 
 if TYPE_CHECKING:
     import gradio
