@@ -12,7 +12,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from .options import EngineOptions, LoadOptions
 from .params import InferCodeParams, RefineTextParams
+from .voices import Voice
 
 if TYPE_CHECKING:
     from .chat import Chat
@@ -32,4 +34,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'chattts' has no attribute {name!r}")
 
 
-__all__ = ["Chat", "InferCodeParams", "RefineTextParams", "errors", "__version__"]
+__all__ = [
+    "Chat",
+    "EngineOptions",
+    "InferCodeParams",
+    "LoadOptions",
+    "RefineTextParams",
+    "Voice",
+    "errors",
+    "__version__",
+]
