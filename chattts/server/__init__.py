@@ -71,6 +71,7 @@ def create_app(
     batch_wait_ms: float = 20.0,
     max_queue: int = 256,
     max_new_token: int = 2048,
+    allowed_hosts: Optional[list[str]] = None,
 ) -> FastAPI:
     """The FastAPI app of the server.
 
@@ -86,6 +87,8 @@ def create_app(
         max_batch: most requests synthesised together; ``batch_wait_ms``: how long the first
             request waits for others to join; ``max_queue``: more waiting requests get 429.
         max_new_token: the most code steps a request may ask for (and its default).
+        allowed_hosts: Host header names accepted besides localhost when there is no API key
+            (docs/server.md, Host check).
 
     Raises:
         MissingDependencyError: FastAPI or uvicorn is not installed.
@@ -105,7 +108,7 @@ def create_app(
         raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
     table = Voices.load(voices, int(chat.config.gpt.hidden_size))
     batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
-    service = SpeechService(chat, table, batcher, api_key, max_new_token)
+    service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
     return build_app(service)
 
 
@@ -139,6 +142,7 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
         batch_wait_ms=getattr(args, "batch_wait_ms", 20.0),
         max_queue=getattr(args, "max_queue", 256),
         max_new_token=getattr(args, "max_new_token", 2048),
+        allowed_hosts=[args.host],  # besides localhost: the Host check of docs/server.md
     )
     logging.getLogger("chattts.server").setLevel(logging.INFO)
     logger.info("serving on http://%s:%d", args.host, args.port)
