@@ -94,6 +94,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="most waiting requests before 429 (256)",
     )
+    from ._rayargs import add_ray_arguments  # --ray, --replicas, --autoscale, --ray-address
+
+    add_ray_arguments(p)
 
 
 def add_webui_arguments(parser: argparse.ArgumentParser) -> None:

@@ -51,7 +51,13 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help=f"join this cluster (${RAY_ADDRESS_ENV}; default: start a local one)",
     )
-    g.add_argument("--replica-cpus", type=_positive(float), default=1.0, help="CPUs per replica")
+    g.add_argument(
+        "--replica-cpus",
+        type=_positive(float),
+        default=1.0,
+        metavar="N",
+        help="CPUs per replica (1)",
+    )
     g.add_argument(
         "--max-ongoing-requests",
         type=_positive(int),

@@ -128,6 +128,10 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     ``chattts serve`` parsed (the same option names)."""
     args = app_args(argv, build_parser, "chattts-server")
     _require_web()
+    if getattr(args, "ray", False):  # replicas on Ray Serve (docs/server.md, "Ray Serve")
+        from .ray import main as ray_main
+
+        return ray_main(args)
     if getattr(args, "max_batch", 8) < 1:
         raise ValueError("--max-batch must be at least 1")
     if getattr(args, "max_queue", 256) < 1:
