@@ -1,6 +1,21 @@
-"""The generation loop shared by the refine and code passes, and its sampling rules."""
+"""The generation loop shared by the refine and code passes, its sampling rules, the GPT
+backend seam and the builder that applies the engine's options."""
 
+from .backend import GPTBackend, GPTSession, TorchBackend
+from .build import build_backend, build_engine
 from .engine import Engine, GenerationState, Interrupt, PassHeads
 from .sampling import ItemSampling, RowSampler
 
-__all__ = ["Engine", "GenerationState", "Interrupt", "PassHeads", "ItemSampling", "RowSampler"]
+__all__ = [
+    "Engine",
+    "GenerationState",
+    "Interrupt",
+    "PassHeads",
+    "ItemSampling",
+    "RowSampler",
+    "GPTBackend",
+    "GPTSession",
+    "TorchBackend",
+    "build_backend",
+    "build_engine",
+]

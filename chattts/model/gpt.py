@@ -218,7 +218,15 @@ class StaticKVCache(KVCache):
     @property
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The tensors a step reads or writes (CUDA graphs need their addresses fixed)."""
-        return (self.k, self.v, self.key_mask, self.positions, self.write_pos)
+        return (
+            self.k,
+            self.v,
+            self.key_mask,
+            self.positions,
+            self.write_pos,
+            self.cos_table,
+            self.sin_table,
+        )
 
     def _begin_step(self):
         self.key_mask.index_fill_(1, self.write_pos, True)
