@@ -188,7 +188,7 @@ def install(app: Any, service: Any, replica: Optional[str] = None) -> Metrics:
     metrics = Metrics(service.batcher, replica)
     app.state.metrics = metrics
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, response_model=None)
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
