@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
 
+from .assets import snapshot_repo
 from .dialogue import (
     MIN_PROMPT_SECONDS,
     ScriptError,
@@ -38,7 +39,7 @@ from .dialogue import (
     speaker_key,
     strip_speaker_tags,
 )
-from .errors import AssetNotFoundError, DownloadError, UnsupportedOptionError
+from .errors import AssetNotFoundError, UnsupportedOptionError
 from .options import LoadOptions
 from .params import InferCodeParams
 from .pipeline import Pipeline, Utterance, trim_silence
@@ -172,37 +173,6 @@ def _join(parts: list[np.ndarray], gap: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 
-def _snapshot(repo_id: str, revision: Optional[str], cache_dir: Optional[str], force: bool) -> str:
-    """Download (or reuse) a snapshot of a Hub model repo; returns its folder."""
-    import huggingface_hub
-    from huggingface_hub import constants
-
-    from .assets import ALLOW_PATTERNS
-
-    endpoint = os.environ.get("HF_ENDPOINT") or None
-    kw: dict[str, Any] = {"allow_patterns": ALLOW_PATTERNS, "cache_dir": cache_dir}
-    if not force:
-        try:
-            return huggingface_hub.snapshot_download(
-                repo_id, revision=revision, local_files_only=True, **kw
-            )
-        except Exception:  # not cached (or incomplete): download
-            pass
-    try:
-        # a bounded request first: snapshot_download lists the repo without any timeout
-        info = huggingface_hub.HfApi(endpoint=endpoint).model_info(
-            repo_id, revision=revision, timeout=float(constants.HF_HUB_ETAG_TIMEOUT)
-        )
-        return huggingface_hub.snapshot_download(
-            repo_id, revision=info.sha, endpoint=endpoint, force_download=force, **kw
-        )
-    except Exception as e:
-        raise DownloadError(
-            f"{repo_id}: cannot fetch the model from the Hub ({type(e).__name__}: {e}); check "
-            "the repo id, the network and HF_ENDPOINT, or pass a local model folder"
-        ) from e
-
-
 def _is_repo_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(
@@ -248,7 +218,7 @@ def pretrained_options(
     elif path == "2Noise/ChatTTS" and revision is None:
         source, root = "huggingface", cache_dir
     elif _is_repo_id(path):
-        source, root = "custom", _snapshot(path, revision, cache_dir, force)
+        source, root = "custom", snapshot_repo(path, revision, cache_dir, force)
         kwargs.pop("force_redownload", None)
     else:
         raise AssetNotFoundError(

@@ -193,12 +193,17 @@ class Pipeline:
         for batch, steps, _ in self._batches(
             texts, params, carry_voice, batch_size, use_decoder, cancel
         ):
-            state = last(steps)
-            if state is None:
-                wavs += [np.zeros(0, dtype=np.float32) for _ in batch]
-            else:
-                wavs += self.passes.decode_items(state, use_decoder)
+            wavs += self._decoded(steps, len(batch), use_decoder, padded=True)
         return wavs
+
+    def _decoded(
+        self, steps: Iterator[GenerationState], n: int, use_decoder: bool, padded: bool
+    ) -> list[np.ndarray]:
+        """Run a generation to its end and decode its n items (empty when it ran no step)."""
+        state = last(steps)
+        if state is None:
+            return [np.zeros(0, dtype=np.float32) for _ in range(n)]
+        return self.passes.decode_items(state, use_decoder, padded=padded)
 
     def stream(
         self,
@@ -335,12 +340,8 @@ class Pipeline:
         steps = self.passes.code_steps(texts, plist, cancel, progress, True, flags)
         if stream:
             yield from stream_batch(self.passes, steps, len(texts), plist[0], use_decoder)
-            return
-        state = last(steps)
-        if state is None:
-            yield [np.zeros(0, dtype=np.float32) for _ in texts]
         else:
-            yield self.passes.decode_items(state, use_decoder, padded=False)
+            yield self._decoded(steps, len(texts), use_decoder, padded=False)
 
     def _text_of(self, u: Utterance, normalize: bool) -> str:
         """The text the code pass reads: refined alone (when asked, and not cancelled), else
