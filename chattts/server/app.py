@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import audio
 from ..errors import InputTypeError, ParameterError
 from ..params import InferCodeParams, RefineTextParams
-from ..validation import check_code_params, check_refine_params
+from ..validation import MAX_NEW_TOKEN, check_code_params, check_refine_params
 from . import metrics as _metrics
 from .batcher import DONE, Batcher, JobFailed, QueueFullError, SpeechJob
 from .schemas import (
@@ -74,7 +74,11 @@ class SpeechService:
         self.voices = voices
         self.batcher = batcher
         self.api_key = api_key
-        self.max_new_token_limit = max_new_token_limit
+        if max_new_token_limit > MAX_NEW_TOKEN:
+            logger.warning(
+                "max_new_token %d is over the cap: %d", max_new_token_limit, MAX_NEW_TOKEN
+            )
+        self.max_new_token_limit = min(max_new_token_limit, MAX_NEW_TOKEN)
         self.rate = int(chat.config.sample_rate)
         self.per_step = int(chat.config.samples_per_step)
         self._speakers: dict[int, str] = {}
