@@ -1,15 +1,22 @@
-"""Parameter dataclasses of the two generation passes, with the reference's defaults."""
+"""Parameter dataclasses of the two generation passes, with the reference's defaults.
+
+As in the reference, the annotations resolve at run time (``typing.get_type_hints`` works
+without torch, and pydantic takes either class as a field type), and two params objects are
+equal only when they are the same object (``eq=False``: identity equality, hashable), so they
+can be dictionary keys. Compare field by field with ``vars(a) == vars(b)``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
-if TYPE_CHECKING:  # torch is imported when the models are, not with the parameters
-    import torch
+#: The reference's defaults of the two streaming fields chattts does not use (see
+#: :class:`InferCodeParams`); another value is refused by :mod:`chattts.validation`.
+UNUSED_STREAM_DEFAULTS = {"stream_speed": 12000, "pass_first_n_batches": 2}
 
 
-@dataclass
+@dataclass(eq=False)
 class RefineTextParams:
     """Sampling parameters of the refine pass (text -> text with prosody tokens)."""
 
@@ -25,24 +32,28 @@ class RefineTextParams:
     manual_seed: Optional[int] = None
 
 
-@dataclass
+@dataclass(eq=False)
 class InferCodeParams(RefineTextParams):
     """Sampling parameters of the code pass (text -> audio codes).
 
-    ``spk_emb`` is a speaker string (or a float tensor of H values), ``spk_smp`` a speaker sample
-    string from :meth:`chattts.Chat.sample_audio_speaker` and ``txt_smp`` its transcript.
+    ``spk_emb`` is a speaker string (annotated ``Optional[str]`` as in the reference; a float
+    tensor of H values is accepted at run time too), ``spk_smp`` a speaker sample string from
+    :meth:`chattts.Chat.sample_audio_speaker` and ``txt_smp`` its transcript. A voice name or
+    mix (``"alice"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voices`) in ``spk_emb`` is
+    resolved to a speaker string by ``Chat.infer`` / ``Chat.synthesize`` before the pipeline.
 
     Streaming (``infer(stream=True)``): ``stream_batch`` is the number of code steps per chunk;
     ``stream_first_batch`` (new) the steps of the first chunk, smaller so that audio starts early;
     ``stream_lookahead`` (new) the steps decoded past a chunk's end and ``stream_context`` (new)
     the steps decoded before its start, so that the convolutional decoders see what they need
-    and each chunk is final when emitted. ``stream_speed`` and ``pass_first_n_batches`` are
-    accepted for compatibility with the reference and not used: chunks are exact, none is
-    discarded.
+    and each chunk is final when emitted. ``stream_speed`` and ``pass_first_n_batches`` exist
+    for compatibility with the reference and are not used (chunks are exact and none is held
+    back): left at their defaults they change nothing; another value is refused with a
+    :class:`chattts.errors.UnsupportedOptionError` rather than silently ignored.
     """
 
     prompt: str = "[speed_5]"
-    spk_emb: Optional[Union[str, torch.Tensor]] = None
+    spk_emb: Optional[str] = None
     spk_smp: Optional[str] = None
     txt_smp: Optional[str] = None
     temperature: Union[float, list[float]] = 0.3

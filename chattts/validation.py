@@ -33,8 +33,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import InputTypeError, ParameterError
-from .params import InferCodeParams, RefineTextParams
+from .errors import InputTypeError, ParameterError, UnsupportedOptionError
+from .params import UNUSED_STREAM_DEFAULTS, InferCodeParams, RefineTextParams
 
 #: Lowest temperature accepted (logits are divided by it; 0 is not greedy decoding).
 MIN_TEMPERATURE = 1e-4
@@ -175,6 +175,13 @@ def check_code_params(params: InferCodeParams, num_vq: Optional[int] = None) -> 
         check_int(f"{what}.{name}", getattr(params, name), 1, MAX_NEW_TOKEN)
     for name in ("stream_lookahead", "stream_context"):
         check_int(f"{what}.{name}", getattr(params, name), 0, MAX_NEW_TOKEN)
+    for name, default in UNUSED_STREAM_DEFAULTS.items():
+        if getattr(params, name) != default:
+            raise UnsupportedOptionError(
+                f"{what}.{name}={getattr(params, name)!r} is not used by chattts (stream chunks "
+                f"are exact and none is held back): leave it at {default}; stream_batch and "
+                "stream_first_batch set the chunk sizes (docs/compat.md)"
+            )
     for name in ("spk_smp", "txt_smp"):
         value = getattr(params, name)
         if value is not None and not isinstance(value, str):

@@ -61,6 +61,7 @@ class Normalizer:
         builtin_normalizers: bool = True,
     ) -> None:
         self.normalizers: dict[str, Callable[[str], str]] = {}
+        self._by_hand: set[str] = set()  # registered by hand since the last renew()
         if builtin_normalizers:
             for lang in ("en", "zh"):
                 self.normalizers[lang] = builtin(lang, cache_dir)
@@ -72,19 +73,22 @@ class Normalizer:
 
     # -- registration ------------------------------------------------------------------
 
-    def register(self, name: str, fn: Callable[[str], str]) -> bool:
-        """Use ``fn`` (str -> str) for the language ``name`` (``"en"``, ``"zh"``...).
+    def register(self, name: str, normalizer: Callable[[str], str]) -> bool:
+        """Use ``normalizer`` (str -> str) for the language ``name`` (``"en"``, ``"zh"``...).
 
-        ``fn`` is called once on a test string; one that raises or returns something other
-        than a str is refused. A name already registered by hand is refused too (unregister
-        it first); a built-in normaliser is replaced. Returns whether ``fn`` was registered.
+        The reference's signature (``register(name, normalizer)``). ``normalizer`` is called
+        once on a test string; one that raises or returns something other than a str is
+        refused. A name already registered by hand since the last :meth:`renew` is refused too
+        (unregister it first); a built-in normaliser, or one registered before the last
+        :meth:`renew` (which ``Chat.load`` calls, as the reference rebuilds its normaliser on
+        load), is replaced. Returns whether ``normalizer`` was registered.
         """
         current = self.normalizers.get(name)
-        if current is not None and not isinstance(current, BuiltinNormalizer):
+        if name in self._by_hand and current is not None:
             logger.warning("a normalizer is already registered as %r: unregister it first", name)
             return False
         try:
-            value = fn(TEST_STRING)
+            value = normalizer(TEST_STRING)
         except Exception as e:
             logger.warning("normalizer %r failed on a test string (%r): not registered", name, e)
             return False
@@ -93,12 +97,23 @@ class Normalizer:
                 "normalizer %r returned %s, not str: not registered", name, type(value).__name__
             )
             return False
-        self.normalizers[name] = fn
+        self.normalizers[name] = normalizer
+        self._by_hand.add(name)
         return True
+
+    def renew(self) -> None:
+        """Let the next :meth:`register` of each name replace what is registered now.
+
+        ``Chat.load`` calls it: a script that registers its normalisers after every load (as
+        the reference's web UI does on reload) succeeds again, and normalisers registered
+        before keep working until replaced.
+        """
+        self._by_hand.clear()
 
     def unregister(self, name: str) -> None:
         """Stop normalising ``name`` text (built-in normaliser included); no-op if absent."""
         self.normalizers.pop(name, None)
+        self._by_hand.discard(name)
 
     def prepare(self, langs: Iterable[str] = ("en", "zh")) -> dict[str, bool]:
         """Build the built-in normalisers now rather than on first use (a server's start-up).
