@@ -122,8 +122,8 @@ def check_int8(device: torch.device, dtype: torch.dtype) -> None:
 
 
 def int8_layer_hook(layer: nn.Module) -> None:
-    """For :meth:`GPT.from_files`: quantise one decoder layer right after it is loaded."""
-    check_int8(torch.device("cpu"), layer.input_layernorm.weight.dtype)
+    """For :meth:`GPT.from_files`: quantise one (float32) decoder layer right after it is
+    loaded (the options were checked by :func:`check_int8` before loading began)."""
     quantize_int8(layer)
     # the layer's float weights are freed now: give them back before the next layer is read
     # (glibc would otherwise keep them in its heap and the peak would grow layer by layer)
