@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import InputTypeError, ParameterError, UnsupportedOptionError
+from .errors import InputTypeError, ParameterError, SpeakerError, UnsupportedOptionError
 from .params import UNUSED_STREAM_DEFAULTS, InferCodeParams, RefineTextParams
 
 #: Lowest temperature accepted (logits are divided by it; 0 is not greedy decoding).
@@ -156,6 +156,7 @@ def check_code_params(params: InferCodeParams, num_vq: Optional[int] = None) -> 
     Raises:
         ParameterError (a ValueError): a value out of range, naming the field and the range.
         InputTypeError (a TypeError): not an InferCodeParams, or a field of the wrong type.
+        SpeakerError (a ValueError): ``spk_emb`` / ``spk_smp`` of the wrong type.
     """
     if not isinstance(params, InferCodeParams):
         raise InputTypeError(
@@ -182,13 +183,13 @@ def check_code_params(params: InferCodeParams, num_vq: Optional[int] = None) -> 
                 f"are exact and none is held back): leave it at {default}; stream_batch and "
                 "stream_first_batch set the chunk sizes (docs/compat.md)"
             )
-    for name in ("spk_smp", "txt_smp"):
-        value = getattr(params, name)
-        if value is not None and not isinstance(value, str):
-            raise InputTypeError(f"{what}.{name} must be a str, not {type(value).__name__}")
+    if params.txt_smp is not None and not isinstance(params.txt_smp, str):
+        raise InputTypeError(f"{what}.txt_smp must be a str, not {type(params.txt_smp).__name__}")
+    if params.spk_smp is not None and not isinstance(params.spk_smp, str):
+        raise SpeakerError(f"{what}.spk_smp must be a str, not {type(params.spk_smp).__name__}")
     spk = params.spk_emb
     if spk is not None and not isinstance(spk, str) and not hasattr(spk, "detach"):
-        raise InputTypeError(
+        raise SpeakerError(
             f"{what}.spk_emb must be a speaker string or a tensor, not {type(spk).__name__}"
         )
 
