@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import assets
+from .compat import ReferenceAttributes
 from .config import ModelConfig, default_device
 from .dia import Dia
 from .errors import ChatTTSError, NotLoadedError
@@ -24,6 +25,7 @@ from .pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silenc
 from .speaker import decode_speaker
 from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
 from .validation import check_code_params
+from .voicelib import VoiceLibrary
 
 if TYPE_CHECKING:
     from .audio import AudioLike
@@ -44,11 +46,14 @@ def _dia_call(method: Callable[..., T]) -> Callable[..., T]:
     return call
 
 
-class Chat:
+class Chat(ReferenceAttributes):
     """Load a ChatTTS model and synthesise speech, with the reference's API.
 
     A thin facade: the work is done by :class:`chattts.pipeline.Pipeline` (``chat.pipeline``),
-    the Dia-style calls by :class:`chattts.dia.Dia` over the same pipeline.
+    the Dia-style calls by :class:`chattts.dia.Dia` over the same pipeline. The reference's
+    attributes (``coef``, ``device``, ``gpt``, ``tokenizer``, ``speaker``...) are read-only
+    views (:mod:`chattts.compat`). ``voices`` is the voice library whose names and mixes
+    ``spk_emb`` and the Dia-style ``speakers`` accept (:mod:`chattts.voicelib`).
 
     >>> chat = Chat()
     >>> chat.load()                       # doctest: +SKIP
@@ -67,7 +72,8 @@ class Chat:
         self.models: Optional[Models] = None
         self.options: Optional[LoadOptions] = None
         self._pipeline: Optional[Pipeline] = None
-        self._dia = Dia(self._dia_pipeline)
+        self.voices = VoiceLibrary()
+        self._dia = Dia(self._dia_pipeline, self.resolve_voice)
 
     # ---- loading ----------------------------------------------------------------------------
 
@@ -79,7 +85,7 @@ class Chat:
 
     def download_models(
         self,
-        source: str = "huggingface",
+        source: str = "local",
         force_redownload: bool = False,
         custom_path: Optional[str] = None,
         *,
@@ -87,8 +93,9 @@ class Chat:
     ) -> Optional[str]:
         """Fetch and verify the model files; returns the model root, or None after logging why.
 
-        ``source``: ``"huggingface"`` (Hub cache; ``custom_path`` = cache dir), ``"local"``
-        (``custom_path`` or the current directory, completed from the Hub) or ``"custom"``.
+        ``source``: ``"local"`` (the default, as the reference: ``custom_path`` or the current
+        directory, completed from the Hub), ``"huggingface"`` (Hub cache; ``custom_path`` =
+        cache dir) or ``"custom"``.
         """
         try:
             return assets.resolve_model_root(
@@ -159,6 +166,7 @@ class Chat:
         self.models, self.options = models, options
         self.config = models.config
         self._pipeline = Pipeline(models, self.normalizer)
+        self.normalizer.renew()  # as the reference's load: normalisers may be registered again
         release_free_memory()
         return True
 
@@ -349,6 +357,7 @@ class Chat:
             max_split_chars=max_split_chars,
         )
         if not refine_text_only:
+            params_infer_code = self._voiced(params_infer_code)
             check_code_params(params_infer_code)
         if not texts or all(not t.strip() for t in texts):
             return _empty_result(single, stream, refine_text_only)
@@ -409,6 +418,7 @@ class Chat:
         pipeline = self.pipeline
         texts = list(texts)
         plist = [params] * len(texts) if isinstance(params, InferCodeParams) else list(params)
+        plist = [self._voiced(p) for p in plist]
         flags = [None] * len(texts) if cancelled is None else list(cancelled)
         if len(plist) != len(texts) or len(flags) != len(texts):
             raise ValueError("params and cancelled must be one value or one per text")

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, Optional, TypeVar, Union
 import numpy as np
 
 from .assets import snapshot_repo
+from .dia_voices import VoiceFields
 from .dialogue import (
     MIN_PROMPT_SECONDS,
     ScriptError,
@@ -37,7 +38,6 @@ from .dialogue import (
     load_prompt,
     parse_script,
     speaker_key,
-    strip_speaker_tags,
 )
 from .errors import AssetNotFoundError, UnsupportedOptionError
 from .options import LoadOptions
@@ -74,37 +74,6 @@ class _Sampling(NamedTuple):
 class _Segment(NamedTuple):
     text: str
     params: InferCodeParams
-
-
-class _Voices:
-    """Resolves voices to ``InferCodeParams`` fields; each reference audio is encoded once."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self._samples: dict[Any, str] = {}
-
-    def fields(self, voice: Voice) -> dict[str, Any]:
-        from .speaker import decode_speaker
-
-        out: dict[str, Any] = {}
-        if voice.speaker is not None:
-            decode_speaker(voice.speaker, self.pipeline.models.config.gpt.hidden_size)  # early
-            out["spk_emb"] = voice.speaker
-        if voice.audio is not None:
-            out["spk_smp"] = self._sample(voice.audio)
-            out["txt_smp"] = strip_speaker_tags(voice.text) if voice.text else None
-        elif voice.text is not None:
-            raise ValueError("a transcript (audio_prompt_text) needs its audio prompt")
-        if not out:
-            out["spk_emb"] = self.pipeline.random_speaker(voice.seed)
-        return out
-
-    def _sample(self, audio: Any) -> str:
-        key = audio if isinstance(audio, (str, bytes, os.PathLike)) else id(audio)
-        if key not in self._samples:
-            wav = load_prompt(audio, self.pipeline.sample_rate)
-            self._samples[key] = self.pipeline.passes.sample_audio_speaker(wav)
-        return self._samples[key]
 
 
 class _Progress:
@@ -235,10 +204,17 @@ class Dia:
     Args:
         pipeline: returns the pipeline to run on; called with ``compiled=True`` when a call
             asks for the compiled decode step (``use_torch_compile``).
+        resolve: turns a library voice name or mix into a :class:`Voice`
+            (``Chat.resolve_voice``); None: names are an error.
     """
 
-    def __init__(self, pipeline: Callable[[bool], Pipeline]) -> None:
+    def __init__(
+        self,
+        pipeline: Callable[[bool], Pipeline],
+        resolve: Optional[Callable[[str], Voice]] = None,
+    ) -> None:
         self._pipeline = pipeline
+        self._resolve = resolve
 
     def generate(
         self,
@@ -279,11 +255,13 @@ class Dia:
             seed: seeds sampling, so the same seed gives the same audio; without a speaker or
                 prompt it also picks the voice (``sample_random_speaker(seed)``). Without
                 seed, speaker or prompt: a random voice.
-            speaker: a speaker string (``spk_emb``).
-            speakers: for scripts, ``{"S1": voice, ...}``: a seed, a speaker string, reference
-                audio or a :class:`Voice`. Unmapped ``Sn`` speak with the voice of seed
-                ``seed + n - 1`` (a random base seed without ``seed``); ``speaker`` or
-                ``audio_prompt``, when given, is S1's voice unless ``speakers`` maps S1.
+            speaker: a speaker string (``spk_emb``), or a library voice name or mix
+                (``"alice"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voicelib`).
+            speakers: for scripts, ``{"S1": voice, ...}``: a seed, a speaker string, a voice
+                name or mix, reference audio or a :class:`Voice`. Unmapped ``Sn`` speak with
+                the voice of seed ``seed + n - 1`` (a random base seed without ``seed``);
+                ``speaker`` or ``audio_prompt``, when given, is S1's voice unless ``speakers``
+                maps S1.
                 Turn i (from 0) is sampled with ``manual_seed = seed + i``.
             pause: seconds of silence between the turns of a script.
             batch_size: the most texts or turns generated in one batch.
@@ -335,6 +313,7 @@ class Dia:
         speakers: Optional[Mapping[Any, VoiceLike]] = None,
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        seed: Union[int, list[Optional[int]], None] = None,
     ) -> list[np.ndarray]:
         """:meth:`generate` for several texts at once: one float32 waveform (n_i,) per text.
 
@@ -344,8 +323,13 @@ class Dia:
         ``audio_prompts``, ``audio_prompt_texts``, ``seeds`` and ``speaker`` take a list (one
         entry per text) or one value for all; a tuple is one ``(waveform, rate)`` prompt.
         Items with different reference audio go in different batches (the engine shares one
-        audio prompt across a batch).
+        audio prompt across a batch). ``seed`` is another name of ``seeds`` (as ``generate``
+        takes it); give one of the two.
         """
+        if seed is not None:
+            if seeds is not None:
+                raise TypeError("generate_batch takes seed or seeds, not both")
+            seeds = seed
         _check(sample_rate, max_new_tokens, pause, batch_size, cfg_scale)
         if isinstance(texts, str):
             raise TypeError("generate_batch takes a list of texts; use generate for one")
@@ -364,7 +348,7 @@ class Dia:
         pipeline = self._pipeline(use_torch_compile)
         start = time.perf_counter()
         sampling = _Sampling(top_p, top_k, temperature, max_new_tokens)
-        voices = _Voices(pipeline)
+        voices = VoiceFields(pipeline, self._resolve)
         plans = [
             _plan(t, Voice(s, spk, a, tr), s, cast, sampling, voices)
             for t, s, spk, a, tr in zip(texts, item_seeds, spks, prompts, transcripts, strict=True)
@@ -406,7 +390,7 @@ def _plan(
     seed: Optional[int],
     cast: dict[str, Voice],
     sampling: _Sampling,
-    voices: _Voices,
+    voices: VoiceFields,
 ) -> list[_Segment]:
     """The segments (turns) of one text, each with its sampling parameters."""
     if not isinstance(text, str):

@@ -1,0 +1,148 @@
+"""The reference's attributes on :class:`chattts.Chat`: ``coef``, ``device``, ``device_gpt``,
+read-only views of the loaded modules, and voice names resolved in the params (docs/compat.md).
+
+Scripts written for the reference reach one level into ``Chat``: ``chat.gpt``,
+``chat.tokenizer``, ``chat.speaker``... These are the loaded modules of ``chat.models``
+under the reference's names (None before ``load``); which of their methods match the
+reference's is listed in docs/compat.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from .params import InferCodeParams
+from .passes import code_prompt, refine_prompt
+from .speaker import decode_sample, encode_sample
+from .voicelib import VoiceLibrary, is_voice_reference
+from .voices import Voice
+
+if TYPE_CHECKING:
+    from .models import Models
+    from .options import LoadOptions
+    from .pipeline import Pipeline
+
+
+class SpeakerView:
+    """The reference's ``chat.speaker``: speaker strings and prompt decoration.
+
+    Args:
+        pipeline: the loaded pipeline.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def sample_random(self, seed: Optional[int] = None) -> str:
+        """A random speaker string (drawn on the CPU; ``seed`` as ``sample_random_speaker``)."""
+        return self._pipeline.random_speaker(seed)
+
+    @staticmethod
+    def decorate_code_prompts(
+        text: list[str], prompt: str, txt_smp: Optional[str], spk_emb: Optional[str]
+    ) -> list[str]:
+        """The code pass inputs of ``text`` (a new list; the reference edits ``text`` too)."""
+        return [code_prompt(t, prompt, txt_smp, spk_emb is not None) for t in text]
+
+    @staticmethod
+    def decorate_text_prompts(text: list[str], prompt: str) -> list[str]:
+        """The refine pass inputs of ``text``."""
+        return [refine_prompt(t, prompt) for t in text]
+
+    @staticmethod
+    def encode_prompt(prompt: torch.Tensor) -> str:
+        """Codes (num_vq, T) -> speaker sample string (``spk_smp``)."""
+        return encode_sample(prompt)
+
+    def decode_prompt(self, prompt: str) -> torch.Tensor:
+        """Speaker sample string -> codes (num_vq, T) int64."""
+        return decode_sample(prompt, self._pipeline.models.config.gpt.num_vq)
+
+
+def _module(name: str, doc: str) -> property:
+    def get(self: ReferenceAttributes) -> Any:
+        models = self.models
+        return None if models is None else getattr(models, name)
+
+    return property(get, doc=f"{doc} (read only; None before ``load``).")
+
+
+class ReferenceAttributes:
+    """The reference's attributes, as read-only properties over ``self.models``."""
+
+    models: Optional[Models]
+    options: Optional[LoadOptions]
+    voices: VoiceLibrary
+    _pipeline: Optional[Pipeline]
+
+    tokenizer = _module("tokenizer", "The tokenizer (:class:`chattts.model.tokenizer.Tokenizer`)")
+    gpt = _module("gpt", "The GPT body (:class:`chattts.model.gpt.GPT`)")
+    embed = _module("embed", "Embeddings and heads (:class:`chattts.model.embed.Embed`)")
+    decoder = _module("decoder", "The Decoder (hidden states -> mels)")
+    vocos = _module("vocos", "The vocoder (mels -> 24 kHz audio)")
+    dvae = _module("dvae", "The DVAE (loaded on first access)")
+
+    @property
+    def speaker(self) -> Optional[SpeakerView]:
+        """Speaker strings and prompt decoration, as the reference's ``chat.speaker``."""
+        return None if self._pipeline is None else SpeakerView(self._pipeline)
+
+    @property
+    def device(self) -> Optional[torch.device]:
+        """The device of the loaded modules (None before ``load``)."""
+        return None if self.models is None else self.models.device
+
+    @property
+    def device_gpt(self) -> Optional[torch.device]:
+        """The GPT's device: always :attr:`device` (the reference's differs only with vLLM)."""
+        return self.device
+
+    @property
+    def coef(self) -> Optional[str]:
+        """The DVAE ``coef`` in use, as the string ``load(coef=...)`` takes (the checkpoint's,
+        read from its file without loading the DVAE, unless ``load`` replaced it)."""
+        if self.models is None:
+            return None
+        if self.options is not None and self.options.coef is not None:
+            return self.options.coef
+        from safetensors import safe_open
+
+        from .models import encode_coef
+
+        loader = self.models.dvae_loader
+        if loader.coef is not None:
+            return encode_coef(loader.coef)
+        with safe_open(loader.path, framework="pt") as f:
+            return encode_coef(f.get_tensor("coef"))
+
+    # ---- voices -----------------------------------------------------------------------------
+
+    def resolve_voice(self, spec: str) -> Voice:
+        """A library voice name or mix (``"alice"``, ``"alice*0.7+bob*0.3"``) -> its
+        :class:`Voice`, seeds drawn with this model (see :mod:`chattts.voicelib`).
+
+        Raises:
+            VoicesError: unknown names, malformed mixes, voices of another model size.
+        """
+        pipeline = self._pipeline
+        draw = None if pipeline is None else pipeline.random_speaker
+        size = None if self.models is None else self.models.config.gpt.hidden_size
+        return self.voices.resolve(spec, draw, size)
+
+    def _voiced(self, params: InferCodeParams) -> InferCodeParams:
+        """``params`` with a voice name or mix in ``spk_emb`` replaced by its speaker string
+        (or, for a voice made from a recording, its ``spk_smp`` / ``txt_smp``); a copy, never
+        the caller's object."""
+        if not isinstance(params, InferCodeParams) or not is_voice_reference(params.spk_emb):
+            return params
+        voice = self.resolve_voice(params.spk_emb)
+        fields: dict[str, Any] = {"spk_emb": voice.speaker}
+        if voice.sample is not None:
+            fields.update(spk_smp=voice.sample, txt_smp=voice.text)
+        return replace(params, **fields)
+
+
+__all__ = ["ReferenceAttributes", "SpeakerView"]
