@@ -45,7 +45,7 @@ logger = logging.getLogger("chattts")
 
 REPO_ID = "2Noise/ChatTTS"
 
-#: SHA256 of the official files, relative to the model root (REFERENCE.md §1).
+#: SHA256 of the official files, relative to the model root (docs/architecture.md, "Model files").
 SHA256_MAP: dict[str, str] = {
     DECODER_WEIGHTS: "77aa55e0a977949c4733df3c6f876fa85860d3298cba63295a7bc6901729d4e0",
     DVAE_WEIGHTS: "1d0b044a8368c0513100a2eca98456b289e6be6a18b7a63be1bcaa315ea874d9",

@@ -2,7 +2,7 @@
 
 Every dimension that a tensor shape shows is taken from the checkpoint (so a smaller model in
 the official layout loads with no extra argument); hyper-parameters that no shape shows keep
-the official values (REFERENCE.md §1).
+the official values (docs/architecture.md, "Model files").
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ class ModelConfig:
 
     @classmethod
     def from_model_root(cls, root: str) -> ModelConfig:
-        """Read every dimension from the files under ``root`` (a model root, see §1)."""
+        """Read every dimension from the files under ``root`` (a model root: docs/architecture.md,
+        "Model files")."""
         gpt = _gpt_config(root)
         return cls(
             gpt=gpt,

@@ -1,4 +1,6 @@
-"""Speakers: statistics, random voices, and the reference's speaker strings (§6).
+"""Speakers: statistics, random voices, and the reference's speaker strings.
+
+See docs/architecture.md, "Speakers".
 
 A speaker string (``spk_emb``) is base16384 of the raw-LZMA2 of H float16 values; a speaker
 sample (``spk_smp``) is base16384 of a 4-byte shape header and the raw-LZMA2 of uint16 codes.

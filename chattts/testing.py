@@ -30,7 +30,7 @@ from .config import (
     VocosConfig,
 )
 
-#: The official added tokens, in id order (REFERENCE.md §2).
+#: The official added tokens, in id order (docs/architecture.md, "Tokenizer").
 SPECIAL_TOKENS: list[str] = (
     [
         "[Sasr]",

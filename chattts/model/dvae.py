@@ -1,4 +1,7 @@
-"""DVAE and Decoder: ConvNeXt stacks between codes / hidden states and log-mels (§7)."""
+"""DVAE and Decoder: ConvNeXt stacks between codes / hidden states and log-mels.
+
+See docs/architecture.md, "DVAE and Decoder".
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Input embeddings and output heads of the GPT (``Embed.safetensors``, REFERENCE.md §3)."""
+"""Input embeddings and output heads of the GPT (``Embed.safetensors``).
+
+See docs/architecture.md, "Embeddings and heads".
+"""
 
 from __future__ import annotations
 

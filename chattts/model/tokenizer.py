@@ -1,4 +1,7 @@
-"""The BERT WordPiece tokenizer of ChatTTS and the batch layout of prompts (§2)."""
+"""The BERT WordPiece tokenizer of ChatTTS and the batch layout of prompts.
+
+See docs/architecture.md, "Tokenizer".
+"""
 
 from __future__ import annotations
 

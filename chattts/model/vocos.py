@@ -1,4 +1,7 @@
-"""The Vocos vocoder (log-mel -> 24 kHz waveform), built with the ``vocos`` package (§8)."""
+"""The Vocos vocoder (log-mel -> 24 kHz waveform), built with the ``vocos`` package.
+
+See docs/architecture.md, "Vocos".
+"""
 
 from __future__ import annotations
 

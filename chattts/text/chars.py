@@ -1,4 +1,6 @@
-"""Character tables and character-level steps of the normaliser (REFERENCE.md §10).
+"""Character tables and character-level steps of the normaliser.
+
+See docs/architecture.md, "Text normalisation".
 
 The two tables are the reference's (``spec/normalizer_tables.json``). Everything here works on
 plain ``str`` and never looks inside ``[...]`` tags: callers split the text with :data:`TAG`

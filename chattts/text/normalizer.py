@@ -1,4 +1,4 @@
-"""Text normalisation before the models (REFERENCE.md §10).
+"""Text normalisation before the models (docs/architecture.md, "Text normalisation").
 
 The model reads Chinese characters, Latin letters, ``，。、,.``, spaces and ``[...]`` tags.
 :class:`Normalizer` turns what a user writes into that: numbers, dates, currencies, units and

@@ -1,4 +1,6 @@
-"""Sentence splitting of ``infer``'s str input (REFERENCE.md §9.1), and a length limit.
+"""Sentence splitting of ``infer``'s str input, and a length limit.
+
+See docs/architecture.md, "One request".
 
 :func:`split_sentences` is the reference rule. :func:`split_text` applies it, then cuts any
 piece longer than a limit at its last sentence or clause boundary, so that no piece runs into
