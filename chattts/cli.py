@@ -377,13 +377,16 @@ def _message(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+class _CliHandler(logging.StreamHandler):
+    """The command's own log handler (replaced, not added again, when main runs twice)."""
+
+
 def _setup_logging(verbose: bool) -> None:
     """chattts's log records to stderr: INFO and up with -v, WARNING and up otherwise."""
-    for h in [h for h in logger.handlers if getattr(h, "_chattts_cli", False)]:
+    for h in [h for h in logger.handlers if isinstance(h, _CliHandler)]:
         logger.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CliHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    handler._chattts_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
