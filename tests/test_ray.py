@@ -10,7 +10,12 @@ import base64
 import concurrent.futures
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import httpx
@@ -119,6 +124,56 @@ def test_check_health_follows_the_worker(chat):
     batcher.stop()
     with pytest.raises(ReplicaUnhealthy, match="worker"):
         replica.check_health()
+
+
+# ---- chattts serve --ray in a subprocess ---------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.ray
+def test_serve_ray_command_drains_on_sigterm(tiny_root):
+    """``chattts serve --ray`` on its own local Ray: SIGTERM lets the request under way finish,
+    then the command stops with status 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [sys.executable, "-m", "chattts", "serve", "--ray", "--model-dir", tiny_root]
+    cmd += ["--no-verify", "--device", "cpu", "--port", str(port), "--replica-cpus", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, b"".join(output).decode(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "chattts serve --ray did not come up"
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        # seed 3 runs to max_new_token without an end token: a few seconds of work
+        body = {"model": "tts-1", "input": "hello world", "voice": "alloy"}
+        body.update(response_format="pcm", seed=3, max_new_token=300)
+        data = bytearray()
+        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, timeout=TIMEOUT) as r:
+            assert r.status_code == 200
+            chunks = r.iter_bytes()
+            data += next(chunks)
+            proc.send_signal(signal.SIGTERM)  # mid-stream
+            for chunk in chunks:
+                data += chunk
+        assert len(data) >= 0.9 * 300 * 512 * 2, f"{len(data)} bytes: the stream was cut"
+        assert proc.wait(TIMEOUT) == 0, b"".join(output).decode(errors="replace")[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    reader.join(10)
 
 
 # ---- on a local Ray instance ---------------------------------------------------------------

@@ -278,9 +278,10 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if address:
-            serve.delete(APP_NAME)  # leave the cluster's other applications running
-        else:
+        # replicas stop once their requests are answered (graceful_shutdown_timeout_s), with
+        # the proxy still up to carry the answers; the cluster's other applications stay
+        serve.delete(APP_NAME)
+        if not address:
             serve.shutdown()
         ray.shutdown()
     return 0
