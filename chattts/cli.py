@@ -1,4 +1,4 @@
-"""The ``chattts`` command: ``say``, ``speaker``, ``download``, ``serve`` and ``webui``.
+"""The ``chattts`` command: ``say``, ``voice``, ``speaker``, ``download``, ``serve``, ``webui``.
 
 User mistakes (a bad option, a missing model folder, a wrong checksum, an invalid speaker string)
 end with one line on stderr and a non-zero exit code, never a traceback. See docs/cli.md.
@@ -18,19 +18,18 @@ import numpy as np
 
 from . import audio
 from ._appargs import (
-    VOICES_ENV,
     add_load_arguments,
     add_server_arguments,
     add_voices_argument,
     add_webui_arguments,
     check_model_dir,
-    default_source,
     load_options,
     number,
     open_chat,
 )
+from .cli_voice import add_voice_parser, check_voice, library, resolve_voice, spk_stat_path
 from .errors import ChatTTSError, ChecksumMismatchError, UsageError
-from .voices import VoiceSpec, load_voices
+from .voices import Voice, load_voices
 
 if TYPE_CHECKING:
     from .chat import Chat
@@ -87,41 +86,39 @@ def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
     return [f"{stem}_{i}{suffix}" for i in range(n)], fmt
 
 
-def _voice(args: argparse.Namespace) -> Optional[VoiceSpec]:
-    """--spk, --seed or --voice (checked before the model loads); None: a random voice."""
-    voice: Optional[VoiceSpec] = args.spk if args.spk is not None else args.seed
+def _voice(args: argparse.Namespace) -> Voice:
+    """--spk, --seed or --voice NAME|MIX (checked before the model loads; a mix is made once
+    the model is loaded). ``Voice()``: a random voice."""
     if args.voice is not None:
-        voice = _named_voice(args.voices, args.voice)
-    if isinstance(voice, str):
+        check_voice(library(args.voices), args.voice)
+        return Voice(name=args.voice)
+    if args.spk is not None:
         from .speaker import decode_speaker
 
-        decode_speaker(voice)  # SpeakerError names the problem
-    return voice
+        decode_speaker(args.spk)  # SpeakerError names the problem
+        return Voice(speaker=args.spk)
+    return Voice(seed=args.seed)
 
 
-def _speaker(chat: Chat, voice: Optional[VoiceSpec]) -> str:
-    if isinstance(voice, str):
-        return voice
-    spk = chat.sample_random_speaker(seed=voice)
-    logger.info("speaker%s: %s", "" if voice is None else f" (seed {voice})", spk)
-    return spk
-
-
-def _named_voice(voices_path: Optional[str], name: str) -> VoiceSpec:
-    if not voices_path:
-        raise UsageError(f"--voice {name}: give --voices PATH (or set {VOICES_ENV})")
-    voices = load_voices(voices_path)
-    if name not in voices:
-        known = ", ".join(sorted(voices)) or "none"
-        raise UsageError(f"unknown voice {name!r} in {voices_path} (known: {known})")
-    return voices[name]
+def _voice_fields(chat: Chat, args: argparse.Namespace, voice: Voice) -> dict[str, Any]:
+    """The ``InferCodeParams`` fields of ``voice``: its speaker string, or a library voice's
+    speaker sample (``spk_smp`` + ``txt_smp``)."""
+    if voice.name is not None:
+        voice = resolve_voice(chat, library(args.voices), voice.name)
+    if voice.sample is not None:
+        return {"spk_emb": voice.speaker, "spk_smp": voice.sample, "txt_smp": voice.text}
+    if isinstance(voice.speaker, str):
+        return {"spk_emb": voice.speaker}
+    spk = chat.sample_random_speaker(seed=voice.seed)
+    logger.info("speaker%s: %s", "" if voice.seed is None else f" (seed {voice.seed})", spk)
+    return {"spk_emb": spk}
 
 
 def _params(
-    args: argparse.Namespace, chat: Chat, spk: str
+    args: argparse.Namespace, chat: Chat, voice: dict[str, Any]
 ) -> tuple[RefineTextParams, InferCodeParams]:
     show = sys.stderr.isatty()
-    code: dict[str, Any] = {"spk_emb": spk, "show_tqdm": show}
+    code: dict[str, Any] = {**voice, "show_tqdm": show}
     for key, attr in (
         ("temperature", "temperature"),
         ("top_P", "top_p"),
@@ -157,18 +154,23 @@ def _close_out(f: IO[bytes], path: str, fmt: str) -> None:
 
 def cmd_say(args: argparse.Namespace) -> int:
     texts = _texts(args.text)
+    player = None
+    if args.play:
+        if args.output is not None or args.format or args.stream:
+            raise UsageError("--play plays the audio: leave out -o, --format and --stream")
+        from .cli_play import Player
+
+        player = Player(24000)  # the device is checked before the model loads
+        try:
+            return _say_played(args, texts, player)
+        finally:
+            player.close()
+    args.output = args.output or "output.wav"
     paths, fmt = _outputs(args, len(texts))
     if args.stream and fmt == "m4a":
         raise UsageError("m4a cannot be streamed: use aac, mp3, opus, flac or wav with --stream")
-    voice = _voice(args)
-    chat = load_chat(args)
+    chat, infer = _prepared(args)
     rate = chat.config.sample_rate
-    refine, code = _params(args, chat, _speaker(chat, voice))
-    infer = {
-        "skip_refine_text": not args.refine,
-        "params_refine_text": refine,
-        "params_infer_code": code,
-    }
     gap = np.zeros(int(round(args.gap * rate)), np.float32) if args.join else None
     if args.stream:
         _say_streamed(chat, texts, paths, fmt, rate, gap, infer)
@@ -185,6 +187,30 @@ def cmd_say(args: argparse.Namespace) -> int:
     for path in paths:
         if path != "-":
             print(path)
+    return 0
+
+
+def _prepared(args: argparse.Namespace) -> tuple[Chat, dict[str, Any]]:
+    """The loaded model and the ``infer`` keywords of ``say``'s options."""
+    voice = _voice(args)
+    chat = load_chat(args)
+    refine, code = _params(args, chat, _voice_fields(chat, args, voice))
+    return chat, {
+        "skip_refine_text": not args.refine,
+        "params_refine_text": refine,
+        "params_infer_code": code,
+    }
+
+
+def _say_played(args: argparse.Namespace, texts: list[str], player: Any) -> int:
+    """Each text streamed to the audio output as it is produced, ``--gap`` between texts."""
+    chat, infer = _prepared(args)
+    gap = np.zeros(int(round(args.gap * chat.config.sample_rate)), np.float32)
+    for i, text in enumerate(texts):
+        if i:
+            player.write(gap)
+        for chunk in _chunks(chat, text, infer):
+            player.write(chunk)
     return 0
 
 
@@ -229,25 +255,10 @@ def _say_streamed(
 # ---- speaker, download, serve, webui ----------------------------------------------------------
 
 
-def _spk_stat_path(args: argparse.Namespace) -> str:
-    """``asset/spk_stat.pt`` of the model folder, or fetched alone from the Hub."""
-    from .config import SPK_STAT
-
-    source = args.source or default_source(args.model_dir)
-    if source == "huggingface":
-        from .assets import fetch_file
-
-        return fetch_file(SPK_STAT, args.model_dir)
-    root = args.model_dir or os.getcwd()
-    if not os.path.isdir(root):
-        raise UsageError(f"model folder not found: {root}")
-    return os.path.join(root, SPK_STAT)
-
-
 def cmd_speaker(args: argparse.Namespace) -> int:
     from .speaker import SpeakerStats, encode_speaker
 
-    stats = SpeakerStats.from_file(_spk_stat_path(args))
+    stats = SpeakerStats.from_file(spk_stat_path(args))
     print(encode_speaker(stats.sample(args.seed)))
     return 0
 
@@ -295,7 +306,8 @@ def cmd_webui(args: argparse.Namespace) -> int:
 def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("say", parents=[common], help="synthesise texts into audio files")
     p.add_argument("text", nargs="+", help="texts to speak, one file each ('-': stdin lines)")
-    p.add_argument("-o", "--output", default="output.wav", metavar="FILE", help=OUT_HELP)
+    p.add_argument("-o", "--output", metavar="FILE", help=OUT_HELP)
+    p.add_argument("--play", action="store_true", help="play on the audio output (no file)")
     p.add_argument("--format", help=f"default: from the suffix; {', '.join(audio.FORMATS)}")
     p.add_argument("--join", action="store_true", help="all texts into one file")
     p.add_argument("--gap", type=number(float, 0, 60), default=0.3, help="pause (0.3 s)")
@@ -303,7 +315,9 @@ def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     who = p.add_mutually_exclusive_group()
     who.add_argument("--spk", metavar="STRING", help="speaker string (see 'chattts speaker')")
     who.add_argument("--seed", type=int, metavar="N", help="the voice of this seed")
-    who.add_argument("--voice", metavar="NAME", help="a named voice from --voices")
+    who.add_argument(
+        "--voice", metavar="NAME", help="a named voice or a mix ('a*0.7+b*0.3') from --voices"
+    )
     add_voices_argument(p)
     s = p.add_argument_group("sampling")
     s.add_argument("--refine", action=BOOL, default=True, help="refine the text (default)")
@@ -362,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_load_arguments(p, engine=False)
     p.add_argument("--force", action="store_true", help="download again even if present")
     p.set_defaults(func=cmd_download)
+    add_voice_parser(sub, common)
     _app_parsers(sub, common)
     return parser
 

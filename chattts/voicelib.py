@@ -254,7 +254,7 @@ class VoiceLibrary:
             VoicesError: a bad name, an existing name without ``overwrite``, a read-only
                 library, nothing or a bad speaker given.
         """
-        self._check_name(name, overwrite)
+        self.check_new_name(name, overwrite)
         if speaker is None and sample is None:
             if seed is None:
                 raise VoicesError(f"voice {name!r}: give a speaker string, a seed or a sample")
@@ -278,7 +278,7 @@ class VoiceLibrary:
     def rename(self, old: str, new: str) -> VoiceRecord:
         """Give the voice ``old`` the name ``new`` (which must be free)."""
         record = self.get(old)
-        self._check_name(new, overwrite=False)
+        self.check_new_name(new, overwrite=False)
         renamed = replace(record, name=new)
         self._write(renamed)
         self.remove(old)
@@ -297,7 +297,12 @@ class VoiceLibrary:
         if os.path.isfile(self.path):
             raise VoicesError(f"{self.path} is a voices file (read only): use a voices folder")
 
-    def _check_name(self, name: str, overwrite: bool) -> None:
+    def check_new_name(self, name: str, overwrite: bool = False) -> None:
+        """``name`` can be written: a valid name, free (or ``overwrite``), a writable library.
+
+        Raises:
+            VoicesError: otherwise.
+        """
         self._writable()
         if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
             raise VoicesError(f"bad voice name {name!r}: use up to 64 letters, digits, '_' and '-'")
@@ -350,11 +355,11 @@ class VoiceLibrary:
                 different sizes or of another size than ``hidden_size``.
         """
         spec = spec.strip()
-        if not is_mix(spec):
-            if not looks_like_voice_name(spec):
+        records = self.records()
+        if spec in records or not is_mix(spec):  # a voices file's name may hold any character
+            if spec not in records and not looks_like_voice_name(spec):
                 raise VoicesError(f"bad voice name {spec!r}")
-            record = self.get(spec)
-            voice = record.voice
+            voice = self.get(spec).voice
             if voice.speaker is None and voice.sample is None and draw is not None:
                 voice = Voice(speaker=draw(voice.seed))
         else:
