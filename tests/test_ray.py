@@ -23,6 +23,7 @@ import numpy as np
 import openai
 import pytest
 import ray
+import yaml
 from ray import serve
 
 from chattts._rayargs import autoscale_range
@@ -109,6 +110,21 @@ def test_app_builder_reads_the_config_args(tiny_root):
     assert deployment.ray_actor_options["num_cpus"] == 2
     with pytest.raises(UsageError, match="unknown argument"):
         app_builder({"model_dir": tiny_root, "bogus": 1})
+
+
+def test_the_example_config_is_a_valid_serve_config(tiny_root, monkeypatch):
+    from ray.serve.schema import ServeDeploySchema
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "ray", "serve.yaml")
+    with open(path, encoding="utf-8") as f:
+        config = ServeDeploySchema.model_validate(yaml.safe_load(f))
+    (app,) = config.applications
+    assert app.import_path == "chattts.server.ray:app_builder"
+    assert app.deployments[0].name == DEPLOYMENT_NAME
+    monkeypatch.setenv("CHATTTS_API_KEY", "from-env")
+    built = app_builder({**app.args, "model_dir": tiny_root})
+    options = built._bound_deployment.init_args[0]
+    assert options.api_key == "from-env" and options.max_batch == app.args["max_batch"]
 
 
 def test_check_health_follows_the_worker(chat):

@@ -38,6 +38,8 @@ APP_NAME = "chattts"
 DEPLOYMENT_NAME = "ChatTTS"
 #: Environment variables a replica gets from the process that deploys it.
 FORWARDED_ENV = ("CHATTTS_ALLOWED_HOSTS",)
+#: Where the config-file builder finds the API key when its args have none.
+API_KEY_ENV = "CHATTTS_API_KEY"
 
 
 def _require_ray() -> tuple[Any, Any]:
@@ -197,8 +199,10 @@ def app_builder(args: dict[str, Any]) -> Any:
     ``batch_wait_ms``, ``max_queue``, ``max_new_token``, ``allowed_hosts`` (a list),
     ``threads``, and ``replicas``, ``autoscale`` (``"MIN:MAX"``), ``replica_cpus``,
     ``max_ongoing_requests``, ``max_queued_requests``. The config's ``deployments:`` section
-    may override the scaling."""
+    may override the scaling. ``api_key`` defaults to ``$CHATTTS_API_KEY``."""
     args = dict(args)
+    if args.get("api_key") is None and os.environ.get(API_KEY_ENV):
+        args["api_key"] = os.environ[API_KEY_ENV]
     model_dir = args.pop("model_dir", None)
     source = args.pop("source", None) or ("custom" if model_dir else "huggingface")
     engine = EngineOptions(dtype=args.pop("dtype", "float32"), quantize=args.pop("quantize", None))
