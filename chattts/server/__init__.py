@@ -106,7 +106,7 @@ def create_app(
         chat = open_chat(options)
     elif not chat.has_loaded():
         raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
-    table = Voices.load(voices, int(chat.config.gpt.hidden_size))
+    table = Voices.load(voices, int(chat.config.gpt.hidden_size), chat.sample_random_speaker)
     batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
     service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
     return build_app(service)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -211,15 +212,23 @@ class VoiceInfo:
 class Voices:
     """Named voices (OpenAI's names by default, then those of the voices file or folder).
 
-    A request's ``voice`` is, in order: a named voice; ``seed_N`` (the voice of seed N); or a
-    speaker string (from ``chattts speaker`` or ``Chat.sample_random_speaker``).
+    A request's ``voice`` is, in order: a named voice; ``seed_N`` (the voice of seed N); a mix
+    of those (``"alloy+nova"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voicelib`); or a
+    speaker string (from ``chattts speaker`` or ``Chat.sample_random_speaker``). ``draw``
+    gives a seed's speaker string (``Chat.sample_random_speaker``), for mixes of seed voices.
     """
 
-    def __init__(self, named: Optional[dict[str, Voice]] = None, hidden_size: int = 768) -> None:
+    def __init__(
+        self,
+        named: Optional[dict[str, Voice]] = None,
+        hidden_size: int = 768,
+        draw: Optional[Callable[[int], str]] = None,
+    ) -> None:
         table: dict[str, Voice] = dict(OPENAI_VOICES)
         table.update(named or {})
         self.table = table
         self.hidden_size = hidden_size
+        self.draw = draw
         for name, value in (named or {}).items():
             self._check(name, value)
 
@@ -241,15 +250,17 @@ class Voices:
             raise VoicesError(f"{e} (or give a speaker string)") from e
 
     @classmethod
-    def load(cls, source: Any, hidden_size: int) -> Voices:
+    def load(
+        cls, source: Any, hidden_size: int, draw: Optional[Callable[[int], str]] = None
+    ) -> Voices:
         """From None, a dict (name -> seed or speaker string) or a path (JSON file or folder)."""
         if source is None:
-            return cls(None, hidden_size)
+            return cls(None, hidden_size, draw)
         if isinstance(source, dict):
-            return cls(dict(source), hidden_size)
-        from ..cli import load_voices  # the voices format is shared with ``chattts say``
+            return cls(dict(source), hidden_size, draw)
+        from ..voices import load_voices  # the voices format is shared with ``chattts say``
 
-        return cls(load_voices(source), hidden_size)
+        return cls(load_voices(source), hidden_size, draw)
 
     def list(self) -> list[VoiceInfo]:
         return [VoiceInfo(n, v) for n, v in sorted(self.table.items())]
@@ -260,6 +271,8 @@ class Voices:
         name = name.strip()
         if name in self.table:
             value = self.table[name]
+        elif ("+" in name or "*" in name) and name.isascii():
+            value = self._mix(name)
         elif _SEED_VOICE.match(name):
             value = int(_SEED_VOICE.match(name).group(1))
         elif len(name) > 32:  # speaker strings are long; voice names are not
@@ -279,6 +292,37 @@ class Voices:
             except SpeakerError as e:
                 raise RequestError(f"invalid voice: {e}", "voice", "invalid_voice") from e
         return value
+
+    def _mix(self, spec: str) -> str:
+        """The speaker string of a mix of named or ``seed_N`` voices; RequestError naming the
+        unknown voice or what is malformed."""
+        from ..voicelib import mix_speakers, parse_mix
+
+        try:
+            parts = parse_mix(spec)
+        except VoicesError as e:
+            raise RequestError(f"invalid voice: {e}", "voice", "invalid_voice") from e
+        speakers = []
+        for name, weight in parts:
+            seed = _SEED_VOICE.match(name)
+            value = self.table.get(name, int(seed.group(1)) if seed else None)
+            if value is None:
+                known = ", ".join(sorted(self.table))
+                raise RequestError(
+                    f"unknown voice {name!r} in the mix {spec!r}: use named voices ({known}) "
+                    "or seed_N",
+                    "voice",
+                    "voice_not_found",
+                )
+            if isinstance(value, int):
+                if self.draw is None:
+                    raise RequestError("mixes of seed voices need the model", "voice")
+                value = self.draw(value)
+            speakers.append((value, weight))
+        try:
+            return mix_speakers(speakers, [n for n, _ in parts])
+        except VoicesError as e:
+            raise RequestError(f"invalid voice: {e}", "voice", "invalid_voice") from e
 
 
 # ---- the OpenAPI document ------------------------------------------------------------------
