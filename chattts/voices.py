@@ -225,15 +225,6 @@ def load_voices(path: Union[str, os.PathLike]) -> dict[str, VoiceSpec]:
     return out
 
 
-def __getattr__(name: str) -> Any:
-    # the voice library lives in chattts.voicelib (which imports this module)
-    if name in ("VoiceLibrary", "VoiceRecord", "parse_mix", "mix_speakers", "default_voices_dir"):
-        from . import voicelib
-
-        return getattr(voicelib, name)
-    raise AttributeError(f"module 'chattts.voices' has no attribute {name!r}")
-
-
 __all__ = [
     "NAME_PATTERN",
     "Voice",

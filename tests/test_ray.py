@@ -127,6 +127,23 @@ def test_the_example_config_is_a_valid_serve_config(tiny_root, monkeypatch):
     assert options.api_key == "from-env" and options.max_batch == app.args["max_batch"]
 
 
+def test_serve_ray_options(tiny_root, capsys):
+    from chattts.server import build_parser
+    from chattts.server.ray import options_from_args
+
+    base = ["--model-dir", tiny_root, "--no-verify", "--device", "cpu", "--max-batch", "4"]
+    args = build_parser().parse_args([*base, "--ray", "--autoscale", "1:3", "--host", "tts.lan"])
+    options, scale = options_from_args(args)
+    assert args.ray and scale["autoscale"] == (1, 3) and scale["max_ongoing_requests"] is None
+    assert options.max_batch == 4 and options.allowed_hosts == ("tts.lan",)
+    assert options.load.custom_path == tiny_root and options.load.verify is False
+    args = build_parser().parse_args([*base, "--ray", "--replicas", "3", "--replica-cpus", "2"])
+    assert options_from_args(args)[1]["replicas"] == 3 and args.replica_cpus == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--ray", "--replicas", "2", "--autoscale", "1:2"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
 def test_check_health_follows_the_worker(chat):
     """A replica is healthy while its model is loaded and its worker thread runs."""
     replica = SpeechReplica.__new__(SpeechReplica)  # no Serve context: the app built by hand

@@ -60,11 +60,14 @@ def create_ui(
 
     if chat is None and options is None:
         raise ValueError("create_ui: give a loaded chat or options")
+    library = None
     if voices is not None and not isinstance(voices, dict):
+        from ..voicelib import VoiceLibrary
         from ..voices import load_voices
 
+        library = VoiceLibrary(voices) if os.path.isdir(voices) else None  # saves go there
         voices = load_voices(voices)  # a bad voices file fails before the model loads
-    return build_ui(chat if chat is not None else open_chat(options), voices)
+    return build_ui(chat if chat is not None else open_chat(options), voices, library)
 
 
 def launch(

@@ -1,6 +1,8 @@
 """The Gradio interface: text, sampling, voices, generate / interrupt, streamed and final audio.
 
-Built by :func:`build_ui` over a loaded :class:`chattts.Chat`. Generation runs one at a time
+Built by :func:`build_ui` over a loaded :class:`chattts.Chat`. Voices: presets, the voices
+file, and the voice library (:mod:`chattts.voicelib`), where the current voice can be saved
+under a name and two voices mixed with a slider. Generation runs one at a time
 (Gradio's queue); each browser session has its own cancel flag, carried by its request
 through the pipeline, which ends that session's refine or code pass within one step and touches
 no other session's generation.
@@ -23,6 +25,7 @@ from ..errors import ChatTTSError
 from ..generation.engine import Interrupt
 from ..params import InferCodeParams, RefineTextParams
 from ..pipeline import Utterance
+from ..voicelib import VoiceLibrary, mix_speakers
 
 if TYPE_CHECKING:
     from ..chat import Chat
@@ -61,11 +64,17 @@ class _Session:
 class WebUI:
     """The callbacks of the interface over one Chat (shared by every session)."""
 
-    def __init__(self, chat: Chat, voices: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        chat: Chat,
+        voices: Optional[dict[str, Any]] = None,
+        library: Optional[VoiceLibrary] = None,
+    ) -> None:
         self.chat = chat
         self.rate = int(chat.config.sample_rate)
         self.presets = dict(PRESETS)
         self.presets.update(voices or {})
+        self.library = library if library is not None else chat.voices
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self.runs = 0  # generations finished
@@ -94,14 +103,71 @@ class WebUI:
             return ""
         return self.chat.sample_random_speaker(int(seed) % (MAX_SEED + 1))
 
-    def on_preset(self, name: str) -> tuple[Any, Any]:
-        """A preset -> (audio seed, speaker string) updates."""
+    def choices(self) -> list[str]:
+        """The voice names offered: presets, then the library's, then ``Custom``."""
+        try:
+            names = self.library.names()
+        except (ChatTTSError, OSError) as e:
+            logger.warning("voice library %s: %s", self.library.path, e)
+            names = []
+        return [*self.presets, *(n for n in names if n not in self.presets), CUSTOM]
+
+    def on_preset(self, name: str) -> tuple[Any, Any, Any, Any]:
+        """A voice name -> (audio seed, speaker string, sample code, sample text) updates."""
+        keep = gr.update()
         value = self.presets.get(name)
         if isinstance(value, int):
-            return value, self.speaker_of_seed(value)
+            return value, self.speaker_of_seed(value), keep, keep
         if isinstance(value, str):
-            return gr.update(), value
-        return gr.update(), gr.update()
+            return keep, value, keep, keep
+        if name in (None, CUSTOM) or name not in self.choices():
+            return keep, keep, keep, keep
+        voice = self.library.get(name).voice
+        if voice.sample is not None:
+            return keep, voice.speaker or "", voice.sample, voice.text or ""
+        if isinstance(voice.speaker, str):
+            return keep, voice.speaker, keep, keep
+        return voice.seed, self.speaker_of_seed(voice.seed), keep, keep
+
+    def speaker_of(self, name: str) -> str:
+        """The speaker string of a preset or library voice."""
+        value = self.presets.get(name)
+        if isinstance(value, int):
+            return self.speaker_of_seed(value)
+        if isinstance(value, str):
+            return value
+        return self.library.speaker(name, self.speaker_of_seed)
+
+    def save_voice(self, name: str, spk: str, smp: str, smp_text: str) -> tuple[Any, Any, Any, str]:
+        """Save the current voice (speaker string, or sample code + text) in the library;
+        returns the updated voice lists and a status line."""
+        name = (name or "").strip()
+        try:
+            if smp and smp.strip():
+                if not (smp_text and smp_text.strip()):
+                    raise gr.Error("a sample audio code needs the sample's text (its transcript)")
+                spk = spk.strip() if spk and spk.strip() else None
+                self.library.add(name, speaker=spk, sample=smp.strip(), text=smp_text.strip())
+            elif spk and spk.strip():
+                self.library.add(name, speaker=spk.strip())
+            else:
+                raise gr.Error("no voice to save: pick a voice or paste a speaker string")
+        except (ChatTTSError, ValueError, OSError) as e:
+            raise gr.Error(str(e)) from e
+        choices = self.choices()
+        update = gr.update(choices=choices)
+        return gr.update(choices=choices, value=name), update, update, f"Saved **{name}**."
+
+    def mix(self, a: str, b: str, weight: float) -> str:
+        """The speaker string of ``a`` and ``b`` mixed, ``weight`` (0–1) being b's share."""
+        if not a or not b or CUSTOM in (a, b):
+            raise gr.Error("pick two voices to mix")
+        w = float(weight)
+        try:
+            parts = [(self.speaker_of(a), 1.0 - w), (self.speaker_of(b), w)]
+            return mix_speakers(parts, [a, b])
+        except (ChatTTSError, ValueError) as e:
+            raise gr.Error(str(e)) from e
 
     def sample_code(self, path: Optional[str]) -> str:
         """An uploaded sample recording -> its speaker sample code (``spk_smp``)."""
@@ -206,9 +272,7 @@ def _inputs(ui: WebUI) -> dict[str, Any]:
         c["top_p"] = gr.Slider(0.1, 0.9, value=0.7, step=0.05, label="top_P")
         c["top_k"] = gr.Slider(1, 20, value=20, step=1, label="top_K")
     with gr.Row():
-        c["preset"] = gr.Dropdown(
-            [*ui.presets, CUSTOM], value="Default", label="Voice", elem_id="voice"
-        )
+        c["preset"] = gr.Dropdown(ui.choices(), value="Default", label="Voice", elem_id="voice")
         c["audio_seed"] = gr.Number(2, label="Audio seed", precision=0, elem_id="audio-seed")
         c["audio_dice"] = gr.Button("Random", elem_id="audio-dice", scale=0, min_width=80)
         c["text_seed"] = gr.Number(42, label="Text seed", precision=0, elem_id="text-seed")
@@ -221,6 +285,7 @@ def _inputs(ui: WebUI) -> dict[str, Any]:
         buttons=["copy"],
         elem_id="speaker",
     )
+    c.update(_library_controls(ui))
     with gr.Row():
         c["sample"] = gr.Audio(
             label="Sample audio (a voice to imitate)",
@@ -235,6 +300,24 @@ def _inputs(ui: WebUI) -> dict[str, Any]:
             c["smp_text"] = gr.Textbox(
                 label="Sample text (what the sample says)", lines=1, elem_id="sample-text"
             )
+    return c
+
+
+def _library_controls(ui: WebUI) -> dict[str, Any]:
+    """Save the current voice under a name; mix two voices with a slider."""
+    c: dict[str, Any] = {}
+    names = [n for n in ui.choices() if n != CUSTOM]
+    with gr.Row():
+        c["voice_name"] = gr.Textbox(label="Save this voice as", elem_id="voice-name")
+        c["save_voice"] = gr.Button("Save voice", elem_id="save-voice", scale=0, min_width=120)
+        c["voice_status"] = gr.Markdown(elem_id="voice-status")
+    with gr.Row():
+        c["mix_a"] = gr.Dropdown(names, value=names[0], label="Mix: voice A", elem_id="mix-a")
+        c["mix_b"] = gr.Dropdown(names, value=names[-1], label="voice B", elem_id="mix-b")
+        c["mix_weight"] = gr.Slider(
+            0.0, 1.0, value=0.5, step=0.05, label="B's share", elem_id="mix-weight"
+        )
+        c["mix"] = gr.Button("Mix", elem_id="mix", scale=0, min_width=80)
     return c
 
 
@@ -280,7 +363,19 @@ _GENERATE_INPUTS = (
 
 def _wire(ui: WebUI, c: dict[str, Any]) -> None:
     """The events: voice updates, dice, sample code, generate and interrupt."""
-    c["preset"].change(ui.on_preset, c["preset"], [c["audio_seed"], c["spk"]], queue=False)
+    c["preset"].change(
+        ui.on_preset,
+        c["preset"],
+        [c["audio_seed"], c["spk"], c["smp"], c["smp_text"]],
+        queue=False,
+    )
+    c["save_voice"].click(
+        ui.save_voice,
+        [c["voice_name"], c["spk"], c["smp"], c["smp_text"]],
+        [c["preset"], c["mix_a"], c["mix_b"], c["voice_status"]],
+        queue=False,
+    )
+    c["mix"].click(ui.mix, [c["mix_a"], c["mix_b"], c["mix_weight"]], c["spk"], queue=False)
     c["audio_seed"].change(ui.speaker_of_seed, c["audio_seed"], c["spk"], queue=False)
     for dice, seed in (("audio_dice", "audio_seed"), ("text_dice", "text_seed")):
         c[dice].click(lambda: random.randint(1, MAX_SEED), None, c[seed], queue=False)
@@ -298,9 +393,14 @@ def _wire(ui: WebUI, c: dict[str, Any]) -> None:
     c["interrupt"].click(ui.interrupt, None, None, queue=False)
 
 
-def build_ui(chat: Chat, voices: Optional[dict[str, Any]] = None) -> gr.Blocks:
-    """The interface over a loaded Chat; ``voices``: extra presets, name -> seed or speaker."""
-    ui = WebUI(chat, voices)
+def build_ui(
+    chat: Chat,
+    voices: Optional[dict[str, Any]] = None,
+    library: Optional[VoiceLibrary] = None,
+) -> gr.Blocks:
+    """The interface over a loaded Chat; ``voices``: extra presets, name -> seed or speaker;
+    ``library``: where voices are saved and listed (default ``chat.voices``)."""
+    ui = WebUI(chat, voices, library)
     with gr.Blocks(title="ChatTTS", analytics_enabled=False) as demo:
         gr.Markdown("## ChatTTS\nText to speech for dialogue.")
         controls = _inputs(ui)
