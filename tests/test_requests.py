@@ -164,3 +164,24 @@ def test_generate_takes_keywords_after_the_text(chat):
     with pytest.raises(TypeError):
         chat.generate("hello world", None)  # audio_prompt is keyword-only
     assert chat.generate.__doc__ == chattts.dia.Dia.generate.__doc__
+
+
+def test_web_ui_saves_the_current_voice_and_mixes_two(chat, tmp_path):
+    pytest.importorskip("gradio")
+    import gradio as gr
+
+    from chattts.voicelib import VoiceLibrary, mix_speakers
+    from chattts.webui.app import CUSTOM, WebUI
+
+    ui = WebUI(chat, library=VoiceLibrary(str(tmp_path / "voices")))
+    spk = chat.sample_random_speaker(11)
+    *_, status = ui.save_voice("alice", spk, "", "")
+    assert "alice" in status and "alice" in ui.choices() and ui.choices()[-1] == CUSTOM
+    assert ui.on_preset("alice")[1] == spk  # picking it gives back its speaker string
+    mixed = ui.mix("alice", "Default", 0.25)
+    assert mixed == mix_speakers([(spk, 0.75), (chat.sample_random_speaker(2), 0.25)])
+    assert ui.mix("alice", "Default", 0.0) == mix_speakers([(spk, 1.0)])
+    with pytest.raises(gr.Error):
+        ui.save_voice("bob", "", "", "")  # nothing to save
+    with pytest.raises(gr.Error):
+        ui.mix("alice", CUSTOM, 0.5)
