@@ -311,7 +311,7 @@ def build_app(service: SpeechService) -> FastAPI:
         finally:
             await run_in_threadpool(service.batcher.stop)
 
-    app = FastAPI(title="chattts speech server", lifespan=lifespan, redoc_url=None)
+    app = _SpeechApp(title="chattts speech server", lifespan=lifespan, redoc_url=None)
     app.state.service = service
     _install_errors(app)
 
@@ -385,7 +385,6 @@ def build_app(service: SpeechService) -> FastAPI:
         media = audio.MEDIA_TYPES[req.response_format]
         return _AudioStream(_bytes(encoded), job, media_type=media)
 
-    _install_openapi(app, service)
     _metrics.install(app, service)  # /metrics, and the replica header on every answer
     return app
 
@@ -400,33 +399,32 @@ def _check_json(request: Request) -> None:
         )
 
 
-def _install_openapi(app: FastAPI, service: SpeechService) -> None:
-    """The OpenAPI document with the speech route's real body and responses."""
-    from fastapi.openapi.utils import get_openapi
+class _SpeechApp(FastAPI):
+    """FastAPI, with an OpenAPI document that carries the speech route's real body and
+    responses (built once, on first request of ``/openapi.json``)."""
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            names = [v.name for v in service.voices.list()]
-            operation, components = speech_openapi(
-                audio.MEDIA_TYPES, names, service.max_new_token_limit
-            )
-            doc["paths"]["/v1/audio/speech"]["post"].update(operation)
-            doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
-            for path, item in doc["paths"].items():
-                for op in item.values():
-                    extra = {
-                        "403": error_response("the Host header is not allowed"),
-                        "500": error_response("internal error (the message names the cause)"),
-                    }
-                    if path.startswith("/v1/") and service.api_key:
-                        extra["401"] = error_response("missing or wrong API key")
-                    for status, resp in extra.items():
-                        op["responses"].setdefault(status, resp)
-            app.openapi_schema = doc
-        return app.openapi_schema
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            _complete_openapi(super().openapi(), self.state.service)
+        return self.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+
+def _complete_openapi(doc: dict[str, Any], service: SpeechService) -> None:
+    """Add the speech route's body, audio responses and the shared error responses."""
+    names = [v.name for v in service.voices.list()]
+    operation, components = speech_openapi(audio.MEDIA_TYPES, names, service.max_new_token_limit)
+    doc["paths"]["/v1/audio/speech"]["post"].update(operation)
+    doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            extra = {
+                "403": error_response("the Host header is not allowed"),
+                "500": error_response("internal error (the message names the cause)"),
+            }
+            if path.startswith("/v1/") and service.api_key:
+                extra["401"] = error_response("missing or wrong API key")
+            for status, resp in extra.items():
+                op["responses"].setdefault(status, resp)
 
 
 __all__ = ["SpeechService", "build_app"]
