@@ -9,7 +9,7 @@ import torch
 
 from chattts.generation.backend import TorchBackend
 from chattts.generation.build import build_engine
-from chattts.model.gpt import KVCache, StaticKVCache
+from chattts.model.gpt import GPT, KVCache, StaticKVCache
 from chattts.models import Models
 from chattts.options import EngineOptions
 
@@ -35,20 +35,25 @@ def test_the_backend_option_picks_the_torch_backend(models, name):
     assert engine.options.backend == name and not engine.static_decode
 
 
-def test_a_session_runs_the_one_gpt_forward(models):
+def test_a_session_runs_the_one_gpt_forward(models, monkeypatch):
     """Prefill and decode steps are GPT.forward over the session's cache: the session's hidden
     states are the last position of GPT.forward's, and each pass is one forward call."""
     embeds, mask, steps = _prompt(models)
     calls = []
-    hook = models.gpt.register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape))
-    try:
-        with torch.inference_mode():
-            session = models.engine.backend.open(3, 7 + len(steps[0]))
-            got = [session.prefill(embeds, mask)] + [session.decode(s) for s in steps.unbind(1)]
-            session.close()
-    finally:
-        hook.remove()
-    assert [tuple(c) for c in calls] == [(3, 7, 64)] + [(3, 1, 64)] * 4
+    real = GPT.forward
+
+    def forward(self, x, *args, **kwargs):
+        calls.append(tuple(x.shape))
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    engine = build_engine(models.gpt, models.embed, models.device)
+    with torch.inference_mode():
+        session = engine.backend.open(3, 7 + len(steps[0]))
+        got = [session.prefill(embeds, mask)] + [session.decode(s) for s in steps.unbind(1)]
+        session.close()
+    assert calls == [(3, 7, 64)] + [(3, 1, 64)] * 4
+    monkeypatch.undo()
     with torch.inference_mode():
         cache = models.gpt.new_cache(3, 11, models.device)
         want = [models.gpt(embeds, cache, mask)[:, -1]]

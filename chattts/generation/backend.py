@@ -158,8 +158,9 @@ class TorchBackend:
         self._pool: dict[tuple[int, int], list[KVCache]] = {}
         self._pool_lock = threading.Lock()
         self._cuda_graphs = compile and self.device.type == "cuda"
-        #: the decode step, ``(embeds (B, 1, H), cache) -> (B, 1, H)``
-        self.step: Callable[[torch.Tensor, KVCache], torch.Tensor] = gpt
+        #: the decode step, ``(embeds (B, 1, H), cache) -> (B, 1, H)``: GPT.forward itself
+        #: (a step skips ``nn.Module.__call__``; no hooks are used) or its compiled graph
+        self.step: Callable[[torch.Tensor, KVCache], torch.Tensor] = gpt.forward
         if compile:
             mode = "reduce-overhead" if self._cuda_graphs else None
             self.step = torch.compile(gpt, mode=mode, dynamic=False, fullgraph=True)
