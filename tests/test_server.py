@@ -21,7 +21,7 @@ import uvicorn
 
 import chattts
 from chattts.audio import load_audio
-from chattts.server import OPENAI_VOICES, create_app, speed_to_prompt
+from chattts.server import OPENAI_VOICES, create_app, speed_to_prompt, uvicorn_settings
 
 RATE = 24000
 STEPS = 20  # code steps per request: short audio, fast tests
@@ -36,7 +36,8 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        settings = {**uvicorn_settings(), "log_level": "warning"}  # those of chattts serve
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, **settings)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -280,6 +281,19 @@ def test_missing_fields_and_bad_json(server):
     assert r.status_code == 405 and "error" in r.json()
     r = httpx.get(f"{server.url}/v1/nothing")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_header_limits(server):
+    """Headers past the app's limit are a 431; far past it, uvicorn's h11 parser refuses the
+    request head before reading it all (the settings of chattts serve)."""
+    url = f"{server.url}/v1/models"
+    r = httpx.get(url, headers={"x-pad": "a" * (40 << 10)})
+    assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nx-pad: " + b"a" * (1 << 20))
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 4"), head[:80]
+    assert httpx.get(url).status_code == 200  # the server is unharmed
 
 
 def test_api_key(chat):

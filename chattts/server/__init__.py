@@ -150,8 +150,22 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     )
     logging.getLogger("chattts.server").setLevel(logging.INFO)
     logger.info("serving on http://%s:%d", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, **uvicorn_settings())
     return 0
+
+
+def uvicorn_settings() -> dict:
+    """uvicorn options of ``chattts serve`` (docs/limits.md): the h11 parser, whose bound on an
+    incomplete request head (twice the app's 431 limit) stops headers of any size from being
+    read into memory before the app sees them (httptools has no such bound)."""
+    from .app import MAX_HEADER_BYTES
+
+    return {
+        "http": "h11",
+        "h11_max_incomplete_event_size": 2 * MAX_HEADER_BYTES,
+        "log_level": "info",
+        "access_log": False,
+    }
 
 
 __all__ = [
@@ -170,4 +184,5 @@ __all__ = [
     "main",
     "parse_request",
     "speed_to_prompt",
+    "uvicorn_settings",
 ]
