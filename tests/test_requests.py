@@ -160,6 +160,21 @@ def test_a_failing_batch_fails_only_its_bad_request(chat, spk):
     assert stats.failed == 1 and stats.completed == 1
 
 
+def test_the_batcher_is_alive_from_start_to_stop(chat):
+    from chattts.server.batcher import Batcher
+
+    batcher = Batcher(chat)
+    assert not batcher.alive  # no thread before the first start or submit
+    batcher.start()
+    assert batcher.alive
+    batcher.stop()
+    assert not batcher.alive
+    batcher.start()  # a stopped batcher starts a new thread
+    assert batcher.alive
+    batcher.stop()
+    assert not batcher.alive
+
+
 def test_generate_takes_keywords_after_the_text(chat):
     with pytest.raises(TypeError):
         chat.generate("hello world", None)  # audio_prompt is keyword-only

@@ -184,6 +184,13 @@ class Batcher:
         thread.join(timeout)
 
     @property
+    def alive(self) -> bool:
+        """True while the worker thread runs: from :meth:`start` (or the first
+        :meth:`submit`) until :meth:`stop`, or until the thread dies."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
     def queued(self) -> int:
         return self._queue.qsize()
 

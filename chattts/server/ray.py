@@ -128,8 +128,7 @@ class SpeechReplica:
         service = self._chattts_app.state.service
         if not service.chat.has_loaded():
             raise ReplicaUnhealthy(f"replica {self.name}: the model is not loaded")
-        thread = getattr(service.batcher, "_thread", None)
-        if thread is None or not thread.is_alive():
+        if not service.batcher.alive:
             raise ReplicaUnhealthy(f"replica {self.name}: the inference worker is not running")
 
 
