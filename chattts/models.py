@@ -104,13 +104,16 @@ class Models:
     config: ModelConfig
     tokenizer: Tokenizer
     embed: Embed
-    gpt: GPT
+    #: the torch GPT; None when the engine runs it on ONNX Runtime (not loaded into torch)
+    gpt: Optional[GPT]
     dvae_loader: LazyDVAE
     decoder: Optional[Decoder]
     vocos: torch.nn.Module
     speakers: SpeakerStats
     device: torch.device
     engine: Engine
+    #: ``asset/gpt`` of the model root (the ONNX Runtime backend converts its weights)
+    gpt_dir: str = ""
 
     @property
     def dvae(self) -> DVAE:
@@ -129,9 +132,11 @@ class Models:
         """Load a model root strictly; every dimension comes from the files.
 
         ``engine`` is applied as the objects are built: the dtype and int8 weights while the
-        modules are read (with ``quantize="int8"`` each GPT layer is quantised as it is read,
-        so the float weights of the whole GPT are never in memory at once), the other options
-        by :func:`chattts.generation.build.build_engine`.
+        modules are read (on the torch backend with ``quantize="int8"`` each GPT layer is
+        quantised as it is read, so the float weights of the whole GPT are never in memory
+        at once), the other options by :func:`chattts.generation.build.build_engine`. On the
+        ONNX Runtime backend the GPT is not read into torch at all: its converted graph comes
+        from the conversion cache.
 
         ``coef`` (a speaker-sample-like base16384 string of the DVAE ``coef``, as the
         reference's ``load(coef=...)``) replaces the checkpoint's value.
@@ -151,6 +156,7 @@ class Models:
         int8 = quantize == "int8"
         if int8:
             quant.check_int8(device, compute)
+        on_ort = engine.resolved_backend(device.type) == "onnxruntime"
         coef_tensor = None if coef is None else decode_coef(coef, config.dvae.n_mels)
         dvae = LazyDVAE(path(DVAE_WEIGHTS), device, coef_tensor)
         embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
@@ -159,7 +165,7 @@ class Models:
         # with int8 each module is quantised as soon as it is loaded, and the decoders come
         # before the GPT: a module's float weights are transient while the resident set is
         # still small, so the peak stays close to the final size
-        if int8:
+        if int8 and not on_ort:  # ONNX Runtime keeps float heads: less error, little time
             quant.int8_embed_heads(embed)
         decoder = Decoder.from_file(path(DECODER_WEIGHTS)) if load_decoder else None
         if int8 and decoder is not None:
@@ -169,14 +175,15 @@ class Models:
             quant.int8_vocos(vocos)
         hook = quant.int8_layer_hook if int8 else None
         gpt_dir = os.path.dirname(path(GPT_WEIGHTS))
-        gpt = GPT.from_files(gpt_dir, path(GPT_WEIGHTS), compute, hook, device)
+        gpt = None if on_ort else GPT.from_files(gpt_dir, path(GPT_WEIGHTS), compute, hook, device)
         speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
         for module in (embed, decoder, vocos):
             if module is not None:
                 module.to(device).eval().requires_grad_(False)
         embed.to(compute)
         if int8:
-            logger.info("int8 weights: GPT layers and heads, Decoder, Vocos backbone")
+            where = "ONNX Runtime GPT" if on_ort else "GPT layers and heads"
+            logger.info("int8 weights: %s, Decoder, Vocos backbone", where)
         return cls(
             config,
             tokenizer,
@@ -187,19 +194,23 @@ class Models:
             vocos,
             speakers,
             device,
-            build_engine(gpt, embed, device, engine),
+            build_engine(gpt, embed, device, engine, gpt_dir=gpt_dir),
+            gpt_dir,
         )
 
     def with_engine(self, options: EngineOptions) -> Models:
         """The same modules with an engine built for ``options`` (e.g. ``compile=True``).
 
-        The compute dtype and int8 weights were applied when the modules were loaded: they
-        must equal this model's (a different one needs a new :meth:`load`).
+        On torch, the compute dtype and int8 weights were applied when the modules were
+        loaded: they must equal this model's (a different one needs a new :meth:`load`). ONNX
+        Runtime needs only the model's files.
 
         Raises:
-            UnsupportedOptionError: ``options`` differ from this model's dtype or quantisation.
+            UnsupportedOptionError: ``options`` differ from this model's dtype or quantisation,
+                or ask for torch on a model loaded for ONNX Runtime.
         """
-        return replace(self, engine=build_engine(self.gpt, self.embed, self.device, options))
+        engine = build_engine(self.gpt, self.embed, self.device, options, gpt_dir=self.gpt_dir)
+        return replace(self, engine=engine)
 
 
 def decode_coef(coef: str, n_mels: int) -> torch.Tensor:

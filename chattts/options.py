@@ -16,8 +16,8 @@ from typing import Any, Optional
 DTYPES = ("float32", "bfloat16", "float16")
 #: Weight quantisation modes (None: the checkpoint's float weights).
 QUANTIZE = ("int8",)
-#: GPT backends: ``auto`` picks per device and options.
-BACKENDS = ("auto", "torch")
+#: GPT backends: ``auto`` is ONNX Runtime for int8 on the CPU, else torch.
+BACKENDS = ("auto", "torch", "onnxruntime")
 #: Where the weights come from (see :func:`chattts.assets.resolve_model_root`).
 SOURCES = ("huggingface", "local", "custom")
 
@@ -29,9 +29,11 @@ class EngineOptions:
     Attributes:
         dtype: compute dtype of the GPT (``"float32"`` is the reference-exact mode).
         quantize: ``"int8"`` for 8-bit weights on the CPU, or None.
-        compile: compile the fixed-shape decode step with ``torch.compile``.
+        compile: compile the fixed-shape decode step with ``torch.compile`` (torch backend).
         use_flash_attn: FlashAttention-2 (or SDPA's flash kernels) in the prefill (CUDA).
-        backend: ``"auto"`` or ``"torch"``.
+        backend: the GPT's runtime: ``"torch"``, ``"onnxruntime"`` (CPU, float32 activations;
+            its graph is converted once and cached) or ``"auto"``: ONNX Runtime for int8 on
+            the CPU, torch otherwise (float32 without quantisation stays reference-exact).
     """
 
     dtype: str = "float32"
@@ -49,6 +51,14 @@ class EngineOptions:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, not {self.backend!r}")
         if self.quantize == "int8" and self.dtype != "float32":
             raise ValueError("quantize='int8' needs dtype='float32' activations")
+        if self.backend == "onnxruntime" and self.dtype != "float32":
+            raise ValueError("backend='onnxruntime' runs float32 activations: use dtype='float32'")
+
+    def resolved_backend(self, device: str) -> str:
+        """The backend run on a device of type ``device`` (``"cpu"``, ``"cuda"``...)."""
+        if self.backend != "auto":
+            return self.backend
+        return "onnxruntime" if device == "cpu" and self.quantize == "int8" else "torch"
 
 
 @dataclass(frozen=True)

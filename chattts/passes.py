@@ -87,7 +87,7 @@ class Passes:
             if p.spk_emb is not None and bool(is_spk[i].any()):
                 vec = speaker_embedding(decode_speaker(p.spk_emb, m.config.gpt.hidden_size))
                 embeds[i, is_spk[i]] = vec.to(embeds.device, embeds.dtype)
-        return embeds.to(m.gpt.body.norm.weight.dtype), batch.attention_mask
+        return embeds.to(m.engine.backend.dtype), batch.attention_mask
 
     # ---- passes -----------------------------------------------------------------------------
 
@@ -103,7 +103,7 @@ class Passes:
         batch = m.tokenizer.encode(
             [refine_prompt(t, params.prompt) for t in texts], m.config.gpt.num_vq, None, m.device
         )
-        embeds = m.embed(batch.input_ids, batch.text_mask).to(m.gpt.body.norm.weight.dtype)
+        embeds = m.embed(batch.input_ids, batch.text_mask).to(m.engine.backend.dtype)
         heads = m.engine.refine_heads(m.tokenizer.eos_refine_id)
         state = last(
             m.engine.steps(
