@@ -5,7 +5,9 @@
 ``--backend``) to a parser; :func:`load_options` turns the parsed options into one
 :class:`~chattts.options.LoadOptions` (docs/cli.md, "Model options"); :func:`app_args` gives the
 server and the web UI their options, parsed by ``chattts serve|webui`` or by themselves;
-:func:`open_chat` opens the model of a :class:`~chattts.options.LoadOptions`.
+:func:`server_options` reads the server's own options (:class:`ServerOptions`, with their
+defaults) for the plain server and for Ray Serve; :func:`open_chat` opens the model of a
+:class:`~chattts.options.LoadOptions`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .errors import UsageError
@@ -74,25 +77,80 @@ def add_voices_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """The speech server's options besides the model's, with their defaults (those of
+    :func:`add_server_arguments` too).
+
+    Attributes:
+        host, port: where it listens; ``host`` is also accepted in the Host header.
+        api_key, voices, max_batch, batch_wait_ms, max_queue, max_new_token: as in
+            :func:`chattts.server.create_app` (:meth:`app_kwargs`).
+
+    Raises:
+        UsageError: ``max_batch`` or ``max_queue`` below 1.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: Optional[str] = None
+    voices: Optional[str] = None
+    max_batch: int = 8
+    batch_wait_ms: float = 20.0
+    max_queue: int = 256
+    max_new_token: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise UsageError("--max-batch must be at least 1")
+        if self.max_queue < 1:
+            raise UsageError("--max-queue must be at least 1")
+
+    def app_kwargs(self) -> dict[str, Any]:
+        """The keywords of ``create_app`` (and of the Ray replicas' options) they set."""
+        keys = ("voices", "api_key", "max_batch", "batch_wait_ms", "max_queue", "max_new_token")
+        return {k: getattr(self, k) for k in keys}
+
+
+SERVER_DEFAULTS = ServerOptions()
+
+
+def server_options(args: argparse.Namespace) -> ServerOptions:
+    """The server's options of a parsed command line (missing ones: their defaults).
+
+    Raises:
+        UsageError: ``--max-batch`` or ``--max-queue`` below 1 (a Namespace made by hand).
+    """
+    given = {f.name: getattr(args, f.name) for f in fields(ServerOptions) if hasattr(args, f.name)}
+    return ServerOptions(**given)
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """The speech server's options besides the model's (``chattts serve``, and
-    ``python -m chattts.server``)."""
-    p = parser
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=number(int, 0, 65535), default=8000, help="default 8000")
+    ``python -m chattts.server``); :func:`server_options` reads them."""
+    p, d = parser, SERVER_DEFAULTS
+    p.add_argument("--host", default=d.host, help="address to listen on")
+    p.add_argument("--port", type=number(int, 0, 65535), default=d.port, help=f"default {d.port}")
     p.add_argument("--api-key", default=os.environ.get(KEY_ENV), help=f"bearer token (${KEY_ENV})")
     add_voices_argument(p)
-    p.add_argument("--max-batch", type=number(int, 1), default=8, help="batch size (8)")
-    p.add_argument("--max-new-token", type=number(int, 1), default=2048, help="code steps at most")
     p.add_argument(
-        "--batch-wait-ms", type=number(float, 0), default=20.0, help="batching wait (20)"
+        "--max-batch", type=number(int, 1), default=d.max_batch, help=f"batch size ({d.max_batch})"
+    )
+    p.add_argument(
+        "--max-new-token", type=number(int, 1), default=d.max_new_token, help="code steps at most"
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=number(float, 0),
+        default=d.batch_wait_ms,
+        help=f"batching wait ({d.batch_wait_ms:g})",
     )
     p.add_argument(
         "--max-queue",
         type=number(int, 1),
-        default=256,
+        default=d.max_queue,
         metavar="N",
-        help="most waiting requests before 429 (256)",
+        help=f"most waiting requests before 429 ({d.max_queue})",
     )
     from ._rayargs import add_ray_arguments  # --ray, --replicas, --autoscale, --ray-address
 
@@ -196,7 +254,9 @@ def app_args(
 __all__ = [
     "KEY_ENV",
     "NO_VERIFY_HELP",
+    "SERVER_DEFAULTS",
     "VOICES_ENV",
+    "ServerOptions",
     "add_load_arguments",
     "add_server_arguments",
     "add_voices_argument",
@@ -207,4 +267,5 @@ __all__ = [
     "load_options",
     "number",
     "open_chat",
+    "server_options",
 ]

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from chattts import errors
-from chattts._appargs import add_load_arguments, add_server_arguments, load_options, open_chat
+from chattts._appargs import (
+    ServerOptions,
+    add_load_arguments,
+    add_server_arguments,
+    load_options,
+    open_chat,
+    server_options,
+)
 from chattts.errors import ChatTTSError, UsageError
 from chattts.options import EngineOptions, LoadOptions
 
@@ -77,6 +84,28 @@ def test_server_arguments_bound_their_numbers() -> None:
     for bad in (["--max-queue", "0"], ["--port", "70000"], ["--max-batch", "x"]):
         with pytest.raises(SystemExit):
             p.parse_args(bad)
+
+
+def test_server_options_have_one_set_of_defaults_and_one_check(monkeypatch) -> None:
+    monkeypatch.delenv("CHATTTS_API_KEY", raising=False)
+    monkeypatch.delenv("CHATTTS_VOICES", raising=False)
+    p = argparse.ArgumentParser()
+    add_server_arguments(p)
+    defaults = ServerOptions()
+    assert server_options(p.parse_args([])) == defaults == server_options(argparse.Namespace())
+    got = server_options(p.parse_args(["--max-batch", "3", "--host", "0.0.0.0", "--voices", "v"]))
+    assert (got.max_batch, got.host, got.voices, got.port) == (3, "0.0.0.0", "v", defaults.port)
+    assert got.app_kwargs() == {
+        "voices": "v",
+        "api_key": None,
+        "max_batch": 3,
+        "batch_wait_ms": defaults.batch_wait_ms,
+        "max_queue": defaults.max_queue,
+        "max_new_token": defaults.max_new_token,
+    }
+    for bad in ("max_batch", "max_queue"):  # a Namespace made by hand skips argparse's bounds
+        with pytest.raises(UsageError, match=f"--{bad.replace('_', '-')} must be at least 1"):
+            server_options(argparse.Namespace(**{bad: 0}))
 
 
 def test_open_chat_loads_the_tiny_model() -> None:

@@ -6,6 +6,7 @@ The cluster test is marked ``e2e`` and ``ray`` (``pytest -m "not ray"`` skips it
 
 from __future__ import annotations
 
+import argparse
 import base64
 import concurrent.futures
 import json
@@ -142,6 +143,12 @@ def test_serve_ray_options(tiny_root, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--ray", "--replicas", "2", "--autoscale", "1:2"])
     assert "not allowed with" in capsys.readouterr().err
+    # the plain server's defaults and checks, read by the same helper
+    bare = argparse.Namespace(model_dir=tiny_root, verify=False)
+    options = options_from_args(bare)[0]
+    assert (options.max_batch, options.max_queue, options.allowed_hosts) == (8, 256, ("127.0.0.1",))
+    with pytest.raises(UsageError, match="--max-queue must be at least 1"):
+        options_from_args(argparse.Namespace(model_dir=tiny_root, verify=False, max_queue=0))
 
 
 def test_check_health_follows_the_worker(chat):

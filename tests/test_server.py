@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import concurrent.futures
 import json
@@ -21,6 +22,7 @@ import uvicorn
 
 import chattts
 from chattts.audio import load_audio
+from chattts.errors import UsageError
 from chattts.server import OPENAI_VOICES, create_app, speed_to_prompt, uvicorn_settings
 
 RATE = 24000
@@ -108,6 +110,22 @@ def test_speed_mapping():
         "[speed_9]",
     ]
     assert speed_to_prompt(1.2) == "[speed_6]" and speed_to_prompt(0.8) == "[speed_4]"
+
+
+def test_main_reads_the_server_options_once(monkeypatch, tiny_root):
+    """``main`` on a Namespace made by hand: the missing options get the parser's defaults."""
+    import chattts.server as server_module
+
+    seen = {}
+    monkeypatch.setattr(server_module, "create_app", lambda **kw: seen.update(kw) or "app")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(run=kw))
+    args = argparse.Namespace(model_dir=tiny_root, verify=False, max_batch=3, port=9)
+    assert server_module.main(args) == 0
+    assert (seen["max_batch"], seen["max_queue"], seen["voices"]) == (3, 256, None)
+    assert seen["allowed_hosts"] == ["127.0.0.1"]
+    assert (seen["run"]["host"], seen["run"]["port"]) == ("127.0.0.1", 9)
+    with pytest.raises(UsageError, match="--max-batch must be at least 1"):
+        server_module.main(argparse.Namespace(model_dir=tiny_root, max_batch=0))
 
 
 def test_models_voices_health(client, server):

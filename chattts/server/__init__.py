@@ -16,7 +16,14 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional, Union
 
-from .._appargs import add_load_arguments, add_server_arguments, app_args, load_options, open_chat
+from .._appargs import (
+    add_load_arguments,
+    add_server_arguments,
+    app_args,
+    load_options,
+    open_chat,
+    server_options,
+)
 from ..errors import MissingDependencyError
 from ..options import EngineOptions, LoadOptions
 from .batcher import Batcher, BatchStats, SpeechJob
@@ -132,25 +139,17 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
         from .ray import main as ray_main
 
         return ray_main(args)
-    if getattr(args, "max_batch", 8) < 1:
-        raise ValueError("--max-batch must be at least 1")
-    if getattr(args, "max_queue", 256) < 1:
-        raise ValueError("--max-queue must be at least 1")
+    settings = server_options(args)
     import uvicorn
 
     app = create_app(
         options=load_options(args),
-        voices=getattr(args, "voices", None),
-        api_key=getattr(args, "api_key", None),
-        max_batch=getattr(args, "max_batch", 8),
-        batch_wait_ms=getattr(args, "batch_wait_ms", 20.0),
-        max_queue=getattr(args, "max_queue", 256),
-        max_new_token=getattr(args, "max_new_token", 2048),
-        allowed_hosts=[args.host],  # besides localhost: the Host check of docs/server.md
+        allowed_hosts=[settings.host],  # besides localhost: the Host check of docs/server.md
+        **settings.app_kwargs(),
     )
     logging.getLogger("chattts.server").setLevel(logging.INFO)
-    logger.info("serving on http://%s:%d", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, **uvicorn_settings())
+    logger.info("serving on http://%s:%d", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_settings())
     return 0
 
 

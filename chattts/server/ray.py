@@ -232,18 +232,11 @@ def app_builder(args: dict[str, Any]) -> Any:
 
 def options_from_args(args: argparse.Namespace) -> tuple[ReplicaOptions, dict[str, Any]]:
     """The replica options and the deployment keywords of ``chattts serve --ray``."""
-    from .._appargs import load_options
+    from .._appargs import load_options, server_options
 
-    host = getattr(args, "host", "127.0.0.1")
+    settings = server_options(args)
     options = ReplicaOptions(
-        load=load_options(args),
-        voices=getattr(args, "voices", None),
-        api_key=getattr(args, "api_key", None),
-        max_batch=getattr(args, "max_batch", 8),
-        batch_wait_ms=getattr(args, "batch_wait_ms", 20.0),
-        max_queue=getattr(args, "max_queue", 256),
-        max_new_token=getattr(args, "max_new_token", 2048),
-        allowed_hosts=(host,),
+        load=load_options(args), allowed_hosts=(settings.host,), **settings.app_kwargs()
     )
     scale = {
         "replicas": getattr(args, "replicas", None) or 1,
@@ -257,21 +250,25 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplicaOptions, dict[st
 def main(args: argparse.Namespace) -> int:
     """``chattts serve --ray``: start (or join) Ray, deploy the app, serve until Ctrl-C or
     SIGTERM, then drain the replicas and stop."""
+    from .._appargs import server_options
+
     ray, serve = _require_ray()
     options, scale = options_from_args(args)
+    settings = server_options(args)
+    host, port = settings.host, settings.port
     app = build_app(options, **scale)
     address = getattr(args, "ray_address", None)
     ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.start(http_options={"host": host, "port": port})
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
         how = f"{scale['autoscale'][0]}-{scale['autoscale'][1]}" if scale["autoscale"] else None
         logger.info(
             "serving on http://%s:%d with %s replicas (Ray %s)",
-            args.host,
-            args.port,
+            host,
+            port,
             how or scale["replicas"],
             address or "local",
         )
