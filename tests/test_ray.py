@@ -20,11 +20,11 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import openai
 import pytest
 import ray
 import yaml
+from _speech import assert_same_audio, decode
 from ray import serve
 
 from chattts._rayargs import autoscale_range
@@ -41,9 +41,7 @@ from chattts.server.ray import (
     deployment_options,
 )
 
-RATE = 24000
 STEPS = 20
-LSB = 1 / 32767
 TIMEOUT = 120  # seconds a client waits for one answer: nothing may hang past it
 try:  # the openai package speaks through httpx2 where it is installed
     import httpx2
@@ -51,17 +49,6 @@ try:  # the openai package speaks through httpx2 where it is installed
     TRANSPORT_ERRORS: tuple = (httpx.TransportError, httpx2.TransportError)
 except ImportError:
     TRANSPORT_ERRORS = (httpx.TransportError,)
-
-
-def pcm(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-
-
-def assert_same_audio(a: np.ndarray, b: np.ndarray, what: str) -> None:
-    assert a.size == b.size, f"{what}: {a.size} samples != {b.size}"
-    peak = float(np.abs(b).max()) if b.size else 0.0
-    err = float(np.abs(a - b).max()) if a.size else 0.0
-    assert err <= 1e-3 * peak + LSB, f"{what}: max error {err} (peak {peak})"
 
 
 # ---- without a cluster ---------------------------------------------------------------------
@@ -297,14 +284,6 @@ def sse_audio(lines) -> bytes:
     deltas = events[:-1]
     assert deltas and all(e["type"] == "speech.audio.delta" for e in deltas)
     return b"".join(base64.b64decode(e["audio"]) for e in deltas)
-
-
-def decode(data: bytes, fmt: str) -> np.ndarray:
-    if fmt == "pcm":
-        return pcm(data)
-    from chattts.audio import load_audio
-
-    return load_audio(data, RATE)
 
 
 @pytest.mark.e2e

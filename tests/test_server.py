@@ -19,15 +19,14 @@ import numpy as np
 import openai
 import pytest
 import uvicorn
+from _speech import RATE, assert_same_audio, decode, pcm
 
 import chattts
 from chattts.audio import load_audio
 from chattts.errors import UsageError
 from chattts.server import OPENAI_VOICES, create_app, speed_to_prompt, uvicorn_settings
 
-RATE = 24000
 STEPS = 20  # code steps per request: short audio, fast tests
-LSB = 1 / 32767  # one step of 16-bit PCM
 
 
 class Server:
@@ -87,18 +86,6 @@ def speak(client, text="hello world", voice="alloy", seed=1, fmt="pcm", stream=F
     with client.audio.speech.with_streaming_response.create(**args) as r:
         assert r.status_code == 200
         return b"".join(r.iter_bytes())
-
-
-def pcm(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-
-
-def assert_same_audio(a: np.ndarray, b: np.ndarray, what: str) -> None:
-    """Same length, samples within 1e-3 of the peak (plus one 16-bit step of rounding)."""
-    assert a.size == b.size, f"{what}: {a.size} samples != {b.size}"
-    peak = float(np.abs(b).max()) if b.size else 0.0
-    err = float(np.abs(a - b).max()) if a.size else 0.0
-    assert err <= 1e-3 * peak + LSB, f"{what}: max error {err} (peak {peak})"
 
 
 def test_speed_mapping():
@@ -178,7 +165,7 @@ EXTRA = {
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav", "pcm"])
 def test_every_format(client, reference, fmt, stream):
     data = speak(client, "hello world", seed=11, fmt=fmt, stream=stream)
-    wav = pcm(data) if fmt == "pcm" else load_audio(data, RATE)
+    wav = decode(data, fmt)
     lo, hi = EXTRA[fmt]
     n = reference.size
     assert n + lo <= wav.size <= n + hi, f"{fmt}: {wav.size} samples for {n}"
@@ -451,7 +438,7 @@ def test_example_client(server, reference, tmp_path, fmt, mode):
     )
     assert proc.returncode == 0, proc.stderr
     data = out.read_bytes()
-    wav = pcm(data) if fmt == "pcm" else load_audio(data, RATE)
+    wav = decode(data, fmt)
     lo, hi = EXTRA[fmt]
     assert reference.size + lo <= wav.size <= reference.size + hi
     if mode == "--sse":
