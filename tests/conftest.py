@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ import pytest
 from safetensors.torch import load_file
 
 import chattts
+import chattts.chat
+from chattts.voicelib import VoiceLibrary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "fixtures", "tiny")
@@ -29,6 +32,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = item.module.__name__.rpartition(".")[2] if item.module else ""
         if module in E2E_MODULES or E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def voice_library(tmp_path_factory) -> str:
+    """The folder of every Chat's voice library (``Chat.voices``, the server's voices without
+    ``--voices``): an empty temporary folder, never the user's own library."""
+    folder = str(tmp_path_factory.mktemp("voice-library"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chattts.chat, "VoiceLibrary", functools.partial(VoiceLibrary, folder))
+        assert chattts.Chat().voices.path == folder
+        yield folder
 
 
 @pytest.fixture(scope="session")

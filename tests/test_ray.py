@@ -158,7 +158,7 @@ def test_check_health_follows_the_worker(chat):
 
 @pytest.mark.e2e
 @pytest.mark.ray
-def test_serve_ray_command_drains_on_sigterm(tiny_root):
+def test_serve_ray_command_drains_on_sigterm(tiny_root, voice_library):
     """``chattts serve --ray`` on its own local Ray: SIGTERM lets the request under way finish,
     then the command stops with status 0."""
     with socket.socket() as s:
@@ -168,6 +168,7 @@ def test_serve_ray_command_drains_on_sigterm(tiny_root):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     cmd = [sys.executable, "-m", "chattts", "serve", "--ray", "--model-dir", tiny_root]
     cmd += ["--no-verify", "--device", "cpu", "--port", str(port), "--replica-cpus", "1"]
+    cmd += ["--voices", voice_library]  # not the user's library
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     output: list[bytes] = []
     reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
@@ -207,7 +208,7 @@ def test_serve_ray_command_drains_on_sigterm(tiny_root):
 
 
 @pytest.fixture(scope="module")
-def serve_url(tiny_root):
+def serve_url(tiny_root, voice_library):
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -220,7 +221,9 @@ def serve_url(tiny_root):
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        options = ReplicaOptions.from_model(tiny_root, max_batch=8, batch_wait_ms=100)
+        options = ReplicaOptions.from_model(
+            tiny_root, max_batch=8, batch_wait_ms=100, voices=voice_library
+        )
         app = build_app(options, replicas=2, replica_cpus=1, health_check_period_s=2)
         serve.run(app, name=APP_NAME, route_prefix="/")
         yield f"http://127.0.0.1:{port}"

@@ -4,6 +4,7 @@ a voice name (Chat's spk_emb, generate's speakers, chattts voice / say, the serv
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import types
 from pathlib import Path
@@ -70,20 +71,17 @@ def test_add_list_show_rename_remove(lib: VoiceLibrary) -> None:
         lib.remove("zed")
 
 
-def test_a_sample_voice_is_spk_smp_and_txt_smp(chat, lib: VoiceLibrary) -> None:
+def test_a_sample_voice_is_spk_smp_and_txt_smp(chat, lib: VoiceLibrary, monkeypatch) -> None:
     wav = chat.infer(["hello"], skip_refine_text=True, params_infer_code=quick(spk_emb=A))[0]
     smp = chat.sample_audio_speaker(wav)
     lib.add("rec", sample=smp, text="hello")
     assert lib.get("rec").kind == "sample" and lib.resolve("rec").sample == smp
     with pytest.raises(VoicesError, match="recording"):
         lib.resolve("rec+alice")
-    chat.voices = lib
-    try:
-        by_name = chat.infer(["hi"], skip_refine_text=True, params_infer_code=quick(spk_emb="rec"))
-        direct = quick(spk_smp=smp, txt_smp="hello")
-        by_hand = chat.infer(["hi"], skip_refine_text=True, params_infer_code=direct)
-    finally:
-        chat.voices = VoiceLibrary()
+    monkeypatch.setattr(chat, "voices", lib)
+    by_name = chat.infer(["hi"], skip_refine_text=True, params_infer_code=quick(spk_emb="rec"))
+    direct = quick(spk_smp=smp, txt_smp="hello")
+    by_hand = chat.infer(["hi"], skip_refine_text=True, params_infer_code=direct)
     np.testing.assert_array_equal(by_name[0], by_hand[0])
 
 
@@ -126,23 +124,20 @@ def test_voices_of_models_of_different_sizes_do_not_mix(lib: VoiceLibrary) -> No
         lib.resolve("small", hidden_size=STATS.hidden_size)
 
 
-def test_names_and_mixes_in_spk_emb_and_generate(chat, lib: VoiceLibrary) -> None:
-    chat.voices = lib
-    try:
-        params = quick(spk_emb="alice*0.7+bob*0.3")
-        by_name = chat.infer(["hi"], skip_refine_text=True, params_infer_code=params)[0]
-        assert params.spk_emb == "alice*0.7+bob*0.3"  # the caller's params are not changed
-        spk = lib.resolve("alice*0.7+bob*0.3").speaker
-        by_hand = chat.infer(["hi"], skip_refine_text=True, params_infer_code=quick(spk_emb=spk))
-        np.testing.assert_array_equal(by_name, by_hand[0])
-        g1 = chat.generate("[S1] hi", seed=3, speakers={"S1": "alice+bob"}, max_new_tokens=12)
-        g2 = chat.generate("[S1] hi", seed=3, speakers={"S1": lib.resolve("alice+bob").speaker},
-                           max_new_tokens=12)  # fmt: skip
-        np.testing.assert_array_equal(g1, g2)
-        with pytest.raises(VoicesError, match="unknown voice 'zed'"):
-            chat.infer(["hi"], skip_refine_text=True, params_infer_code=quick(spk_emb="zed"))
-    finally:
-        chat.voices = VoiceLibrary()
+def test_names_and_mixes_in_spk_emb_and_generate(chat, lib: VoiceLibrary, monkeypatch) -> None:
+    monkeypatch.setattr(chat, "voices", lib)
+    params = quick(spk_emb="alice*0.7+bob*0.3")
+    by_name = chat.infer(["hi"], skip_refine_text=True, params_infer_code=params)[0]
+    assert params.spk_emb == "alice*0.7+bob*0.3"  # the caller's params are not changed
+    spk = lib.resolve("alice*0.7+bob*0.3").speaker
+    by_hand = chat.infer(["hi"], skip_refine_text=True, params_infer_code=quick(spk_emb=spk))
+    np.testing.assert_array_equal(by_name, by_hand[0])
+    g1 = chat.generate("[S1] hi", seed=3, speakers={"S1": "alice+bob"}, max_new_tokens=12)
+    g2 = chat.generate("[S1] hi", seed=3, speakers={"S1": lib.resolve("alice+bob").speaker},
+                       max_new_tokens=12)  # fmt: skip
+    np.testing.assert_array_equal(g1, g2)
+    with pytest.raises(VoicesError, match="unknown voice 'zed'"):
+        chat.infer(["hi"], skip_refine_text=True, params_infer_code=quick(spk_emb="zed"))
 
 
 def test_voice_command(tmp_path: Path, capsys) -> None:
@@ -231,6 +226,37 @@ def test_server_voices_take_mixes_and_name_the_unknown_one() -> None:
     assert "'zed'" in info.value.message
     with pytest.raises(chattts.errors.RequestError, match="empty term"):
         table.resolve("alice+")
+
+
+def test_the_server_offers_the_voice_library_without_a_voices_file(chat, lib, monkeypatch, caplog):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from chattts.server import create_app
+
+    lib.add("small", speaker=encode_speaker(torch.ones(10)))  # another model's size: left out
+    lib.add("alloy", speaker=B)  # replaces OpenAI's voice of that name
+    monkeypatch.setattr(chat, "voices", lib)
+    with caplog.at_level(logging.WARNING, logger="chattts.server"):
+        app = create_app(chat, batch_wait_ms=0, max_new_token=8)
+    assert "'small'" in caplog.text and "left out" in caplog.text
+    body = {"model": "tts-1", "input": "hi", "response_format": "pcm", "seed": 3}
+    with TestClient(app, base_url="http://localhost") as client:
+        listed = {v["id"]: v for v in client.get("/v1/audio/voices").json()["data"]}
+        assert {listed[n]["kind"] for n in ("alice", "bob", "alloy")} == {"speaker"}
+        assert "small" not in listed and listed["nova"]["kind"] == "seed"
+
+        def speak(voice: str) -> bytes:
+            r = client.post("/v1/audio/speech", json={**body, "voice": voice})
+            assert r.status_code == 200, r.text
+            return r.content
+
+        assert speak("alice") == speak(A) and speak("alloy") == speak(B)
+        mix = "alice*0.7+bob*0.3"
+        assert speak(mix) == speak(lib.resolve(mix).speaker)
+    # a voices file replaces the library
+    table = create_app(chat, voices={"carol": 5}).state.service.voices.table
+    assert "carol" in table and "alice" not in table
 
 
 def test_register_with_the_reference_keyword_again_after_a_reload(tiny_root) -> None:

@@ -89,7 +89,8 @@ def create_app(
         options: how to open the model when ``chat`` is None (the keywords above are then
             ignored).
         voices: named voices: a JSON file or folder (format: docs/server.md) or a dict
-            name -> seed or speaker string; OpenAI's voice names are always there.
+            name -> seed or speaker string; None: the voices of ``chat.voices``, the voice
+            library (``chattts voice add``). OpenAI's voice names are always there.
         api_key: require ``Authorization: Bearer <api_key>`` on ``/v1/*``.
         max_batch: most requests synthesised together; ``batch_wait_ms``: how long the first
             request waits for others to join; ``max_queue``: more waiting requests get 429.
@@ -113,7 +114,8 @@ def create_app(
         chat = open_chat(options)
     elif not chat.has_loaded():
         raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
-    table = Voices.load(voices, int(chat.config.gpt.hidden_size), chat.sample_random_speaker)
+    hidden = int(chat.config.gpt.hidden_size)
+    table = Voices.load(voices, hidden, chat.sample_random_speaker, library=chat.voices)
     batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
     service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
     return build_app(service)

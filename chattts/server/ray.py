@@ -57,7 +57,8 @@ class ReplicaOptions:
 
     Attributes:
         load: how the replica opens its model (a model folder must exist on every node).
-        voices: named voices: a dict (travels with the options) or a path on every node.
+        voices: named voices: a dict (travels with the options) or a path on every node;
+            None: the voice library of each replica's node (``chattts voice add``).
         api_key, max_batch, batch_wait_ms, max_queue, max_new_token: as in ``create_app``.
         allowed_hosts: extra names accepted in the Host header without an API key.
         threads: torch threads of each replica (None: Ray's ``OMP_NUM_THREADS``, the

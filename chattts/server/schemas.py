@@ -7,16 +7,23 @@ be tested (and reused) without a web server.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ..errors import RequestError, SpeakerError, VoicesError
 from ..validation import MAX_SEED, MIN_TEMPERATURE, check_int
+
+if TYPE_CHECKING:
+    from ..voicelib import VoiceLibrary
+
+logger = logging.getLogger("chattts.server")
 
 #: Longest ``input`` accepted, in characters (OpenAI's limit).
 MAX_INPUT_CHARS = 4096
@@ -251,16 +258,48 @@ class Voices:
 
     @classmethod
     def load(
-        cls, source: Any, hidden_size: int, draw: Optional[Callable[[int], str]] = None
+        cls,
+        source: Any,
+        hidden_size: int,
+        draw: Optional[Callable[[int], str]] = None,
+        library: Optional[VoiceLibrary] = None,
     ) -> Voices:
-        """From None, a dict (name -> seed or speaker string) or a path (JSON file or folder)."""
+        """From a dict (name -> seed or speaker string), a path (JSON file or folder), or None:
+        then the voices of ``library`` (:meth:`from_library`), if given."""
         if source is None:
+            if library is not None:
+                return cls.from_library(library, hidden_size, draw)
             return cls(None, hidden_size, draw)
         if isinstance(source, dict):
             return cls(dict(source), hidden_size, draw)
         from ..voices import load_voices  # the voices format is shared with ``chattts say``
 
         return cls(load_voices(source), hidden_size, draw)
+
+    @classmethod
+    def from_library(
+        cls, library: VoiceLibrary, hidden_size: int, draw: Optional[Callable[[int], str]] = None
+    ) -> Voices:
+        """OpenAI's voices and those of a voice library (what ``chattts voice add`` saves).
+
+        A library voice this model cannot speak with (one made from a recording, or a speaker
+        of a model of another size) is left out, with a warning; a missing folder holds none.
+
+        Raises:
+            VoicesError: a library file that cannot be read (bad JSON or a bad entry).
+        """
+        from ..voices import load_voices
+
+        found = load_voices(library.path) if os.path.exists(library.path) else {}
+        probe, named = cls(None, hidden_size), {}
+        for name, value in found.items():
+            try:
+                probe._check(name, value)
+            except VoicesError as e:
+                logger.warning("voice library %s: %s: left out", library.path, e)
+                continue
+            named[name] = value
+        return cls(named, hidden_size, draw)
 
     def list(self) -> list[VoiceInfo]:
         return [VoiceInfo(n, v) for n, v in sorted(self.table.items())]
