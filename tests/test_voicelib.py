@@ -3,6 +3,7 @@ a voice name (Chat's spk_emb, generate's speakers, chattts voice / say, the serv
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -226,6 +227,26 @@ def test_server_voices_take_mixes_and_name_the_unknown_one() -> None:
     assert "'zed'" in info.value.message
     with pytest.raises(chattts.errors.RequestError, match="empty term"):
         table.resolve("alice+")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    sub = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub[0].choices) if sub else {}
+
+
+def test_the_cli_docs_name_every_voice_action_and_say_option() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    commands = _subcommands(cli.build_parser())
+    parsers = {"say": commands["say"]}
+    for action, p in _subcommands(commands["voice"]).items():
+        assert f"chattts voice {action} " in doc or f"chattts voice {action}\n" in doc, action
+        parsers[f"voice {action}"] = p
+    for name, p in parsers.items():
+        for opt in p._actions:
+            if opt.option_strings and opt.dest not in ("help", "verbose"):
+                assert any(f"`{o}" in doc or f" {o}" in doc for o in opt.option_strings), (
+                    f"chattts {name} {opt.option_strings[0]} is not in docs/cli.md"
+                )
 
 
 def test_the_server_offers_the_voice_library_without_a_voices_file(chat, lib, monkeypatch, caplog):
