@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from chattts.voicelib import VoiceLibrary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "fixtures", "tiny")
+# ONNX Runtime conversions of the test models go to a folder of this run, never the user's
+# cache (subprocesses such as the CLI's inherit it)
+os.environ.setdefault("CHATTTS_ONNX_CACHE", tempfile.mkdtemp(prefix="chattts-onnx-"))
 
 
 #: Test modules that run end to end: the command in subprocesses, the web UI in a browser, the
@@ -67,6 +71,24 @@ def chat() -> chattts.Chat:
     """A Chat with the tiny model loaded on the CPU (shared: tests must not unload it)."""
     c = chattts.Chat()
     assert c.load(source="custom", custom_path=TINY, verify=False, device="cpu")
+    return c
+
+
+@pytest.fixture(scope="session")
+def ort_chat() -> chattts.Chat:
+    """The tiny model with its GPT on ONNX Runtime, float32 weights (shared)."""
+    c = chattts.Chat()
+    c.load(source="custom", custom_path=TINY, verify=False, device="cpu", backend="onnxruntime")
+    assert c.has_loaded()
+    return c
+
+
+@pytest.fixture(scope="session")
+def ort_int8_chat() -> chattts.Chat:
+    """The tiny model loaded with ``quantize="int8"`` on the CPU: ONNX Runtime, int8 (shared)."""
+    c = chattts.Chat()
+    c.load(source="custom", custom_path=TINY, verify=False, device="cpu", quantize="int8")
+    assert c.has_loaded()
     return c
 
 

@@ -6,6 +6,7 @@ import copy
 import os
 
 import numpy as np
+import pytest
 import torch
 from conftest import assert_close, trim
 
@@ -17,6 +18,13 @@ from chattts.speaker import decode_speaker
 
 P = chattts.InferCodeParams
 R = chattts.RefineTextParams
+
+
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def chat(request):
+    """Every case on the torch float32 engine and on the ONNX Runtime graph exported without
+    quantisation: both give the reference's codes and audio."""
+    return request.getfixturevalue("chat" if request.param == "torch" else "ort_chat")
 
 
 def code_params(cases, spk, key):

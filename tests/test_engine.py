@@ -88,8 +88,8 @@ def test_compiled_step_on_cpu_gives_the_same_tokens(tiny_root, chat):
     torch.testing.assert_close(eager[2], got[2], rtol=1e-4, atol=1e-5)
 
 
-def test_int8_quantises_gpt_heads_and_decoders(tiny_root, chat):
-    q = load(tiny_root, quantize="int8")
+def test_int8_on_torch_quantises_gpt_heads_and_decoders(tiny_root, chat):
+    q = load(tiny_root, quantize="int8", backend="torch")
     m = q.models
     assert not any(type(mod) is torch.nn.Linear for mod in m.gpt.body.layers.modules())
     assert isinstance(m.embed.head_text, Int8Linear) and isinstance(m.embed.code_head, Int8Linear)
@@ -150,7 +150,7 @@ def test_engine_options_are_checked_once_and_int8_only_at_load(chat):
         EngineOptions(quantize="int4")
     # int8 weights and the dtype are applied while loading: a new engine cannot add them
     with pytest.raises(ValueError, match="loaded"):
-        chat.models.with_engine(EngineOptions(quantize="int8"))
+        chat.models.with_engine(EngineOptions(quantize="int8", backend="torch"))
     with pytest.raises(ValueError, match="loaded"):
         chat.models.with_engine(EngineOptions(dtype="bfloat16"))
 

@@ -16,6 +16,13 @@ HOP = 256
 COVER = dict(stream_lookahead=12, stream_context=12)
 
 
+@pytest.fixture(scope="module", params=["torch", "onnxruntime-int8"])
+def chat(request):
+    """Streaming on the torch float32 engine and on ONNX Runtime with int8 weights (what
+    ``quantize="int8"`` runs on the CPU)."""
+    return request.getfixturevalue("chat" if request.param == "torch" else "ort_int8_chat")
+
+
 def params(spk, **kw):
     base = dict(show_tqdm=False, spk_emb=spk, manual_seed=5, max_new_token=60)
     base.update(kw)

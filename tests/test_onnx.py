@@ -1,0 +1,239 @@
+"""The GPT on ONNX Runtime: the converted graph against the torch GPT, generation through it,
+the conversion cache, and the errors (docs/engine.md, "ONNX Runtime").
+
+The conformance cases run on the float32 graph in test_conformance.py, streaming on the int8
+graph in test_streaming.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+
+import pytest
+import torch
+
+import chattts
+from chattts.config import read_gpt_json
+from chattts.errors import MissingDependencyError, UnsupportedOptionError
+from chattts.generation import ort_convert
+from chattts.generation.backend import TorchBackend
+from chattts.generation.build import build_backend
+from chattts.generation.ort_backend import OrtBackend
+from chattts.generation.ort_convert import converted_gpt
+from chattts.model.gpt import GPT
+from chattts.options import EngineOptions
+from chattts.passes import last
+
+P = chattts.InferCodeParams
+
+
+@pytest.fixture(scope="module")
+def gpt_dir(tiny_root) -> str:
+    return os.path.join(tiny_root, "asset", "gpt")
+
+
+@pytest.fixture(scope="module")
+def torch_gpt(gpt_dir) -> GPT:
+    return GPT.from_files(gpt_dir, os.path.join(gpt_dir, "model.safetensors"))
+
+
+def ort_backend(gpt_dir: str, precision: str) -> OrtBackend:
+    graph = converted_gpt(gpt_dir, precision)
+    return OrtBackend.from_graph(graph.path, read_gpt_json(os.path.join(gpt_dir, "config.json")))
+
+
+def hidden_errors(torch_gpt: GPT, backend: OrtBackend) -> list[float]:
+    """‖h − h_torch‖ / ‖h_torch‖ of a padded batch of 3: the prompt, 3 steps, the middle row
+    dropped, 3 more steps."""
+    gen = torch.Generator().manual_seed(0)
+    b, t, hidden = 3, 9, torch_gpt.hidden_size
+    embeds = torch.randn(b, t, hidden, generator=gen)
+    mask = torch.ones(b, t, dtype=torch.long)
+    mask[1, :4] = 0  # left padding, as the engine gives prompts
+    mask[2, :7] = 0
+    want, got = TorchBackend(torch_gpt, torch.device("cpu")).open(b, t + 8), backend.open(b, t + 8)
+    errors = []
+
+    def compare(h_want, h_got):
+        errors.append(float((h_got - h_want).norm() / h_want.norm()))
+
+    with torch.inference_mode():
+        compare(want.prefill(embeds, mask), got.prefill(embeds, mask))
+        rows = b
+        for step in range(6):
+            if step == 3:
+                keep = torch.tensor([0, 2])
+                want.select(keep)
+                got.select(keep)
+                rows = 2
+            x = torch.randn(rows, 1, hidden, generator=gen)
+            compare(want.decode(x), got.decode(x))
+    got.close()
+    return errors
+
+
+def test_float32_graph_gives_the_torch_hidden_states(torch_gpt, gpt_dir):
+    errors = hidden_errors(torch_gpt, ort_backend(gpt_dir, "fp32"))
+    print(f"float32 graph vs torch, relative error per step: {max(errors):.2e} at most")
+    assert max(errors) <= 1e-4
+
+
+def test_int8_graph_stays_close(torch_gpt, gpt_dir):
+    errors = hidden_errors(torch_gpt, ort_backend(gpt_dir, "int8"))
+    print(f"int8 graph vs torch float32, relative error per step: {max(errors):.4f} at most")
+    assert 0 < max(errors) <= 0.05
+
+
+def test_int8_is_auto_on_the_cpu_and_float32_stays_on_torch(chat, ort_int8_chat):
+    assert chat.models.engine.backend.name == "torch" and chat.models.gpt is not None
+    m = ort_int8_chat.models
+    assert m.engine.backend.name == "onnxruntime"
+    assert m.gpt is None and ort_int8_chat.gpt is None  # the torch GPT is never read
+    assert os.path.basename(m.engine.backend.graph_path) == "model.onnx"
+    assert EngineOptions(quantize="int8").resolved_backend("cuda") == "torch"
+    assert EngineOptions(quantize="int8", backend="torch").resolved_backend("cpu") == "torch"
+
+
+def test_int8_generation_lengths_batch_1_and_3(ort_int8_chat, cases, spk):
+    passes = ort_int8_chat.pipeline.passes
+    p = P(show_tqdm=False, spk_emb=spk, manual_seed=7, max_new_token=48)
+    one = last(passes.code_steps(["hello world"], p))
+    assert one.item_tokens(0).shape == (int(one.lengths[0]), 4)
+    texts = cases["eos.batch"]["texts"]
+    plist = [
+        P(show_tqdm=False, spk_emb=spk, manual_seed=seed, max_new_token=n)
+        for seed, n in ((1, 120), (2, 9), (3, 120))
+    ]
+    state = last(passes.code_steps(texts, plist))
+    lengths = state.lengths.tolist()
+    eos = ort_int8_chat.models.config.gpt.num_audio_tokens - 1
+    assert lengths[1] <= 9
+    for i, n in enumerate(lengths):
+        assert not bool((state.item_tokens(i) == eos).any())  # nothing past EOS is kept
+        if n < plist[i].max_new_token:  # ended by EOS, at its own step
+            assert bool((state.tokens[i, n] == eos).any())
+    assert len(set(lengths)) == 3, lengths
+    wavs = passes.decode_items(state, True, padded=False)
+    assert [w.size for w in wavs] == [(2 * n - 1) * 256 for n in lengths]
+
+
+def test_interrupt_stops_the_onnxruntime_engine_within_one_step(ort_int8_chat, spk):
+    from chattts.generation.engine import Interrupt
+
+    flag = Interrupt()
+    p = P(show_tqdm=False, spk_emb=spk, manual_seed=3, max_new_token=300, min_new_token=300)
+    seen = []
+    for state in ort_int8_chat.pipeline.passes.code_steps(["hello world"], p, flag):
+        seen.append(state.step)
+        if state.step == 5:
+            flag.set()
+    assert seen[-1] <= 6 and state.interrupted
+
+
+def count_conversions(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = ort_convert.run_builder
+
+    def counting(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort_convert, "run_builder", counting)
+    return calls
+
+
+def test_second_load_reuses_the_conversion_and_a_corrupt_one_is_rebuilt(
+    tiny_root, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("CHATTTS_ONNX_CACHE", str(tmp_path / "cache"))
+    calls = count_conversions(monkeypatch)
+    kw = dict(source="custom", custom_path=tiny_root, verify=False, device="cpu")
+
+    def load_and_speak():
+        c = chattts.Chat()
+        c.load(**kw, quantize="int8", raise_on_error=True)
+        p = P(show_tqdm=False, manual_seed=1, max_new_token=12, min_new_token=12)
+        return c, c.infer(["hello"], skip_refine_text=True, params_infer_code=p)[0]
+
+    first, wav = load_and_speak()
+    graph = first.models.engine.backend.graph_path
+    assert calls == ["int8"]
+    _, again = load_and_speak()
+    assert calls == ["int8"]  # the cached graph, no second export
+    assert (again == wav).all()
+    data = os.path.join(os.path.dirname(graph), "model.onnx.data")
+    with open(data, "r+b") as f:  # same size, different bytes
+        f.seek(100)
+        f.write(b"\xff" * 16)
+    with caplog.at_level(logging.WARNING, logger="chattts"):
+        _, rebuilt = load_and_speak()
+    assert calls == ["int8", "int8"]
+    warnings = [r for r in caplog.records if "rebuilding" in r.getMessage()]
+    assert len(warnings) == 1 and "SHA256" in warnings[0].getMessage()
+    assert (rebuilt == wav).all()
+    manifest = json.loads(open(os.path.join(os.path.dirname(graph), "manifest.json")).read())
+    assert manifest["converter_version"] == ort_convert.CONVERTER_VERSION
+    assert manifest["source_sha256"] == ort_convert.file_sha256(
+        os.path.join(tiny_root, "asset", "gpt", "model.safetensors")
+    )
+
+
+def test_a_stale_entry_is_rebuilt(gpt_dir, tmp_path, monkeypatch, caplog):
+    calls = count_conversions(monkeypatch)
+    first = converted_gpt(gpt_dir, "fp32", str(tmp_path))
+    manifest_path = os.path.join(os.path.dirname(first.path), "manifest.json")
+    manifest = json.loads(open(manifest_path).read())
+    manifest["source_sha256"] = "0" * 64
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+    with caplog.at_level(logging.WARNING, logger="chattts"):
+        again = converted_gpt(gpt_dir, "fp32", str(tmp_path))
+    assert again == first and calls == ["fp32", "fp32"]
+    assert "source_sha256" in caplog.text
+
+
+def test_concurrent_loads_convert_once(gpt_dir, tmp_path, monkeypatch):
+    calls = count_conversions(monkeypatch)
+    out = []
+    threads = [
+        threading.Thread(target=lambda: out.append(converted_gpt(gpt_dir, "fp32", str(tmp_path))))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["fp32"] and out[0] == out[1]
+
+
+def test_missing_onnxruntime_names_the_install(ort_chat, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingDependencyError, match="pip install .*onnxruntime"):
+        ort_chat.models.with_engine(EngineOptions(backend="onnxruntime"))
+    monkeypatch.setitem(sys.modules, "onnxruntime_genai", None)
+    with pytest.raises(MissingDependencyError, match="pip install .*onnxruntime-genai"):
+        ort_convert._require_converter()
+
+
+def test_backend_choices_are_checked(chat, ort_chat, gpt_dir):
+    with pytest.raises(UnsupportedOptionError, match="CPU"):
+        build_backend(
+            None, torch.device("cuda"), EngineOptions(backend="onnxruntime"), gpt_dir=gpt_dir
+        )
+    with pytest.raises(ValueError, match="float32"):
+        EngineOptions(backend="onnxruntime", dtype="bfloat16")
+    with pytest.raises(UnsupportedOptionError, match="backend='torch'"):
+        ort_chat.models.with_engine(EngineOptions(backend="torch"))
+    # a torch model can move its GPT to ONNX Runtime (the files are converted)
+    moved = chat.models.with_engine(EngineOptions(backend="onnxruntime"))
+    assert moved.engine.backend.name == "onnxruntime"
+
+
+def test_prompt_and_steps_must_fit_the_rotary_table(ort_chat):
+    backend = ort_chat.models.engine.backend
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        backend.open(1, backend.max_positions + 1)
