@@ -275,6 +275,23 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .assets import resolve_model_root
+    from .generation.ort_convert import converted_gpt
+
+    options = load_options(args)
+    root = resolve_model_root(options.source, options.custom_path, False, options.verify)
+    if not args.verbose:
+        logger.setLevel(logging.INFO)  # what is converted, and how long it took
+    precisions = ["int8", "fp32"] if args.precision == "all" else [args.precision]
+    for precision in precisions:
+        graph = converted_gpt(
+            os.path.join(root, "asset", "gpt"), precision, args.cache_dir, rebuild=args.force
+        )
+        print(graph.path)
+    return 0
+
+
 def _run_app(module: str, extra: str, args: argparse.Namespace) -> int:
     try:
         mod = importlib.import_module(f"chattts.{module}")
@@ -376,6 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_load_arguments(p, engine=False)
     p.add_argument("--force", action="store_true", help="download again even if present")
     p.set_defaults(func=cmd_download)
+    p = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert the GPT for ONNX Runtime ahead of time",
+        description="Convert the model's GPT to the ONNX Runtime graph that quantize=int8 on "
+        "the CPU runs (done once per checkpoint, cached; docs/engine.md). Prints its path.",
+    )
+    add_load_arguments(p, engine=False)
+    p.add_argument("--precision", choices=["int8", "fp32", "all"], default="int8")
+    p.add_argument("--cache-dir", metavar="DIR", help="default: ~/.cache/chattts/onnx")
+    p.add_argument("--force", action="store_true", help="convert again even if cached")
+    p.set_defaults(func=cmd_convert)
     add_voice_parser(sub, common)
     _app_parsers(sub, common)
     return parser

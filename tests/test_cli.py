@@ -183,6 +183,25 @@ def test_verbose_flag_logs_info(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_convert_ahead_of_time_then_say_uses_it(tmp_path):
+    cache = tmp_path / "onnx"
+    first = run("convert", *MODEL, "--cache-dir", str(cache))
+    assert first.returncode == 0, first.stderr
+    graph = Path(first.stdout.decode().strip())
+    assert graph.is_file() and graph.parent.parent == cache
+    assert "converting" in first.stderr and "written" in first.stderr
+    again = run("convert", *MODEL, "--cache-dir", str(cache))
+    assert again.stdout == first.stdout and "converting" not in again.stderr
+    out = tmp_path / "a.wav"
+    env = {**ENV, "CHATTTS_ONNX_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "chattts", "-v", "say", "hello", "-o", str(out), *MODEL]
+    cmd += ["--quantize", "int8", "--no-refine", "--max-new-token", "16", "--manual-seed", "1"]
+    said = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert said.returncode == 0, said.stderr
+    assert "ONNX Runtime" in said.stderr and "converting" not in said.stderr
+    assert out.stat().st_size > 44
+
+
 def test_mistakes_give_one_line(tmp_path):
     # the tiny model is not the official checkpoint: with verification on, a hash differs
     root = tmp_path / "model"

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -205,7 +206,13 @@ def _convert(
         os.replace(out, entry)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    logger.info("ONNX GPT written to %s in %.1f s", entry, time.monotonic() - start)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    logger.info(
+        "ONNX GPT written to %s in %.1f s (converter peak RSS %.0f MB)",
+        entry,
+        time.monotonic() - start,
+        peak,
+    )
 
 
 def _require_converter() -> None:
