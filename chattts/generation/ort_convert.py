@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -206,7 +205,12 @@ def _convert(
         os.replace(out, entry)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    try:
+        import resource  # not on Windows
+
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    except ImportError:
+        peak = float("nan")
     logger.info(
         "ONNX GPT written to %s in %.1f s (converter peak RSS %.0f MB)",
         entry,
