@@ -1,9 +1,13 @@
-"""Engine benchmark: speed, latency, memory and accuracy of the precision modes.
+"""Engine benchmark: speed, latency, memory and accuracy per backend and precision.
 
 Usage (from the repository root)::
 
-    python benchmarks/bench_engine.py                 # every mode, batches 1 and 8
-    python benchmarks/bench_engine.py --modes int8 --batches 1 --steps 64 --repeats 5
+    python benchmarks/bench_engine.py                 # default modes, batches 1 and 8
+    python benchmarks/bench_engine.py --modes int8 int8-torch --batches 1 --repeats 5
+
+Modes (:data:`MODES`): ``float32`` (torch, reference-exact), ``bfloat16`` (torch), ``int8``
+(what ``quantize="int8"`` runs on the CPU: ONNX Runtime), ``int8-torch`` (torch's dynamic
+int8 kernels), ``float32-ort`` (the ONNX graph without quantisation).
 
 The first run builds a full-size random checkpoint under ``benchmarks/.cache/full`` (about
 1.1 GB, git-ignored) with :func:`chattts.testing.make_random_checkpoint`. Every mode runs in a
@@ -17,8 +21,17 @@ fresh subprocess so that its peak RSS is its own. Output: one JSON object per li
   and its RSS after the imports (the torch wheel alone accounts for much of it).
 * ``{"kind": "bare_layers", ...}``: steps/s of a bare float32 pass over the same 20 layers'
   matrices (no attention, norms or sampling): the floor the float32 step is measured against.
-* ``{"kind": "logits_error", "mode", "rel_error"}``: ‖l − l_f32‖ / ‖l_f32‖ of the code-pass
-  logits, teacher-forced on one float32-generated sequence.
+* ``{"kind": "logits_error", "mode", "rel_error", "hidden_rel_error"}``: ‖l − l_f32‖ / ‖l_f32‖
+  of the code-pass logits (and of the GPT's hidden states), teacher-forced on one
+  float32-generated sequence.
+* ``{"kind": "bandwidth", "gb_per_s", "int8_bytes_per_step", "limit_steps_per_s"}``: memory
+  read bandwidth (a sum over 1 GiB with the benchmark's threads) and the batch-1 step rate it
+  allows when every int8 weight of the converted graph is read once per step.
+* ``{"kind": "under_load", "mode", "quiet", "loaded", "ratio"}``: batch-1 GPT steps/s with two
+  busy threads in another process (started by the benchmark), against the same mode quiet.
+* ``{"kind": "spinning", "spinning", "quiet", "loaded"}``: the ONNX Runtime int8 step alone
+  (batch 1, steps/s) with its idle threads spinning or sleeping.
+* ``{"kind": "summary", ...}``: the ratios of the targets (docs/engine.md), from this run.
 * ``{"kind": "stream_error", "rel_error", ...}``: streamed audio (default settings,
   concatenated) against the non-streamed audio of the same seed, float32.
 
@@ -72,21 +85,44 @@ def audio_seconds(steps: int) -> float:
     return (2 * steps - 1) * 256 / SAMPLE_RATE
 
 
+#: ``Chat.load`` engine keywords of each mode.
+MODES = {
+    "float32": {},
+    "bfloat16": {"dtype": "bfloat16"},
+    "int8": {"quantize": "int8"},
+    "int8-torch": {"quantize": "int8", "backend": "torch"},
+    "float32-ort": {"backend": "onnxruntime"},
+}
+
+
 def load(root: str, mode: str):
     import chattts
 
     chat = chattts.Chat()
-    quantize = "int8" if mode == "int8" else None
-    dtype = "bfloat16" if mode == "bfloat16" else "float32"
-    chat.load(
-        source="custom",
-        custom_path=root,
-        verify=False,
-        dtype=dtype,
-        quantize=quantize,
-        raise_on_error=True,
-    )
+    chat.load(source="custom", custom_path=root, verify=False, raise_on_error=True, **MODES[mode])
     return chat
+
+
+class BusyLoad:
+    """Two busy threads in another process (hashing releases the GIL), while in a ``with``."""
+
+    CODE = (
+        "import hashlib, threading\n"
+        "def spin():\n"
+        "    data = bytes(1 << 16)\n"
+        "    while True: hashlib.sha256(data).digest()\n"
+        "for _ in range(2): threading.Thread(target=spin, daemon=True).start()\n"
+        "threading.Event().wait()\n"
+    )
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE])
+        time.sleep(1.0)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
 
 
 def params(steps: int, seed: int = 1, **kw):
@@ -163,6 +199,18 @@ def run_mode(args) -> None:
             rec["first_chunk_s"] = round(statistics.median(fc), 3)
             rec["first_chunk_runs"] = [round(x, 3) for x in fc]
         emit(**rec)
+        if batch == 1 and args.under_load:
+            with BusyLoad():
+                loaded = [gpt_steps_per_s(chat, 1, args.steps) for _ in range(args.repeats)]
+            quiet = statistics.median(sps)
+            emit(
+                kind="under_load",
+                mode=args.worker,
+                quiet=round(quiet, 2),
+                loaded=round(statistics.median(loaded), 2),
+                loaded_runs=[round(x, 2) for x in loaded],
+                ratio=round(statistics.median(loaded) / quiet, 3),
+            )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     emit(
         kind="memory",
@@ -222,7 +270,8 @@ def bare_layers(args) -> None:
 
 
 def teacher_forced_logits(chat, tokens):
-    """Code logits (S, 4, V) of every step when fed ``tokens`` (S, 4), batch 1."""
+    """Code logits (S, 4, V) and hidden states (S, H) of every step when fed ``tokens``
+    (S, 4), batch 1."""
     import torch
 
     m, passes = chat.models, chat.pipeline.passes
@@ -231,12 +280,13 @@ def teacher_forced_logits(chat, tokens):
     with torch.inference_mode():
         gpt = m.engine.backend.open(1, embeds.shape[1] + tokens.shape[0])
         h = gpt.prefill(embeds, mask)
-        out = []
+        out, hidden = [], []
         for i in range(tokens.shape[0]):
             out.append(heads.logits(h))
+            hidden.append(h.float().clone())
             h = gpt.decode(heads.embed_tokens(tokens[i : i + 1])[:, None])
         gpt.close()
-    return torch.stack(out)
+    return torch.stack(out), torch.cat(hidden)
 
 
 def accuracy(args) -> None:
@@ -250,7 +300,7 @@ def accuracy(args) -> None:
     steps = args.steps
     state = last(f32.pipeline.passes.code_steps([TEXT], params(steps, seed=3)))
     tokens = state.item_tokens(0).clone()
-    ref = teacher_forced_logits(f32, tokens)
+    ref, ref_h = teacher_forced_logits(f32, tokens)
     # streamed vs non-streamed, default streaming settings
     p = params(steps, seed=5)
     whole = f32.infer([TEXT], params_infer_code=p, **ENGINE_ONLY)[0]
@@ -268,39 +318,120 @@ def accuracy(args) -> None:
         stream_context=p.stream_context,
     )
     del f32
-    for mode in ("bfloat16", "int8"):
+    for mode in [m for m in args.modes if m != "float32"]:
         chat = load(args.root, mode)
-        got = teacher_forced_logits(chat, tokens)
+        got, got_h = teacher_forced_logits(chat, tokens)
         err = float((got - ref).norm() / ref.norm())
+        h_err = float((got_h - ref_h).norm() / ref_h.norm())
         agree = float((got.argmax(-1) == ref.argmax(-1)).float().mean())
-        emit(kind="logits_error", mode=mode, rel_error=round(err, 5), argmax_agreement=agree)
+        emit(
+            kind="logits_error",
+            mode=mode,
+            rel_error=round(err, 5),
+            hidden_rel_error=round(h_err, 5),
+            argmax_agreement=round(agree, 3),
+        )
         del chat
+
+
+def bandwidth(args) -> None:
+    """Read bandwidth with the benchmark's threads, and the int8 step rate it allows."""
+    import torch
+
+    from chattts.generation.ort_convert import DATA_FILE, converted_gpt
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x = torch.ones(1 << 28)  # 1 GiB of float32
+    x.sum()
+    runs = []
+    for _ in range(max(5, args.repeats)):
+        start = time.perf_counter()
+        x.sum()
+        runs.append(x.numel() * 4 / (time.perf_counter() - start))
+    gbs = statistics.median(runs)
+    graph = converted_gpt(os.path.join(args.root, "asset", "gpt"), "int8")
+    weight_bytes = os.path.getsize(os.path.join(os.path.dirname(graph.path), DATA_FILE))
+    emit(
+        kind="bandwidth",
+        threads=torch.get_num_threads(),
+        gb_per_s=round(gbs / 1e9, 2),
+        int8_bytes_per_step=weight_bytes,
+        limit_steps_per_s=round(gbs / weight_bytes, 1),
+    )
+
+
+def spinning(args) -> None:
+    """The ONNX Runtime int8 step alone (batch 1), idle threads spinning or sleeping, quiet
+    and under load."""
+    import torch
+
+    from chattts.config import read_gpt_json
+    from chattts.generation.ort_backend import OrtBackend
+    from chattts.generation.ort_convert import converted_gpt
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gpt_dir = os.path.join(args.root, "asset", "gpt")
+    config = read_gpt_json(os.path.join(gpt_dir, "config.json"))
+    graph = converted_gpt(gpt_dir, "int8")
+    embeds, steps = torch.randn(1, 40, config.hidden_size), torch.randn(1, 1, config.hidden_size)
+
+    def rate(backend) -> float:
+        session = backend.open(1, 40 + args.steps + 1)
+        session.prefill(embeds, torch.ones(1, 40, dtype=torch.long))
+        session.decode(steps)
+        start = time.perf_counter()
+        for _ in range(args.steps - 1):
+            session.decode(steps)
+            torch.randn(626 * 4).softmax(-1)  # torch work between steps, as in generation
+        session.close()
+        return (args.steps - 1) / (time.perf_counter() - start)
+
+    for spin in (False, True):
+        backend = OrtBackend.from_graph(graph.path, config, spinning=spin)
+        rate(backend)
+        quiet = statistics.median(rate(backend) for _ in range(args.repeats))
+        with BusyLoad():
+            loaded = statistics.median(rate(backend) for _ in range(args.repeats))
+        emit(kind="spinning", spinning=spin, quiet=round(quiet, 1), loaded=round(loaded, 1))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=os.path.join(CACHE, "full"))
-    ap.add_argument("--modes", nargs="*", default=["float32", "bfloat16", "int8"])
+    ap.add_argument(
+        "--modes", nargs="*", choices=list(MODES), default=["float32", "int8-torch", "int8"]
+    )
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--steps", type=int, default=96, help="code steps per item (fixed length)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["bare", "accuracy"])
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["bare", "accuracy", "bandwidth", "spinning"]
+    )
+    ap.add_argument(
+        "--no-under-load",
+        dest="under_load",
+        action="store_false",
+        help="skip the batch-1 run with a competing CPU load",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "bare":
         return bare_layers(args)
     if args.worker == "accuracy":
         return accuracy(args)
+    if args.worker == "bandwidth":
+        return bandwidth(args)
+    if args.worker == "spinning":
+        return spinning(args)
     if args.worker:
         return run_mode(args)
     os.makedirs(CACHE, exist_ok=True)
     checkpoint(args.root)
-    jobs = list(args.modes)
-    if "bare" not in args.skip:
-        jobs.append("bare")
-    if "accuracy" not in args.skip:
-        jobs.append("accuracy")
+    jobs = [j for j in ("bandwidth",) if j not in args.skip] + list(args.modes)
+    jobs += [j for j in ("bare", "spinning", "accuracy") if j not in args.skip]
     common = [
         "--root",
         args.root,
@@ -312,13 +443,46 @@ def main() -> None:
         str(args.threads),
         "--batches",
         *map(str, args.batches),
+        "--modes",
+        *args.modes,
     ]
+    if not args.under_load:
+        common.append("--no-under-load")
+    records = []
     for job in jobs:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", job, *common]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         sys.stdout.write(proc.stdout)
+        records += [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0:
             emit(kind="error", job=job, returncode=proc.returncode)
+    summary(records)
+
+
+def summary(records: list[dict]) -> None:
+    """The targets' ratios (docs/engine.md, "ONNX Runtime"), from this run's records."""
+    step = {(r["mode"], r["batch"]): r for r in records if r["kind"] == "mode"}
+    out = {}
+    b1, b1_torch = step.get(("int8", 1)), step.get(("int8-torch", 1))
+    if b1 and b1_torch:
+        out["int8_b1_vs_torch_int8"] = round(b1["gpt_steps_per_s"] / b1_torch["gpt_steps_per_s"], 3)
+    bw = next((r for r in records if r["kind"] == "bandwidth"), None)
+    if b1 and bw:
+        out["int8_b1_vs_bandwidth_limit"] = round(
+            b1["gpt_steps_per_s"] / bw["limit_steps_per_s"], 3
+        )
+    for r in records:
+        if r["kind"] == "under_load":
+            out[f"{r['mode']}_loaded_vs_quiet"] = r["ratio"]
+        if r["kind"] == "memory":
+            out[f"{r['mode']}_peak_rss_mb"] = r["peak_rss_mb"]
+        if r["kind"] == "logits_error":
+            out[f"{r['mode']}_logits_error"] = r["rel_error"]
+    for (mode, batch), r in step.items():
+        out[f"{mode}_b{batch}_rtf"] = r["rtf"]
+        if batch == 1 and "first_chunk_s" in r:
+            out[f"{mode}_first_chunk_s"] = r["first_chunk_s"]
+    emit(kind="summary", **out)
 
 
 if __name__ == "__main__":
