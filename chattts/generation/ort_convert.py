@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ..config import GPTConfig, read_gpt_json
 from ..errors import MissingDependencyError, WeightsError
@@ -91,10 +91,10 @@ def checkpoint_sha256(path: str, cache_dir: str) -> str:
     index = index if isinstance(index, dict) else {}
     index[key] = digest
     os.makedirs(cache_dir, exist_ok=True)
-    tmp = f"{index_path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    fd, tmp = tempfile.mkstemp(prefix="hashes-", suffix=".tmp", dir=cache_dir)
+    with os.fdopen(fd, "w") as f:
         json.dump(index, f, indent=1)
-    os.replace(tmp, index_path)
+    os.replace(tmp, index_path)  # atomic: concurrent writers never leave a partial file
     return digest
 
 
@@ -146,77 +146,92 @@ def converted_gpt(
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"{weights}: no GPT weights to convert")
     sha = checkpoint_sha256(weights, cache_dir)
-    entry = os.path.join(cache_dir, f"{sha[:16]}-v{CONVERTER_VERSION}-{precision}")
-    result = ConvertedGPT(os.path.join(entry, GRAPH_FILE), precision, sha)
-    from filelock import FileLock
 
-    with FileLock(entry + ".lock"):  # one conversion at a time (e.g. server replicas)
-        problem = "a rebuild was asked for" if rebuild else entry_problem(entry, sha, precision)
-        if problem is None:
-            logger.debug("ONNX GPT from the cache: %s", entry)
-            return result
-        if os.path.exists(entry):
-            logger.warning("the cached ONNX GPT in %s is unusable (%s): rebuilding", entry, problem)
-        _convert(gpt_dir, weights, sha, precision, cache_dir, entry)
-    return result
-
-
-def _convert(
-    gpt_dir: str, weights: str, sha: str, precision: str, cache_dir: str, entry: str
-) -> None:
-    """Convert into a scratch folder beside ``entry``, then move it into place."""
-    _require_converter()
-    config = read_gpt_json(os.path.join(gpt_dir, "config.json"))
-    start = time.monotonic()
-    logger.info(
-        "converting %s to ONNX Runtime (%s); once per checkpoint, about a minute and ~2.7 GB "
-        "of memory for the official model",
-        weights,
-        precision,
-    )
-    scratch = tempfile.mkdtemp(prefix="convert-", dir=cache_dir)
-    try:
+    def build(out: str) -> dict:
+        _require_converter()
+        config = read_gpt_json(os.path.join(gpt_dir, "config.json"))
+        logger.info(
+            "converting %s to ONNX Runtime (%s); once per checkpoint, about 20 s and 2.5 GB "
+            "of memory for the official model",
+            weights,
+            precision,
+        )
+        scratch = os.path.dirname(out)
         staged = os.path.join(scratch, "hf")
-        out = os.path.join(scratch, "out")
         stage_hf_folder(config, weights, staged)
         run_builder(staged, out, precision, os.path.join(scratch, "hf-cache"))
+        logger.info("the model builder's peak RSS: %s", _children_peak_rss())
         replace_mask_inputs(os.path.join(out, GRAPH_FILE))
-        files = {}
-        for name in (GRAPH_FILE, DATA_FILE):
-            path = os.path.join(out, name)
-            if os.path.exists(path):
-                files[name] = {"size": os.path.getsize(path), "sha256": file_sha256(path)}
         for name in os.listdir(out):
-            if name not in files:
+            if name not in (GRAPH_FILE, DATA_FILE):
                 os.remove(os.path.join(out, name))  # genai config, tokenizer copies
-        manifest = {
-            "converter_version": CONVERTER_VERSION,
-            "source_sha256": sha,
-            "source": weights,
-            "precision": precision,
-            "builder": _builder_version(),
-            "config": asdict(config),
-            "files": files,
-        }
-        with open(os.path.join(out, MANIFEST_FILE), "w") as f:
-            json.dump(manifest, f, indent=1)
+        return {"source": weights, "builder": _builder_version(), "config": asdict(config)}
+
+    entry = cached_entry("gpt", sha, precision, cache_dir, build, rebuild=rebuild)
+    return ConvertedGPT(os.path.join(entry, GRAPH_FILE), precision, sha)
+
+
+def cached_entry(
+    kind: str,
+    sha: str,
+    precision: str,
+    cache_dir: str,
+    build: Callable[[str], dict],
+    *,
+    rebuild: bool = False,
+) -> str:
+    """The cache folder of ``kind`` made from the source with SHA256 ``sha``: reused when
+    intact, else (re)built by ``build(out_dir) -> manifest fields`` in a scratch folder,
+    recorded in a manifest (every file's size and SHA256) and moved into place. One process
+    builds at a time (a file lock); the others then find it built."""
+    entry = os.path.join(cache_dir, f"{kind}-{sha[:16]}-v{CONVERTER_VERSION}-{precision}")
+    os.makedirs(cache_dir, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(entry + ".lock"):
+        problem = "a rebuild was asked for" if rebuild else entry_problem(entry, sha, precision)
+        if problem is None:
+            logger.debug("ONNX %s from the cache: %s", kind, entry)
+            return entry
         if os.path.exists(entry):
-            shutil.rmtree(entry)
-        os.replace(out, entry)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+            logger.warning(
+                "the cached ONNX %s in %s is unusable (%s): rebuilding", kind, entry, problem
+            )
+        start = time.monotonic()
+        scratch = tempfile.mkdtemp(prefix="convert-", dir=cache_dir)
+        try:
+            out = os.path.join(scratch, "out")
+            os.makedirs(out)
+            fields = build(out)
+            files = {
+                name: {"size": os.path.getsize(path), "sha256": file_sha256(path)}
+                for name in sorted(os.listdir(out))
+                if os.path.isfile(path := os.path.join(out, name))
+            }
+            manifest = {
+                "converter_version": CONVERTER_VERSION,
+                "source_sha256": sha,
+                "precision": precision,
+                **fields,
+                "files": files,
+            }
+            with open(os.path.join(out, MANIFEST_FILE), "w") as f:
+                json.dump(manifest, f, indent=1)
+            if os.path.exists(entry):
+                shutil.rmtree(entry)
+            os.replace(out, entry)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    logger.info("ONNX %s written to %s in %.1f s", kind, entry, time.monotonic() - start)
+    return entry
+
+
+def _children_peak_rss() -> str:
     try:
         import resource  # not on Windows
-
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     except ImportError:
-        peak = float("nan")
-    logger.info(
-        "ONNX GPT written to %s in %.1f s (converter peak RSS %.0f MB)",
-        entry,
-        time.monotonic() - start,
-        peak,
-    )
+        return "unknown"
+    return f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB"
 
 
 def _require_converter() -> None:
