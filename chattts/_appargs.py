@@ -64,6 +64,11 @@ def add_load_arguments(
         g.add_argument("--quantize", choices=QUANTIZE, help="int8 weights for the GPT")
         g.add_argument("--compile", action="store_true", help="torch.compile the decode step")
         g.add_argument("--backend", choices=BACKENDS, default="auto", help="GPT backend (auto)")
+        g.add_argument(
+            "--ort-spinning",
+            action="store_true",
+            help="ONNX Runtime threads spin while idle: faster on an idle machine only",
+        )
     return g
 
 
@@ -204,6 +209,7 @@ def load_options(args: argparse.Namespace, *, force_redownload: bool = False) ->
             quantize=getattr(args, "quantize", defaults.quantize),
             compile=getattr(args, "compile", defaults.compile),
             backend=getattr(args, "backend", defaults.backend),
+            ort_spinning=getattr(args, "ort_spinning", defaults.ort_spinning),
         )
     except ValueError as e:
         raise UsageError(str(e)) from e

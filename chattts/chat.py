@@ -81,7 +81,7 @@ class Chat(ReferenceAttributes):
         """True when every module needed by ``infer`` is loaded (the Decoder if asked)."""
         if self.models is None:
             return False
-        return not use_decoder or self.models.decoder is not None
+        return not use_decoder or self.models.has_decoder
 
     def download_models(
         self,

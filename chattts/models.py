@@ -30,6 +30,7 @@ from .config import (
 from .errors import WeightsError
 from .generation.build import build_engine
 from .generation.engine import Engine
+from .generation.ort_decoder import OrtDecoders, converted_decoders
 from .model import quant
 from .model.dvae import DVAE, Decoder
 from .model.embed import Embed
@@ -108,12 +109,20 @@ class Models:
     gpt: Optional[GPT]
     dvae_loader: LazyDVAE
     decoder: Optional[Decoder]
-    vocos: torch.nn.Module
+    vocos: Optional[torch.nn.Module]
     speakers: SpeakerStats
     device: torch.device
     engine: Engine
     #: ``asset/gpt`` of the model root (the ONNX Runtime backend converts its weights)
     gpt_dir: str = ""
+    #: the Decoder and Vocos on ONNX Runtime (with that backend; ``decoder`` and ``vocos``
+    #: are then None)
+    ort_decoders: Optional[OrtDecoders] = None
+
+    @property
+    def has_decoder(self) -> bool:
+        """Hidden states can be decoded (``use_decoder=True``)."""
+        return self.decoder is not None or self.ort_decoders is not None
 
     @property
     def dvae(self) -> DVAE:
@@ -165,14 +174,9 @@ class Models:
         # with int8 each module is quantised as soon as it is loaded, and the decoders come
         # before the GPT: a module's float weights are transient while the resident set is
         # still small, so the peak stays close to the final size
-        if int8 and not on_ort:  # ONNX Runtime keeps float heads: less error, little time
-            quant.int8_embed_heads(embed)
-        decoder = Decoder.from_file(path(DECODER_WEIGHTS)) if load_decoder else None
-        if int8 and decoder is not None:
-            quant.int8_decoder(decoder)
-        vocos = load_vocos(path(VOCOS_WEIGHTS))
-        if int8:
-            quant.int8_vocos(vocos)
+        if int8:  # with ONNX Runtime the code heads stay float32: less error, little time
+            quant.int8_embed_heads(embed, code_heads=not on_ort)
+        decoder, vocos, ort_decoders = _load_decoders(root, int8, on_ort, load_decoder)
         hook = quant.int8_layer_hook if int8 else None
         gpt_dir = os.path.dirname(path(GPT_WEIGHTS))
         gpt = None if on_ort else GPT.from_files(gpt_dir, path(GPT_WEIGHTS), compute, hook, device)
@@ -182,8 +186,8 @@ class Models:
                 module.to(device).eval().requires_grad_(False)
         embed.to(compute)
         if int8:
-            where = "ONNX Runtime GPT" if on_ort else "GPT layers and heads"
-            logger.info("int8 weights: %s, Decoder, Vocos backbone", where)
+            where = "the GPT, Decoder and Vocos on ONNX Runtime" if on_ort else "torch"
+            logger.info("int8 weights: %s", where)
         return cls(
             config,
             tokenizer,
@@ -196,6 +200,7 @@ class Models:
             device,
             build_engine(gpt, embed, device, engine, gpt_dir=gpt_dir),
             gpt_dir,
+            ort_decoders,
         )
 
     def with_engine(self, options: EngineOptions) -> Models:
@@ -211,6 +216,25 @@ class Models:
         """
         engine = build_engine(self.gpt, self.embed, self.device, options, gpt_dir=self.gpt_dir)
         return replace(self, engine=engine)
+
+
+def _load_decoders(
+    root: str, int8: bool, on_ort: bool, load_decoder: bool
+) -> tuple[Optional[Decoder], Optional[torch.nn.Module], Optional[OrtDecoders]]:
+    """The Decoder and Vocos: in torch (int8 pointwise layers with ``int8``), or exported to
+    ONNX Runtime with its backend (docs/engine.md, "Decoding"; the torch modules are then
+    not kept)."""
+    asset = os.path.join(root, os.path.dirname(VOCOS_WEIGHTS))
+    if on_ort:
+        entry = converted_decoders(asset, "int8" if int8 else "fp32")
+        return None, None, OrtDecoders(entry, os.path.join(root, VOCOS_WEIGHTS))
+    decoder = Decoder.from_file(os.path.join(root, DECODER_WEIGHTS)) if load_decoder else None
+    if int8 and decoder is not None:
+        quant.int8_decoder(decoder)
+    vocos = load_vocos(os.path.join(root, VOCOS_WEIGHTS))
+    if int8:
+        quant.int8_vocos(vocos)
+    return decoder, vocos, None
 
 
 def decode_coef(coef: str, n_mels: int) -> torch.Tensor:

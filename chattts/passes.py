@@ -162,6 +162,8 @@ class Passes:
         """Hidden states (B, T, H) with the Decoder, or codes (B, T, num_vq) with the DVAE,
         -> log-mel (B, n_mels, 2T)."""
         if use_decoder:
+            if self.m.ort_decoders is not None:
+                return self.m.ort_decoders.mel(features.transpose(1, 2))
             if self.m.decoder is None:
                 raise RuntimeError("the Decoder is not loaded")
             return self.m.decoder.decode(features.transpose(1, 2))
@@ -170,7 +172,10 @@ class Passes:
     @torch.inference_mode()
     def waveform(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
         """Features (B, T, ·) -> (B, (2T − 1) · hop) float32 waveforms."""
-        return vocos_decode(self.m.vocos, self.mel(features, use_decoder))
+        mel = self.mel(features, use_decoder)
+        if self.m.ort_decoders is not None:
+            return self.m.ort_decoders.waveform(mel)
+        return vocos_decode(self.m.vocos, mel)
 
     def decode_items(
         self,

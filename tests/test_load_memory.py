@@ -67,10 +67,12 @@ def test_int8_modules_are_quantised_during_load(tiny_root):
     assert not any(type(m) is torch.nn.Linear for m in models.vocos.backbone.modules())
     with pytest.raises(ValueError, match="CPU only"):
         Models.load(tiny_root, device="meta", engine=EngineOptions(quantize="int8"))
-    # on ONNX Runtime the torch GPT is not read, and the heads stay float (less error)
+    # on ONNX Runtime the torch GPT, Decoder and Vocos are not read (their graphs run), the
+    # text head is int8 and the code heads stay float32 (less error)
     ort = Models.load(tiny_root, engine=EngineOptions(quantize="int8"))
-    assert ort.gpt is None and ort.embed.code_head is None
-    assert not any(type(m) is torch.nn.Linear for m in ort.decoder.modules())
+    assert ort.gpt is None and ort.decoder is None and ort.vocos is None
+    assert ort.ort_decoders is not None and ort.has_decoder
+    assert isinstance(ort.embed.head_text, Int8Linear) and ort.embed.code_head is None
 
 
 def test_release_free_memory_keeps_tensors_intact():

@@ -134,6 +134,42 @@ def test_interrupt_stops_the_onnxruntime_engine_within_one_step(ort_int8_chat, s
     assert seen[-1] <= 6 and state.interrupted
 
 
+def test_torch_runs_on_one_thread_while_onnxruntime_generates(ort_int8_chat, spk):
+    before = torch.get_num_threads()
+    seen = []
+    p = P(show_tqdm=False, spk_emb=spk, manual_seed=3, max_new_token=6)
+    for _ in ort_int8_chat.pipeline.passes.code_steps(["hello world"], p):
+        seen.append(torch.get_num_threads())
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("int8", 0.03)])
+def test_decoders_on_onnxruntime_match_torch(chat, tiny_root, precision, tolerance):
+    from chattts.generation.ort_decoder import OrtDecoders, converted_decoders
+    from chattts.model.vocos import vocos_decode
+
+    asset = os.path.join(tiny_root, "asset")
+    decoders = OrtDecoders(
+        converted_decoders(asset, precision), os.path.join(asset, "Vocos.safetensors")
+    )
+    m = chat.models
+    gen = torch.Generator().manual_seed(1)
+    for batch, steps in ((1, 5), (3, 37)):
+        hiddens = torch.randn(batch, 2 * m.decoder.cfg.decoder.idim, steps, generator=gen)
+        mel = m.decoder.decode(hiddens)
+        want = vocos_decode(m.vocos, mel)
+        got = decoders.waveform(decoders.mel(hiddens))
+        assert got.shape == want.shape == (batch, (2 * steps - 1) * 256)
+        err = float((got - want).norm() / want.norm())
+        print(f"{precision} decoders vs torch float32: {err:.2e}")
+        assert err <= tolerance
+        # the DVAE's mels (use_decoder=False) go through the same Vocos graph
+        torch.testing.assert_close(
+            decoders.waveform(mel), vocos_decode(m.vocos, mel), rtol=0, atol=tolerance
+        )
+
+
 def count_conversions(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = ort_convert.run_builder
@@ -159,11 +195,16 @@ def test_second_load_reuses_the_conversion_and_a_corrupt_one_is_rebuilt(
         p = P(show_tqdm=False, manual_seed=1, max_new_token=12, min_new_token=12)
         return c, c.infer(["hello"], skip_refine_text=True, params_infer_code=p)[0]
 
+    from chattts.generation import ort_decoder
+
+    exports = []
+    real_export = ort_decoder._export
+    monkeypatch.setattr(ort_decoder, "_export", lambda *a: exports.append(a[2]) or real_export(*a))
     first, wav = load_and_speak()
     graph = first.models.engine.backend.graph_path
-    assert calls == ["int8"]
+    assert calls == ["int8"] and len(exports) == 2  # the GPT; the Decoder and Vocos
     _, again = load_and_speak()
-    assert calls == ["int8"]  # the cached graph, no second export
+    assert calls == ["int8"] and len(exports) == 2  # the cached graphs, no second export
     assert (again == wav).all()
     data = os.path.join(os.path.dirname(graph), "model.onnx.data")
     with open(data, "r+b") as f:  # same size, different bytes

@@ -110,7 +110,8 @@ def _onnxruntime_backend(
     precision = "int8" if options.quantize == "int8" else "fp32"
     graph = converted_gpt(gpt_dir, precision)
     logger.info("GPT on ONNX Runtime (%s weights): %s", precision, graph.path)
-    return OrtBackend.from_graph(graph.path, read_gpt_json(os.path.join(gpt_dir, "config.json")))
+    config = read_gpt_json(os.path.join(gpt_dir, "config.json"))
+    return OrtBackend.from_graph(graph.path, config, spinning=options.ort_spinning)
 
 
 def build_engine(

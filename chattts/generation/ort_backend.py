@@ -13,6 +13,7 @@ engine gives left-padded rows) and each row's hidden state is read at its last r
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Optional
 
 import numpy as np
@@ -46,6 +47,11 @@ class OrtBackend:
         threads: ONNX Runtime's intra-op threads (default: torch's thread count).
         spinning: let idle ONNX Runtime threads spin (off: they sleep, which keeps a busy
             or shared machine fast; docs/engine.md has the measurement).
+
+    While a generation runs, torch (which does the step's small work: embeddings, heads,
+    sampling) runs on one thread: its OpenMP threads would otherwise spin against ONNX
+    Runtime's (measured: 52 → 76 steps/s quiet with spinning, 22 → 38 under load without).
+    The thread count is restored when the last open session closes.
     """
 
     name = "onnxruntime"
@@ -77,6 +83,9 @@ class OrtBackend:
         self.num_layers, self.num_kv_heads = num_layers, num_kv_heads
         self.head_dim, self.hidden_size = head_dim, hidden_size
         self.max_positions = max_positions
+        self._torch_threads_lock = threading.Lock()
+        self._open_sessions = 0
+        self._torch_threads = 0
         names = {i.name for i in self.session.get_inputs()}
         for needed in ("inputs_embeds", "seqlens_k", "total_sequence_length"):
             if needed not in names:
@@ -103,6 +112,21 @@ class OrtBackend:
             )
         return OrtSession(self, batch, positions)
 
+    def enter_generation(self) -> None:
+        """A session opens: torch goes to one thread (the first one saves its count)."""
+        with self._torch_threads_lock:
+            if self._open_sessions == 0:
+                self._torch_threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+            self._open_sessions += 1
+
+    def leave_generation(self) -> None:
+        """A session closes: the last one restores torch's thread count."""
+        with self._torch_threads_lock:
+            self._open_sessions -= 1
+            if self._open_sessions == 0:
+                torch.set_num_threads(self._torch_threads)
+
 
 class OrtSession:
     """One generation on :class:`OrtBackend`: its KV buffers and their bindings."""
@@ -120,6 +144,8 @@ class OrtSession:
         self.batch = batch
         self._step_out = torch.empty(batch, 1, backend.hidden_size)
         self._bind_state()
+        self._closed = False
+        backend.enter_generation()
 
     def _bind_state(self) -> None:
         """Bind the KV buffers (past = present) and the length arrays for ``self.batch`` rows."""
@@ -179,6 +205,10 @@ class OrtSession:
         self._bind_state()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.keys, self.values = [], []
         self._io.clear_binding_inputs()
         self._io.clear_binding_outputs()
+        self._backend.leave_generation()

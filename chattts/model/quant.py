@@ -130,10 +130,11 @@ def int8_layer_hook(layer: nn.Module) -> None:
     release_free_memory()
 
 
-def int8_embed_heads(embed: nn.Module) -> None:
-    """int8 weights for the text head and the stacked code heads (after ``fold_weight_norm``)."""
+def int8_embed_heads(embed: nn.Module, code_heads: bool = True) -> None:
+    """int8 weights for the text head and (``code_heads``) the stacked code heads (after
+    ``fold_weight_norm``)."""
     embed.head_text = quantize_int8(embed.head_text)
-    if embed.code_head_weight is not None and embed.code_head is None:
+    if code_heads and embed.code_head_weight is not None and embed.code_head is None:
         stacked = nn.Linear(embed.hidden_size, embed.code_head_weight.shape[0], bias=False)
         stacked.weight = nn.Parameter(embed.code_head_weight, requires_grad=False)
         embed.code_head = Int8Linear(stacked)
