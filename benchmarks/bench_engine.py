@@ -6,8 +6,9 @@ Usage (from the repository root)::
     python benchmarks/bench_engine.py --modes int8 int8-torch --batches 1 --repeats 5
 
 Modes (:data:`MODES`): ``float32`` (torch, reference-exact), ``bfloat16`` (torch), ``int8``
-(what ``quantize="int8"`` runs on the CPU: ONNX Runtime), ``int8-torch`` (torch's dynamic
-int8 kernels), ``float32-ort`` (the ONNX graph without quantisation).
+(what ``quantize="int8"`` runs on the CPU: ONNX Runtime), ``int8-spin`` (the same with
+``ort_spinning=True``), ``int8-torch`` (torch's dynamic int8 kernels), ``float32-ort`` (the
+ONNX graphs without quantisation).
 
 The first run builds a full-size random checkpoint under ``benchmarks/.cache/full`` (about
 1.1 GB, git-ignored) with :func:`chattts.testing.make_random_checkpoint`. Every mode runs in a
@@ -90,6 +91,7 @@ MODES = {
     "float32": {},
     "bfloat16": {"dtype": "bfloat16"},
     "int8": {"quantize": "int8"},
+    "int8-spin": {"quantize": "int8", "ort_spinning": True},
     "int8-torch": {"quantize": "int8", "backend": "torch"},
     "float32-ort": {"backend": "onnxruntime"},
 }

@@ -121,6 +121,7 @@ class Chat(ReferenceAttributes):
         dtype: str = "float32",
         quantize: Optional[str] = None,
         backend: str = "auto",
+        ort_spinning: bool = False,
         raise_on_error: bool = False,
     ) -> bool:
         """Load the models; returns False (after logging why) on failure.
@@ -146,6 +147,7 @@ class Chat(ReferenceAttributes):
                 compile=compile,
                 use_flash_attn=use_flash_attn,
                 backend=backend,
+                ort_spinning=ort_spinning,
             )
         except ValueError as e:
             if raise_on_error:

@@ -115,8 +115,8 @@ class Models:
     engine: Engine
     #: ``asset/gpt`` of the model root (the ONNX Runtime backend converts its weights)
     gpt_dir: str = ""
-    #: the Decoder and Vocos on ONNX Runtime (with that backend; ``decoder`` and ``vocos``
-    #: are then None)
+    #: the Decoder and Vocos on ONNX Runtime (float32 with that backend; ``decoder`` and
+    #: ``vocos`` are then None)
     ort_decoders: Optional[OrtDecoders] = None
 
     @property
@@ -186,8 +186,10 @@ class Models:
                 module.to(device).eval().requires_grad_(False)
         embed.to(compute)
         if int8:
-            where = "the GPT, Decoder and Vocos on ONNX Runtime" if on_ort else "torch"
-            logger.info("int8 weights: %s", where)
+            logger.info(
+                "int8 weights: the GPT (%s), Decoder and Vocos (torch)",
+                engine.resolved_backend(device.type),
+            )
         return cls(
             config,
             tokenizer,
@@ -221,12 +223,11 @@ class Models:
 def _load_decoders(
     root: str, int8: bool, on_ort: bool, load_decoder: bool
 ) -> tuple[Optional[Decoder], Optional[torch.nn.Module], Optional[OrtDecoders]]:
-    """The Decoder and Vocos: in torch (int8 pointwise layers with ``int8``), or exported to
-    ONNX Runtime with its backend (docs/engine.md, "Decoding"; the torch modules are then
-    not kept)."""
-    asset = os.path.join(root, os.path.dirname(VOCOS_WEIGHTS))
-    if on_ort:
-        entry = converted_decoders(asset, "int8" if int8 else "fp32")
+    """The Decoder and Vocos, whichever runs them faster (docs/engine.md, "Decoding"): torch
+    with int8 pointwise layers for ``int8``; for float32 with the ONNX Runtime backend, their
+    exported graphs (the torch modules are then not kept); else torch float32."""
+    if on_ort and not int8:  # float32: ONNX Runtime is the faster (int8: torch is)
+        entry = converted_decoders(os.path.join(root, os.path.dirname(VOCOS_WEIGHTS)))
         return None, None, OrtDecoders(entry, os.path.join(root, VOCOS_WEIGHTS))
     decoder = Decoder.from_file(os.path.join(root, DECODER_WEIGHTS)) if load_decoder else None
     if int8 and decoder is not None:

@@ -13,8 +13,7 @@ files and cached beside the GPT's graph (:func:`chattts.generation.ort_convert.c
   (B, n_fft / 2 + 1, F) (its backbone and head, magnitudes clipped as Vocos clips them).
 
 The inverse STFT stays in torch (``torch.istft``, as Vocos' head runs it), so the vocos
-package (and torchaudio with it) is not imported at run time. With ``int8``, the graphs' matrix
-products get 8-bit weights in blocks of 32 (onnxruntime's ``MatMulNBitsQuantizer``).
+package is not imported at run time.
 """
 
 from __future__ import annotations
@@ -81,28 +80,7 @@ def _export(module: nn.Module, example: torch.Tensor, path: str, outputs: list[s
         )
 
 
-def _quantize(path: str) -> None:
-    import onnx
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    # the quantiser's module configures the root logger when imported: undo it (a library
-    # does not touch its user's logging)
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    root.handlers[:], root.level = handlers, level
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
-
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(path), bits=8, block_size=32, is_symmetric=True, accuracy_level=4
-    )
-    quantizer.process()
-    quantizer.model.save_model_to_file(path, use_external_data_format=False)
-
-
-def converted_decoders(
-    asset_dir: str, precision: str = "int8", cache_dir: Optional[str] = None
-) -> str:
+def converted_decoders(asset_dir: str, cache_dir: Optional[str] = None) -> str:
     """The cache folder holding ``decoder.onnx`` and ``vocos.onnx`` of ``asset_dir``'s
     ``Decoder.safetensors`` and ``Vocos.safetensors`` (exported first when needed)."""
     cache_dir = cache_dir or default_cache_dir()
@@ -115,7 +93,7 @@ def converted_decoders(
         from ..model.dvae import Decoder
         from ..model.vocos import load_vocos
 
-        logger.info("exporting the Decoder and Vocos to ONNX Runtime (%s)", precision)
+        logger.info("exporting the Decoder and Vocos to ONNX Runtime")
         decoder = Decoder.from_file(decoder_file)
         vocos = load_vocos(vocos_file)
         hidden = 2 * decoder.cfg.decoder.idim  # two frames per code step
@@ -123,12 +101,9 @@ def converted_decoders(
         _export(_DecoderGraph(decoder), example, os.path.join(out, DECODER_GRAPH), ["mel"])
         example = torch.randn(1, vocos.backbone.embed.in_channels, 16)
         _export(_Spectrum(vocos), example, os.path.join(out, VOCOS_GRAPH), ["re", "im"])
-        if precision == "int8":
-            for name in (DECODER_GRAPH, VOCOS_GRAPH):
-                _quantize(os.path.join(out, name))
         return {"sources": [decoder_file, vocos_file], "source_sha256s": shas}
 
-    return cached_entry("decoders", sha, precision, cache_dir, build)
+    return cached_entry("decoders", sha, "fp32", cache_dir, build)
 
 
 class OrtDecoders:
