@@ -212,6 +212,9 @@ class Chat(ReferenceAttributes):
         """The pipeline for the Dia-style calls; ``compiled``: with the compiled decode step
         (``generate(use_torch_compile=True)``), rebuilt once from the loaded modules."""
         pipeline = self.pipeline
+        if compiled and pipeline.models.engine.backend.name != "torch":
+            self.logger.warning("use_torch_compile: the GPT runs on ONNX Runtime; not compiled")
+            return pipeline
         if compiled and self.options is not None and not self.options.engine.compile:
             self.options = self.options.with_engine(compile=True)
             self.models = pipeline.models.with_engine(self.options.engine)

@@ -279,3 +279,10 @@ def test_prompt_and_steps_must_fit_the_rotary_table(ort_chat):
     backend = ort_chat.models.engine.backend
     with pytest.raises(ValueError, match="max_position_embeddings"):
         backend.open(1, backend.max_positions + 1)
+
+
+def test_use_torch_compile_leaves_the_onnxruntime_engine_alone(ort_int8_chat, caplog):
+    before = ort_int8_chat.pipeline
+    with caplog.at_level(logging.WARNING):
+        assert ort_int8_chat._dia_pipeline(compiled=True) is before
+    assert "ONNX Runtime" in caplog.text
