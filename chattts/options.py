@@ -34,9 +34,9 @@ class EngineOptions:
         backend: the GPT's runtime: ``"torch"``, ``"onnxruntime"`` (CPU, float32 activations;
             its graph is converted once and cached) or ``"auto"``: ONNX Runtime for int8 on
             the CPU, torch otherwise (float32 without quantisation stays reference-exact).
-        ort_spinning: ONNX Runtime's idle threads spin instead of sleeping: about 30 %
-            faster on an idle machine, about 30 % slower when other processes compete for
-            the cores (docs/engine.md, "Threads").
+        ort_spinning: ONNX Runtime's idle threads spin instead of sleeping: measured 25 %
+            faster on an idle machine, 40 % slower when other processes compete for the
+            cores (docs/engine.md, "ONNX Runtime").
     """
 
     dtype: str = "float32"

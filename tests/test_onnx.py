@@ -286,3 +286,11 @@ def test_use_torch_compile_leaves_the_onnxruntime_engine_alone(ort_int8_chat, ca
     with caplog.at_level(logging.WARNING):
         assert ort_int8_chat._dia_pipeline(compiled=True) is before
     assert "ONNX Runtime" in caplog.text
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_ort_spinning_reaches_the_session(gpt_dir, spinning):
+    options = EngineOptions(backend="onnxruntime", ort_spinning=spinning)
+    backend = build_backend(None, torch.device("cpu"), options, gpt_dir=gpt_dir)
+    config = backend.session.get_session_options()
+    assert config.get_session_config_entry("session.intra_op.allow_spinning") == str(int(spinning))
