@@ -6,7 +6,7 @@ precision, converting it first when the cache has none (docs/engine.md, "ONNX Ru
 1. the checkpoint is staged as a Hugging Face LLaMA folder (its ``config.json`` written from
    :class:`chattts.config.GPTConfig`, the weights linked, not copied, and a one-word
    tokenizer, which the builder insists on);
-2. onnxruntime-genai's model builder (pinned, run in a child process so that its ~2.7 GB
+2. onnxruntime-genai's model builder (pinned, run in a child process so that its ~2.5 GB
    peak for the official model never joins the caller's memory) writes the body without
    embeddings and head: ``GroupQueryAttention`` with rotary positions, and with ``int8``
    ``MatMulNBits`` weights in blocks of 32 (onnxruntime's own quantiser);
