@@ -66,30 +66,31 @@ def expected() -> dict:
     return load_file(os.path.join(TINY, "expected", "tensors.safetensors"))
 
 
+def tiny_chat(**engine) -> chattts.Chat:
+    """A Chat with the tiny model loaded on the CPU with the engine options ``engine``."""
+    c = chattts.Chat()
+    c.load(
+        source="custom", custom_path=TINY, verify=False, device="cpu", raise_on_error=True, **engine
+    )
+    return c
+
+
 @pytest.fixture(scope="session")
 def chat() -> chattts.Chat:
     """A Chat with the tiny model loaded on the CPU (shared: tests must not unload it)."""
-    c = chattts.Chat()
-    assert c.load(source="custom", custom_path=TINY, verify=False, device="cpu")
-    return c
+    return tiny_chat()
 
 
 @pytest.fixture(scope="session")
 def ort_chat() -> chattts.Chat:
     """The tiny model with its GPT on ONNX Runtime, float32 weights (shared)."""
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=TINY, verify=False, device="cpu", backend="onnxruntime")
-    assert c.has_loaded()
-    return c
+    return tiny_chat(backend="onnxruntime")
 
 
 @pytest.fixture(scope="session")
 def ort_int8_chat() -> chattts.Chat:
     """The tiny model loaded with ``quantize="int8"`` on the CPU: ONNX Runtime, int8 (shared)."""
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=TINY, verify=False, device="cpu", quantize="int8")
-    assert c.has_loaded()
-    return c
+    return tiny_chat(quantize="int8")
 
 
 @pytest.fixture(scope="session")
