@@ -186,10 +186,8 @@ class Models:
                 module.to(device).eval().requires_grad_(False)
         embed.to(compute)
         if int8:
-            logger.info(
-                "int8 weights: the GPT (%s), Decoder and Vocos (torch)",
-                engine.resolved_backend(device.type),
-            )
+            where = "onnxruntime" if on_ort else "torch"
+            logger.info("int8 weights: the GPT (%s), Decoder and Vocos (torch)", where)
         return cls(
             config,
             tokenizer,
