@@ -295,8 +295,8 @@ def accuracy(args) -> None:
     """Logit errors of bfloat16 and int8, and the streaming error, against float32."""
     import numpy as np
 
-    from chattts.passes import last
     from chattts.pipeline import trim_silence
+    from chattts.pipeline.passes import last
 
     f32 = load(args.root, "float32")
     steps = args.steps

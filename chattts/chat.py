@@ -14,18 +14,18 @@ import torch
 from . import assets
 from .compat import ReferenceAttributes
 from .config import ModelConfig, default_device
-from .dia import Dia
+from .dia.api import Dia
 from .errors import ChatTTSError, NotLoadedError
 from .generation.engine import Interrupt
 from .model.loading import release_free_memory
-from .models import Models
 from .options import LoadOptions
 from .params import InferCodeParams, RefineTextParams
 from .pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
-from .speaker import decode_speaker
+from .pipeline.models import Models
 from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
 from .validation import check_code_params
-from .voicelib import VoiceLibrary
+from .voices import VoiceLibrary
+from .voices.speaker import decode_speaker
 
 if TYPE_CHECKING:
     from .audio import AudioLike
@@ -53,7 +53,7 @@ class Chat(ReferenceAttributes):
     the Dia-style calls by :class:`chattts.dia.Dia` over the same pipeline. The reference's
     attributes (``coef``, ``device``, ``gpt``, ``tokenizer``, ``speaker``...) are read-only
     views (:mod:`chattts.compat`). ``voices`` is the voice library whose names and mixes
-    ``spk_emb`` and the Dia-style ``speakers`` accept (:mod:`chattts.voicelib`).
+    ``spk_emb`` and the Dia-style ``speakers`` accept (:mod:`chattts.voices.library`).
 
     >>> chat = Chat()
     >>> chat.load()                       # doctest: +SKIP
@@ -456,7 +456,7 @@ class Chat(ReferenceAttributes):
     ) -> Chat:
         """A loaded ``Chat`` from a local model root or a Hub model repo; see
         :func:`chattts.dia.pretrained_options` for the arguments."""
-        from .dia import pretrained_options
+        from .dia.api import pretrained_options
 
         options = pretrained_options(
             model_id_or_path,

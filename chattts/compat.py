@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from .params import InferCodeParams
-from .passes import code_prompt, refine_prompt
-from .speaker import decode_sample, encode_sample
-from .voicelib import VoiceLibrary, is_voice_reference
-from .voices import Voice
+from .pipeline.passes import code_prompt, refine_prompt
+from .voices import Voice, VoiceLibrary, is_voice_reference
+from .voices.speaker import decode_sample, encode_sample
 
 if TYPE_CHECKING:
-    from .models import Models
     from .options import LoadOptions
     from .pipeline import Pipeline
+    from .pipeline.models import Models
 
 
 class SpeakerView:
@@ -110,7 +109,7 @@ class ReferenceAttributes:
             return self.options.coef
         from safetensors import safe_open
 
-        from .models import encode_coef
+        from .pipeline.models import encode_coef
 
         loader = self.models.dvae_loader
         if loader.coef is not None:
@@ -122,7 +121,7 @@ class ReferenceAttributes:
 
     def resolve_voice(self, spec: str) -> Voice:
         """A library voice name or mix (``"alice"``, ``"alice*0.7+bob*0.3"``) -> its
-        :class:`Voice`, seeds drawn with this model (see :mod:`chattts.voicelib`).
+        :class:`Voice`, seeds drawn with this model (see :mod:`chattts.voices.library`).
 
         Raises:
             VoicesError: unknown names, malformed mixes, voices of another model size.

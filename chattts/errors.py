@@ -3,7 +3,7 @@
 Every error the library raises on purpose derives from :class:`ChatTTSError`, and also from the
 builtin exception a caller would naturally catch (``ValueError``, ``FileNotFoundError``...).
 Every exception class of the package is defined here; the modules that raise one re-export it
-under its old import path (``chattts.audio.AudioError``, ``chattts.dialogue.ScriptError``...).
+under its old import path (``chattts.audio.AudioError``, ``chattts.dia.script.ScriptError``...).
 Warnings derive from :class:`ChatTTSWarning` (a ``UserWarning``).
 """
 

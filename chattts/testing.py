@@ -114,9 +114,14 @@ def _write_tokenizer(path: str, num_text_tokens: int) -> None:
 
 
 def _save(module: torch.nn.Module, path: str) -> None:
+    """The module's tensors as the official files hold them: floating tensors in float32 (the
+    DVAE's mel front end runs in float64, but its window is stored as float32)."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    state = {}
+    for k, v in module.state_dict().items():
+        v = v.detach()
+        state[k] = (v.float() if v.is_floating_point() else v).contiguous()
     save_file(state, path)
 
 

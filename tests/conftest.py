@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import chattts
 import chattts.chat
-from chattts.voicelib import VoiceLibrary
+from chattts.voices import VoiceLibrary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "fixtures", "tiny")

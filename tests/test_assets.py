@@ -18,7 +18,7 @@ from hub_stub import (  # noqa: F401 (fixtures)
     silent_server,
 )
 
-import chattts.assets as assets
+import chattts.assets.hub as assets
 from chattts.assets import REQUIRED_FILES, SHA256_MAP, resolve_model_root, sha256_file
 from chattts.errors import AssetNotFoundError, ChecksumMismatchError, DownloadError
 

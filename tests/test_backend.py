@@ -10,8 +10,8 @@ import torch
 from chattts.generation.backend import TorchBackend
 from chattts.generation.build import build_engine
 from chattts.model.gpt import GPT, KVCache, StaticKVCache
-from chattts.models import Models
 from chattts.options import EngineOptions
+from chattts.pipeline.models import Models
 
 
 @pytest.fixture(scope="module")

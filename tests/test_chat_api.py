@@ -160,7 +160,7 @@ def test_invalid_speaker_string(chat, bad):
 
 
 def test_speaker_of_wrong_size(chat):
-    wrong = chattts.speaker.encode_speaker(torch.zeros(10))
+    wrong = chattts.voices.speaker.encode_speaker(torch.zeros(10))
     with pytest.raises(errors.SpeakerError, match="hidden size"):
         chat.infer(["hello"], skip_refine_text=True, params_infer_code=quick(spk_emb=wrong))
 
@@ -325,7 +325,7 @@ def test_gpt_file_with_model_prefix_and_embed_tokens(tiny_copy, chat, spk):
 
 
 def test_coef_replaces_the_checkpoint_value(tiny_root, chat):
-    from chattts.models import encode_coef
+    from chattts.pipeline.models import encode_coef
 
     coef = encode_coef(torch.full((1, 100, 1), 0.5))
     other = chattts.Chat()
@@ -380,7 +380,7 @@ def test_items_of_zero_steps_decode_to_empty_audio(chat):
         finished=torch.tensor([True, True]),
         step=4,
     )
-    wavs = chat.pipeline.passes.decode_items(state, use_decoder=True)
+    wavs = chat.models.audio.decode_items(state, use_decoder=True)
     assert wavs[0].size == 0 and wavs[1].size == (2 * 3 - 1) * 256
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from chattts import cli
 from chattts.audio import load_audio
-from chattts.speaker import SpeakerStats, decode_speaker, encode_speaker
+from chattts.voices.speaker import SpeakerStats, decode_speaker, encode_speaker
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -339,7 +339,7 @@ def test_missing_app_module_is_one_line(monkeypatch, capsys):
     def missing(name, *a, **k):
         raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
-    monkeypatch.setattr(cli.importlib, "import_module", missing)
+    monkeypatch.setattr(cli.apps.importlib, "import_module", missing)
     assert cli.main(["serve", *MODEL]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "chattts.server is missing" in err[0]
@@ -347,7 +347,7 @@ def test_missing_app_module_is_one_line(monkeypatch, capsys):
     def no_fastapi(name, *a, **k):
         raise ModuleNotFoundError("No module named 'fastapi'", name="fastapi")
 
-    monkeypatch.setattr(cli.importlib, "import_module", no_fastapi)
+    monkeypatch.setattr(cli.apps.importlib, "import_module", no_fastapi)
     assert cli.main(["webui"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "pip install 'chattts[webui]'" in err[0]

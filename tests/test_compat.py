@@ -91,3 +91,17 @@ def test_download_models_defaults_to_local(tmp_path, monkeypatch):
     import inspect
 
     assert inspect.signature(chattts.Chat.download_models).parameters["source"].default == "local"
+
+
+@pytest.mark.parametrize("old", sorted(chattts.MOVED_MODULES))
+def test_moved_modules_import_under_their_old_names(old):
+    """Code written against an old module path (``chattts.voicelib``...) still imports: it
+    gets the module itself, with a DeprecationWarning that names the new path."""
+    import importlib
+    import sys
+
+    new = importlib.import_module(chattts.MOVED_MODULES[old])
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=chattts.MOVED_MODULES[old]):
+        module = importlib.import_module(old)
+    assert module is new

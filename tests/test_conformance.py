@@ -13,8 +13,8 @@ from conftest import assert_close, trim
 import chattts
 from chattts.model.dvae import DVAE, Decoder
 from chattts.model.vocos import load_vocos, vocos_decode
-from chattts.passes import code_prompt, last
-from chattts.speaker import decode_speaker
+from chattts.pipeline.passes import code_prompt, last
+from chattts.voices.speaker import decode_speaker
 
 P = chattts.InferCodeParams
 R = chattts.RefineTextParams

@@ -1,4 +1,4 @@
-"""The Dia-style API (chattts.dia) and dialogue scripts (chattts.dialogue) on the tiny model.
+"""The Dia-style API (chattts.dia) and dialogue scripts (chattts.dia.script) on the tiny model.
 
 The tiny model never draws EOS in short runs, so every item runs to ``max_new_tokens`` (16 code
 steps here: (2·16 − 1)·256 = 7936 samples before trimming).
@@ -16,7 +16,7 @@ from conftest import assert_close
 from chattts import Chat, InferCodeParams
 from chattts.audio import AudioError, load_audio, resample
 from chattts.dia import UnsupportedOptionError, Voice, as_voice
-from chattts.dialogue import ScriptError, ScriptWarning, Turn, parse_script
+from chattts.dia.script import ScriptError, ScriptWarning, Turn, parse_script
 from chattts.errors import AssetNotFoundError, DownloadError, SpeakerError
 
 STEPS = 16

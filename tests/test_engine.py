@@ -11,7 +11,7 @@ import chattts
 from chattts.generation.build import build_engine
 from chattts.model.quant import Int8Linear
 from chattts.options import EngineOptions
-from chattts.passes import last
+from chattts.pipeline.passes import last
 
 P = chattts.InferCodeParams
 TEXTS = ["hello world", "chat speech is here"]

@@ -45,15 +45,45 @@ def test_full_size_factory_loads_and_infers(tmp_path):
         max_new_token=steps,
         show_tqdm=False,
     )
-    from chattts.passes import last
+    from chattts.pipeline.passes import last
 
     state = last(chat.pipeline.passes.code_steps(["hello world", "你好"], params))
     assert state.lengths.tolist() == [steps, steps]
-    wavs = chat.pipeline.passes.decode_items(state, use_decoder=True)
+    wavs = chat.models.audio.decode_items(state, use_decoder=True)
     assert [w.shape for w in wavs] == [((2 * steps - 1) * 256,)] * 2
     assert all(np.isfinite(w).all() and np.abs(w).max() > 0 for w in wavs)
     out = chat.infer(["hello world", "你好"], skip_refine_text=True, params_infer_code=params)
     assert len(out) == 2 and all(0 < w.size <= (2 * steps - 1) * 256 for w in out)
+    assert chat.sample_audio_speaker(np.concatenate(out))  # the DVAE loads and encodes
+
+
+def _float_dtypes(root: str) -> set:
+    from safetensors import safe_open
+
+    found = set()
+    for rel in REQUIRED_FILES:
+        if rel.endswith(".safetensors"):
+            with safe_open(os.path.join(root, rel), framework="pt") as f:
+                found |= {f.get_slice(k).get_dtype() for k in f.keys()}
+    return found
+
+
+def test_made_tiny_checkpoint_holds_float32_and_speaks_with_a_sample(tmp_path):
+    """The official files hold float32; a made checkpoint loads, speaks, and encodes a speaker
+    sample (the DVAE's float64 mel window used to be written as float64 and refused)."""
+    root = make_random_checkpoint(str(tmp_path / "tiny"), "tiny", seed=3)
+    assert _float_dtypes(root) == {"F32"}
+    chat = chattts.Chat()
+    assert chat.load(source="custom", custom_path=root, verify=False, raise_on_error=True)
+    params = chattts.InferCodeParams(manual_seed=1, max_new_token=12, show_tqdm=False)
+    (wav,) = chat.infer(["hello world"], skip_refine_text=True, params_infer_code=params)
+    assert wav.size > 0
+    sample = chat.sample_audio_speaker(np.tile(wav, 4))
+    params = chattts.InferCodeParams(
+        spk_smp=sample, txt_smp="hello world", manual_seed=1, max_new_token=12, show_tqdm=False
+    )
+    (again,) = chat.infer(["hello"], skip_refine_text=True, params_infer_code=params)
+    assert again.size > 0
 
 
 def test_unknown_size_is_refused(tmp_path):

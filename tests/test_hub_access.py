@@ -22,7 +22,7 @@ from chattts import cli
 from chattts.assets import fetch_file, snapshot_repo
 from chattts.config import SPK_STAT
 from chattts.errors import DownloadError
-from chattts.speaker import SpeakerStats, encode_speaker
+from chattts.voices.speaker import SpeakerStats, encode_speaker
 
 OTHER = "someone/tts-finetune"
 ASSET_FILES = sorted(

@@ -12,8 +12,8 @@ import chattts
 from chattts.errors import WeightsError
 from chattts.model.loading import release_free_memory
 from chattts.model.quant import Int8Linear
-from chattts.models import Models
 from chattts.options import EngineOptions
+from chattts.pipeline.models import Models
 
 
 def test_dvae_loads_on_first_use_with_the_same_codes(tiny_root, chat, cases, expected):
@@ -50,7 +50,7 @@ def test_a_broken_dvae_file_still_fails_at_load(tiny_copy):
 
 
 def test_coef_replacement_reaches_the_lazy_dvae(tiny_root, chat):
-    from chattts.models import encode_coef
+    from chattts.pipeline.models import encode_coef
 
     coef = encode_coef(torch.full((1, chat.config.dvae.n_mels, 1), 0.25))
     models = Models.load(tiny_root, coef=coef)
@@ -70,12 +70,12 @@ def test_int8_modules_are_quantised_during_load(tiny_root):
     # on ONNX Runtime the torch GPT is not read, the text head is int8, the code heads stay
     # float32 (less error) and the Decoder and Vocos are torch's int8 (the faster here)
     ort = Models.load(tiny_root, engine=EngineOptions(quantize="int8"))
-    assert ort.gpt is None and ort.ort_decoders is None and ort.has_decoder
+    assert ort.gpt is None and ort.audio.ort is None and ort.has_decoder
     assert isinstance(ort.embed.head_text, Int8Linear) and ort.embed.code_head is None
     assert not any(type(m) is torch.nn.Linear for m in ort.decoder.modules())
     # float32 on ONNX Runtime: the Decoder and Vocos run as exported graphs
     f32 = Models.load(tiny_root, engine=EngineOptions(backend="onnxruntime"))
-    assert f32.decoder is None and f32.vocos is None and f32.ort_decoders is not None
+    assert f32.decoder is None and f32.vocos is None and f32.audio.ort is not None
 
 
 def test_release_free_memory_keeps_tensors_intact():

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import chattts
+from chattts.assets.cache import sha256_file
 from chattts.config import read_gpt_json
 from chattts.errors import MissingDependencyError, UnsupportedOptionError
 from chattts.generation import ort_convert
@@ -26,7 +27,7 @@ from chattts.generation.ort_backend import OrtBackend
 from chattts.generation.ort_convert import converted_gpt
 from chattts.model.gpt import GPT
 from chattts.options import EngineOptions
-from chattts.passes import last
+from chattts.pipeline.passes import last
 
 P = chattts.InferCodeParams
 
@@ -117,7 +118,7 @@ def test_int8_generation_lengths_batch_1_and_3(ort_int8_chat, cases, spk):
         if n < plist[i].max_new_token:  # ended by EOS, at its own step
             assert bool((state.tokens[i, n] == eos).any())
     assert len(set(lengths)) == 3, lengths
-    wavs = passes.decode_items(state, True, padded=False)
+    wavs = ort_int8_chat.models.audio.decode_items(state, True, padded=False)
     assert [w.size for w in wavs] == [(2 * n - 1) * 256 for n in lengths]
 
 
@@ -145,7 +146,7 @@ def test_torch_runs_on_one_thread_while_onnxruntime_generates(ort_int8_chat, spk
 
 
 def test_decoders_on_onnxruntime_match_torch(chat, tiny_root):
-    from chattts.generation.ort_decoder import OrtDecoders, converted_decoders
+    from chattts.decode.ort import OrtDecoders, converted_decoders
     from chattts.model.vocos import vocos_decode
 
     asset = os.path.join(tiny_root, "asset")
@@ -192,7 +193,7 @@ def test_second_load_reuses_the_conversion_and_a_corrupt_one_is_rebuilt(
         p = P(show_tqdm=False, manual_seed=1, max_new_token=12, min_new_token=12)
         return c, c.infer(["hello"], skip_refine_text=True, params_infer_code=p)[0]
 
-    from chattts.generation import ort_decoder
+    from chattts.decode import ort as ort_decoder
 
     exports = []
     real_export = ort_decoder._export
@@ -215,7 +216,7 @@ def test_second_load_reuses_the_conversion_and_a_corrupt_one_is_rebuilt(
     assert (rebuilt == wav).all()
     manifest = json.loads(open(os.path.join(os.path.dirname(graph), "manifest.json")).read())
     assert manifest["converter_version"] == ort_convert.CONVERTER_VERSION
-    assert manifest["source_sha256"] == ort_convert.file_sha256(
+    assert manifest["source_sha256"] == sha256_file(
         os.path.join(tiny_root, "asset", "gpt", "model.safetensors")
     )
 

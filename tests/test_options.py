@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chattts import errors
-from chattts._appargs import (
+from chattts.cli.args import (
     ServerOptions,
     add_load_arguments,
     add_server_arguments,
@@ -125,8 +125,8 @@ def test_open_chat_loads_the_tiny_model() -> None:
         ("chattts.cli", "UsageError"),
         ("chattts.audio", "AudioError"),
         ("chattts.audio", "AudioFileNotFoundError"),
-        ("chattts.dialogue", "ScriptError"),
-        ("chattts.dialogue", "ScriptWarning"),
+        ("chattts.dia.script", "ScriptError"),
+        ("chattts.dia.script", "ScriptWarning"),
         ("chattts.server", "MissingDependencyError"),
         ("chattts.webui", "MissingDependencyError"),
         ("chattts.text", "TextError"),

@@ -27,7 +27,7 @@ import yaml
 from _speech import assert_same_audio, decode
 from ray import serve
 
-from chattts._rayargs import autoscale_range
+from chattts.cli.ray_args import autoscale_range
 from chattts.errors import ReplicaUnhealthy, UsageError
 from chattts.server import create_app
 from chattts.server.metrics import REPLICA_HEADER

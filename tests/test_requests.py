@@ -185,7 +185,7 @@ def test_web_ui_saves_the_current_voice_and_mixes_two(chat, tmp_path):
     pytest.importorskip("gradio")
     import gradio as gr
 
-    from chattts.voicelib import VoiceLibrary, mix_speakers
+    from chattts.voices import VoiceLibrary, mix_speakers
     from chattts.webui.app import CUSTOM, WebUI
 
     ui = WebUI(chat, library=VoiceLibrary(str(tmp_path / "voices")))

@@ -158,7 +158,7 @@ def test_json_only_and_host_check(app):
 
 
 def test_decompression_bomb_voice_is_refused_fast(app):
-    from chattts.speaker import _b14_encode, _compress
+    from chattts.voices.speaker import _b14_encode, _compress
 
     bomb = _b14_encode(_compress(b"\0" * (256 << 20)))  # 256 MB of zeros in a few dozen KB
     with TestClient(app) as client:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import chattts
+from chattts.decode.stream import WindowedDecoder, stream_batch
 from chattts.generation.engine import Interrupt
-from chattts.streaming import WindowedDecoder, stream_batch
 
 P = chattts.InferCodeParams
 HOP = 256
@@ -42,17 +42,17 @@ def collect(chat, texts, p, use_decoder=True):
     steps = counting(passes.code_steps(texts, p))
     chunks, at = [], []
     first = p[0] if isinstance(p, list) else p
-    for parts in stream_batch(passes, steps, len(texts), first, use_decoder):
+    for parts in stream_batch(chat.models.audio, steps, len(texts), first, use_decoder):
         chunks.append(parts)
         at.append(seen["step"])
     return chunks, at
 
 
 def whole(chat, texts, p, use_decoder=True):
-    from chattts.passes import last
+    from chattts.pipeline.passes import last
 
     state = last(chat.pipeline.passes.code_steps(texts, p))
-    return chat.pipeline.passes.decode_items(state, use_decoder, padded=False), state
+    return chat.models.audio.decode_items(state, use_decoder, padded=False), state
 
 
 @pytest.mark.parametrize("use_decoder", [True, False])
@@ -125,7 +125,7 @@ def test_interrupting_a_stream_stops_within_one_step(chat, spk):
             yield state
 
     steps = counting(chat.pipeline.passes.code_steps(["hello world"], p, flag))
-    stream = stream_batch(chat.pipeline.passes, steps, 1, p, True)
+    stream = stream_batch(chat.models.audio, steps, 1, p, True)
     next(stream)
     at = ran["step"]
     flag.set()
@@ -136,6 +136,6 @@ def test_interrupting_a_stream_stops_within_one_step(chat, spk):
 
 def test_window_parameters_are_checked(chat):
     with pytest.raises(ValueError):
-        WindowedDecoder(chat.pipeline.passes, True, 0, 24, 8, 8)
+        WindowedDecoder(chat.models.audio, True, 0, 24, 8, 8)
     with pytest.raises(ValueError):
-        WindowedDecoder(chat.pipeline.passes, True, 8, 24, 0, 8)
+        WindowedDecoder(chat.models.audio, True, 8, 24, 0, 8)

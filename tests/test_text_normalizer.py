@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -197,11 +199,11 @@ def test_missing_package_logs_one_line_and_keeps_working(monkeypatch):
 
 
 def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
-    monkeypatch.setattr(backends.sys, "platform", "linux")
+    monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "chattts" / "text"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
-    assert default_cache_dir() == backends.Path.home() / ".cache" / "chattts" / "text"
+    assert default_cache_dir() == Path.home() / ".cache" / "chattts" / "text"
     n = Normalizer(cache_dir=tmp_path / "c")
     assert n.normalizers["en"].cache_dir == tmp_path / "c"
 

@@ -10,20 +10,20 @@ import torch
 
 from chattts import InferCodeParams, RefineTextParams
 from chattts.errors import ChatTTSError, InputTypeError, ParameterError, SpeakerError
-from chattts.speaker import (
-    _b14_encode,
-    _compress,
-    decode_sample,
-    decode_speaker,
-    encode_sample,
-    encode_speaker,
-)
 from chattts.validation import (
     MAX_NEW_TOKEN,
     check_code_params,
     check_refine_params,
     check_texts,
     speaker_audio,
+)
+from chattts.voices.speaker import (
+    _b14_encode,
+    _compress,
+    decode_sample,
+    decode_speaker,
+    encode_sample,
+    encode_speaker,
 )
 
 # (field values, words the message must hold): the library cases of the issue

@@ -18,9 +18,9 @@ import chattts
 from chattts import cli
 from chattts.errors import AudioError, MissingDependencyError, UsageError, VoicesError
 from chattts.server.schemas import Voices
-from chattts.speaker import SpeakerStats, decode_speaker, encode_speaker
 from chattts.text import Normalizer
-from chattts.voicelib import VoiceLibrary, default_voices_dir, mix_speakers, parse_mix
+from chattts.voices import VoiceLibrary, default_voices_dir, mix_speakers, parse_mix
+from chattts.voices.speaker import SpeakerStats, decode_speaker, encode_speaker
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 STATS = SpeakerStats.from_file(str(TINY / "asset" / "spk_stat.pt"))
@@ -176,7 +176,7 @@ def test_say_play_without_the_package_or_a_device(monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, "sounddevice", fake)
     assert cli.main(["say", "hi", "--play", *MODEL]) == 1
     assert "no audio output device" in capsys.readouterr().err
-    from chattts.cli_play import Player
+    from chattts.cli.play import Player
 
     with pytest.raises(AudioError):
         Player(24000)
@@ -184,7 +184,7 @@ def test_say_play_without_the_package_or_a_device(monkeypatch, capsys) -> None:
     with pytest.raises(MissingDependencyError):
         Player(24000)
     with pytest.raises(UsageError):
-        cli.cmd_say(cli.build_parser().parse_args(["say", "hi", "--play", "-o", "x.wav"]))
+        cli.say.cmd_say(cli.build_parser().parse_args(["say", "hi", "--play", "-o", "x.wav"]))
 
 
 def test_say_play_streams_every_chunk_to_the_device(monkeypatch) -> None:

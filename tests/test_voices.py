@@ -10,8 +10,8 @@ import pytest
 
 from chattts import cli, dia, dialogue, voices
 from chattts.errors import UsageError, VoicesError
-from chattts.speaker import SpeakerStats, encode_speaker
 from chattts.voices import Voice, as_voice, load_voices, read_voices
+from chattts.voices.speaker import SpeakerStats, encode_speaker
 
 TINY = Path(__file__).parent / "fixtures" / "tiny"
 SPK = encode_speaker(SpeakerStats.from_file(str(TINY / "asset" / "spk_stat.pt")).sample(1))

@@ -22,18 +22,16 @@ version and the precision. An entry that fails its manifest is rebuilt with one 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
+from ..assets.cache import cached_entry, checkpoint_sha256, user_cache_dir
 from ..config import GPTConfig, read_gpt_json
 from ..errors import MissingDependencyError, WeightsError
 
@@ -44,7 +42,7 @@ CONVERTER_VERSION = 1
 #: Weight precisions of the converted graph.
 PRECISIONS = ("int8", "fp32")
 #: The graph's file, its external weights and the manifest inside a cache entry.
-GRAPH_FILE, DATA_FILE, MANIFEST_FILE = "model.onnx", "model.onnx.data", "manifest.json"
+GRAPH_FILE, DATA_FILE = "model.onnx", "model.onnx.data"
 INSTALL_HINT = "pip install 'onnxruntime==1.32.*' 'onnxruntime-genai==0.18.0' onnx onnx-ir"
 
 
@@ -61,68 +59,23 @@ class ConvertedGPT:
 def default_cache_dir() -> str:
     """``$CHATTTS_ONNX_CACHE``, else ``$XDG_CACHE_HOME/chattts/onnx``, else
     ``~/.cache/chattts/onnx``."""
-    if os.environ.get("CHATTTS_ONNX_CACHE"):
-        return os.environ["CHATTTS_ONNX_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "chattts", "onnx")
+    return os.environ.get("CHATTTS_ONNX_CACHE") or user_cache_dir("onnx")
 
 
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def checkpoint_sha256(path: str, cache_dir: str) -> str:
-    """SHA256 of a checkpoint file, remembered by its path, size and mtime (``hashes.json``)."""
-    st = os.stat(path)
-    key = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
-    index_path = os.path.join(cache_dir, "hashes.json")
-    try:
-        with open(index_path) as f:
-            index = json.load(f)
-    except (OSError, ValueError):
-        index = {}
-    if isinstance(index, dict) and isinstance(index.get(key), str):
-        return index[key]
-    digest = file_sha256(path)
-    index = index if isinstance(index, dict) else {}
-    index[key] = digest
-    os.makedirs(cache_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="hashes-", suffix=".tmp", dir=cache_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(index, f, indent=1)
-    os.replace(tmp, index_path)  # atomic: concurrent writers never leave a partial file
-    return digest
-
-
-def entry_problem(entry: str, sha256: str, precision: str) -> Optional[str]:
-    """Why the cache entry cannot be used (None: it is complete and intact)."""
-    try:
-        with open(os.path.join(entry, MANIFEST_FILE)) as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        return "no manifest"
-    except (OSError, ValueError) as e:
-        return f"unreadable manifest ({e})"
-    want = {"converter_version": CONVERTER_VERSION, "source_sha256": sha256, "precision": precision}
-    for key, value in want.items():
-        if manifest.get(key) != value:
-            return f"{key} is {manifest.get(key)!r}, not {value!r}"
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not any(name.endswith(".onnx") for name in files):
-        return "the manifest lists no graph"
-    for name, meta in files.items():
-        path = os.path.join(entry, name)
-        if not os.path.isfile(path):
-            return f"{name} is missing"
-        if os.path.getsize(path) != meta.get("size"):
-            return f"{name} has {os.path.getsize(path)} bytes, not {meta.get('size')}"
-        if file_sha256(path) != meta.get("sha256"):
-            return f"{name} does not match its SHA256"
-    return None
+def converted_entry(
+    kind: str,
+    sha: str,
+    precision: str,
+    cache_dir: str,
+    build: Callable[[str], dict],
+    *,
+    rebuild: bool = False,
+) -> str:
+    """The cache folder of the ``kind`` graphs made from a source with SHA256 ``sha``
+    (:func:`chattts.assets.cache.cached_entry`, named by the source, converter and precision)."""
+    want = {"converter_version": CONVERTER_VERSION, "source_sha256": sha, "precision": precision}
+    name = f"{kind}-{sha[:16]}-v{CONVERTER_VERSION}-{precision}"
+    return cached_entry(cache_dir, name, want, build, rebuild=rebuild, what=f"ONNX {kind}")
 
 
 def converted_gpt(
@@ -167,63 +120,8 @@ def converted_gpt(
                 os.remove(os.path.join(out, name))  # genai config, tokenizer copies
         return {"source": weights, "builder": _builder_version(), "config": asdict(config)}
 
-    entry = cached_entry("gpt", sha, precision, cache_dir, build, rebuild=rebuild)
+    entry = converted_entry("gpt", sha, precision, cache_dir, build, rebuild=rebuild)
     return ConvertedGPT(os.path.join(entry, GRAPH_FILE), precision, sha)
-
-
-def cached_entry(
-    kind: str,
-    sha: str,
-    precision: str,
-    cache_dir: str,
-    build: Callable[[str], dict],
-    *,
-    rebuild: bool = False,
-) -> str:
-    """The cache folder of ``kind`` made from the source with SHA256 ``sha``: reused when
-    intact, else (re)built by ``build(out_dir) -> manifest fields`` in a scratch folder,
-    recorded in a manifest (every file's size and SHA256) and moved into place. One process
-    builds at a time (a file lock); the others then find it built."""
-    entry = os.path.join(cache_dir, f"{kind}-{sha[:16]}-v{CONVERTER_VERSION}-{precision}")
-    os.makedirs(cache_dir, exist_ok=True)
-    from filelock import FileLock
-
-    with FileLock(entry + ".lock"):
-        problem = "a rebuild was asked for" if rebuild else entry_problem(entry, sha, precision)
-        if problem is None:
-            logger.debug("ONNX %s from the cache: %s", kind, entry)
-            return entry
-        if os.path.exists(entry):
-            logger.warning(
-                "the cached ONNX %s in %s is unusable (%s): rebuilding", kind, entry, problem
-            )
-        start = time.monotonic()
-        scratch = tempfile.mkdtemp(prefix="convert-", dir=cache_dir)
-        try:
-            out = os.path.join(scratch, "out")
-            os.makedirs(out)
-            fields = build(out)
-            files = {
-                name: {"size": os.path.getsize(path), "sha256": file_sha256(path)}
-                for name in sorted(os.listdir(out))
-                if os.path.isfile(path := os.path.join(out, name))
-            }
-            manifest = {
-                "converter_version": CONVERTER_VERSION,
-                "source_sha256": sha,
-                "precision": precision,
-                **fields,
-                "files": files,
-            }
-            with open(os.path.join(out, MANIFEST_FILE), "w") as f:
-                json.dump(manifest, f, indent=1)
-            if os.path.exists(entry):
-                shutil.rmtree(entry)
-            os.replace(out, entry)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    logger.info("ONNX %s written to %s in %.1f s", kind, entry, time.monotonic() - start)
-    return entry
 
 
 def _children_peak_rss() -> str:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional, Union
 
-from .._appargs import (
+from ..cli.args import (
     add_load_arguments,
     add_server_arguments,
     app_args,

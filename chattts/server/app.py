@@ -314,6 +314,14 @@ def build_app(service: SpeechService) -> FastAPI:
     app = _SpeechApp(title="chattts speech server", lifespan=lifespan, redoc_url=None)
     app.state.service = service
     _install_errors(app)
+    _install_guard(app, service)
+    _install_routes(app, service)
+    _metrics.install(app, service)  # /metrics, and the replica header on every answer
+    return app
+
+
+def _install_guard(app: FastAPI, service: SpeechService) -> None:
+    """The middleware every request passes: header size, Host check, API key."""
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
@@ -332,6 +340,8 @@ def build_app(service: SpeechService) -> FastAPI:
         except Exception as e:  # answered here, so the kept-alive connection stays open
             return _internal_error(e)
 
+
+def _install_routes(app: FastAPI, service: SpeechService) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": MODEL_NAMES[0], "worker": service.batcher.snapshot()}
@@ -384,9 +394,6 @@ def build_app(service: SpeechService) -> FastAPI:
             return _AudioStream(content, job, media_type="text/event-stream", headers=headers)
         media = audio.MEDIA_TYPES[req.response_format]
         return _AudioStream(_bytes(encoded), job, media_type=media)
-
-    _metrics.install(app, service)  # /metrics, and the replica header on every answer
-    return app
 
 
 def _check_json(request: Request) -> None:

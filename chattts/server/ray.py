@@ -219,7 +219,7 @@ def app_builder(args: dict[str, Any]) -> Any:
             scale[key] = args.pop(key)
         args.pop(key, None)
     if args.get("autoscale"):
-        from .._rayargs import autoscale_range
+        from ..cli.ray_args import autoscale_range
 
         scale["autoscale"] = autoscale_range(str(args.pop("autoscale")))
     args.pop("autoscale", None)
@@ -233,7 +233,7 @@ def app_builder(args: dict[str, Any]) -> Any:
 
 def options_from_args(args: argparse.Namespace) -> tuple[ReplicaOptions, dict[str, Any]]:
     """The replica options and the deployment keywords of ``chattts serve --ray``."""
-    from .._appargs import load_options, server_options
+    from ..cli.args import load_options, server_options
 
     settings = server_options(args)
     options = ReplicaOptions(
@@ -251,7 +251,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplicaOptions, dict[st
 def main(args: argparse.Namespace) -> int:
     """``chattts serve --ray``: start (or join) Ray, deploy the app, serve until Ctrl-C or
     SIGTERM, then drain the replicas and stop."""
-    from .._appargs import server_options
+    from ..cli.args import server_options
 
     ray, serve = _require_ray()
     options, scale = options_from_args(args)

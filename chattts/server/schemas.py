@@ -21,7 +21,7 @@ from ..errors import RequestError, SpeakerError, VoicesError
 from ..validation import MAX_SEED, MIN_TEMPERATURE, check_int
 
 if TYPE_CHECKING:
-    from ..voicelib import VoiceLibrary
+    from ..voices import VoiceLibrary
 
 logger = logging.getLogger("chattts.server")
 
@@ -220,7 +220,7 @@ class Voices:
     """Named voices (OpenAI's names by default, then those of the voices file or folder).
 
     A request's ``voice`` is, in order: a named voice; ``seed_N`` (the voice of seed N); a mix
-    of those (``"alloy+nova"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voicelib`); or a
+    of those (``"alloy+nova"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voices.library`); or a
     speaker string (from ``chattts speaker`` or ``Chat.sample_random_speaker``). ``draw``
     gives a seed's speaker string (``Chat.sample_random_speaker``), for mixes of seed voices.
     """
@@ -245,7 +245,7 @@ class Voices:
             raise VoicesError(f"voice names must be non-empty strings, not {name!r}")
         if isinstance(value, str):
             try:
-                from ..speaker import decode_speaker
+                from ..voices.speaker import decode_speaker
 
                 decode_speaker(value, self.hidden_size)
             except SpeakerError as e:
@@ -325,7 +325,7 @@ class Voices:
             )
         if isinstance(value, str):
             try:
-                from ..speaker import decode_speaker
+                from ..voices.speaker import decode_speaker
 
                 decode_speaker(value, self.hidden_size)
             except SpeakerError as e:
@@ -335,7 +335,7 @@ class Voices:
     def _mix(self, spec: str) -> str:
         """The speaker string of a mix of named or ``seed_N`` voices; RequestError naming the
         unknown voice or what is malformed."""
-        from ..voicelib import mix_speakers, parse_mix
+        from ..voices import mix_speakers, parse_mix
 
         try:
             parts = parse_mix(spec)

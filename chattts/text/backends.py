@@ -24,13 +24,14 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Optional, Union
+
+from ..assets.cache import user_cache_dir
 
 logger = logging.getLogger("chattts")
 
@@ -55,19 +56,9 @@ class BackendUnavailable(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    """Where built grammars are kept: ``<user cache>/chattts/text``.
-
-    The user cache is ``$XDG_CACHE_HOME`` (else ``~/.cache``) on Linux, ``~/Library/Caches``
-    on macOS and ``%LOCALAPPDATA%`` on Windows.
-    """
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME", "")
-        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "chattts" / "text"
+    """Where built grammars are kept: ``<user cache>/chattts/text``
+    (:func:`chattts.assets.cache.user_cache_dir`)."""
+    return Path(user_cache_dir("text"))
 
 
 class _DropInfo(logging.Filter):

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .._appargs import add_load_arguments, add_webui_arguments, app_args, load_options, open_chat
+from ..cli.args import add_load_arguments, add_webui_arguments, app_args, load_options, open_chat
 from ..errors import MissingDependencyError
 from ..options import LoadOptions
 
@@ -62,8 +62,7 @@ def create_ui(
         raise ValueError("create_ui: give a loaded chat or options")
     library = None
     if voices is not None and not isinstance(voices, dict):
-        from ..voicelib import VoiceLibrary
-        from ..voices import load_voices
+        from ..voices import VoiceLibrary, load_voices
 
         library = VoiceLibrary(voices) if os.path.isdir(voices) else None  # saves go there
         voices = load_voices(voices)  # a bad voices file fails before the model loads

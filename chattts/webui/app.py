@@ -1,7 +1,7 @@
 """The Gradio interface: text, sampling, voices, generate / interrupt, streamed and final audio.
 
 Built by :func:`build_ui` over a loaded :class:`chattts.Chat`. Voices: presets, the voices
-file, and the voice library (:mod:`chattts.voicelib`), where the current voice can be saved
+file, and the voice library (:mod:`chattts.voices.library`), where the current voice can be saved
 under a name and two voices mixed with a slider. Generation runs one at a time
 (Gradio's queue); each browser session has its own cancel flag, carried by its request
 through the pipeline, which ends that session's refine or code pass within one step and touches
@@ -25,7 +25,7 @@ from ..errors import ChatTTSError
 from ..generation.engine import Interrupt
 from ..params import InferCodeParams, RefineTextParams
 from ..pipeline import Utterance
-from ..voicelib import VoiceLibrary, mix_speakers
+from ..voices import VoiceLibrary, mix_speakers
 
 if TYPE_CHECKING:
     from ..chat import Chat

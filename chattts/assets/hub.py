@@ -23,14 +23,13 @@ raise :class:`~chattts.errors.DownloadError` saying what was needed and why.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .config import (
+from ..config import (
     DECODER_WEIGHTS,
     DVAE_WEIGHTS,
     EMBED_WEIGHTS,
@@ -39,7 +38,8 @@ from .config import (
     SPK_STAT,
     VOCOS_WEIGHTS,
 )
-from .errors import AssetNotFoundError, ChecksumMismatchError, DownloadError
+from ..errors import AssetNotFoundError, ChecksumMismatchError, DownloadError
+from .cache import sha256_file
 
 logger = logging.getLogger("chattts")
 
@@ -82,15 +82,6 @@ REQUIRED_FILES: tuple[str, ...] = (
 ALLOW_PATTERNS = ["*.yaml", "*.json", "*.safetensors", SPK_STAT]
 
 _MAX_WORKERS = 8
-
-
-def sha256_file(path: str, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_model_root(

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
-from .errors import AudioError, ScriptError, ScriptWarning
-from .voices import Voice, VoiceLike, as_voice
+from ..errors import AudioError, ScriptError, ScriptWarning
+from ..voices import Voice, VoiceLike, as_voice
 
 if TYPE_CHECKING:
-    from .audio import AudioLike, Waveform
+    from ..audio import AudioLike, Waveform
 
 #: A speaker tag: ``[S1]``, ``[S2]``, ... (case-insensitive).
 SPEAKER_TAG = re.compile(r"\[\s*[sS](\d+)\s*\]")
@@ -184,7 +184,7 @@ def load_prompt(
         chattts.audio.AudioFileNotFoundError: no such file; chattts.audio.AudioError: not
         audio, not mono, or shorter than :data:`MIN_PROMPT_SECONDS`.
     """
-    from .audio import as_mono, load_audio, resample
+    from ..audio import as_mono, load_audio, resample
 
     try:
         if isinstance(audio, tuple):

@@ -10,40 +10,43 @@ equal the full decode; the defaults trade a little of that for latency (ENGINE_N
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .generation.engine import GenerationState
-from .params import InferCodeParams
-
-if TYPE_CHECKING:
-    from .passes import Passes
+from ..generation.engine import GenerationState
+from ..params import InferCodeParams
+from .decoder import AudioDecoder
 
 
 class WindowedDecoder:
     """Turns a growing :class:`GenerationState` into per-item audio chunks.
 
     Args:
-        passes: decodes features to audio.
+        audio: decodes features to audio.
         use_decoder: decode hidden states with the Decoder (else codes with the DVAE).
         first: steps of the first chunk; ``size``: steps of every later chunk.
         lookahead: steps decoded past a chunk's end (≥ 1); ``context``: steps before its start.
     """
 
     def __init__(
-        self, passes: Passes, use_decoder: bool, first: int, size: int, lookahead: int, context: int
+        self,
+        audio: AudioDecoder,
+        use_decoder: bool,
+        first: int,
+        size: int,
+        lookahead: int,
+        context: int,
     ) -> None:
         if first < 1 or size < 1:
             raise ValueError("stream_first_batch and stream_batch must be ≥ 1")
         if lookahead < 1 or context < 0:
             raise ValueError("stream_lookahead must be ≥ 1 and stream_context ≥ 0")
-        self.passes = passes
+        self.audio = audio
         self.use_decoder = use_decoder
         self.first, self.size = first, size
         self.lookahead, self.context = lookahead, context
-        hop = passes.m.config.vocos.hop_length
+        hop = audio.hop_length
         self.hop, self.per_step = hop, 2 * hop
         self.start = 0  # first step not yet emitted
 
@@ -78,7 +81,7 @@ class WindowedDecoder:
             rows = [i for i, end in enumerate(ends) if end == b]
             if b <= s:
                 continue
-            wav = self.passes.waveform(source[rows, a:b], self.use_decoder).cpu().numpy()
+            wav = self.audio.waveform(source[rows, a:b], self.use_decoder).cpu().numpy()
             for j, i in enumerate(rows):
                 lo, hi = s * self.per_step, e * self.per_step
                 if bool(finished[i]):
@@ -88,7 +91,7 @@ class WindowedDecoder:
 
 
 def stream_batch(
-    passes: Passes,
+    audio: AudioDecoder,
     steps: Iterator[GenerationState],
     n_items: int,
     params: InferCodeParams,
@@ -96,7 +99,7 @@ def stream_batch(
 ) -> Iterator[list[np.ndarray]]:
     """Per-item audio chunks (a list of n_items arrays, some possibly empty) as steps arrive."""
     decoder = WindowedDecoder(
-        passes,
+        audio,
         use_decoder,
         params.stream_first_batch,
         params.stream_batch,

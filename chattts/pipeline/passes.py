@@ -1,8 +1,9 @@
-"""The stages over loaded models: prompts, the refine and code passes, audio decoding.
+"""The stages over loaded models: prompts, the refine and code passes, speaker samples.
 
 Each stage takes a batch as it is given: which texts go together, with which seeds and voices,
 is decided by the request path above (:mod:`chattts.pipeline`). The torch modules below
-(:mod:`chattts.model`) know nothing of prompts (docs/architecture.md, "Stages").
+(:mod:`chattts.model`) know nothing of prompts; audio decoding is :mod:`chattts.decode`'s
+(docs/architecture.md, "Stages").
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .generation.engine import GenerationState, Interrupt
-from .generation.sampling import ItemSampling
-from .model.vocos import vocos_decode
+from ..generation.engine import GenerationState, Interrupt
+from ..generation.sampling import ItemSampling
+from ..params import InferCodeParams, RefineTextParams
+from ..validation import speaker_audio
+from ..voices.speaker import decode_sample, decode_speaker, encode_sample, speaker_embedding
 from .models import Models
-from .params import InferCodeParams, RefineTextParams
-from .speaker import decode_sample, decode_speaker, encode_sample, speaker_embedding
-from .validation import speaker_audio
 
 logger = logging.getLogger("chattts")
 
@@ -54,7 +54,7 @@ def item_sampling(params: RefineTextParams, seed: Optional[int] = None) -> ItemS
 
 
 class Passes:
-    """The refine and code passes, and audio decoding, over loaded :class:`Models`."""
+    """The refine and code passes, and speaker samples, over loaded :class:`Models`."""
 
     def __init__(self, models: Models) -> None:
         self.m = models
@@ -155,66 +155,7 @@ class Passes:
             cancelled,
         )
 
-    # ---- audio ------------------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def mel(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
-        """Hidden states (B, T, H) with the Decoder, or codes (B, T, num_vq) with the DVAE,
-        -> log-mel (B, n_mels, 2T)."""
-        if use_decoder:
-            if self.m.ort_decoders is not None:
-                return self.m.ort_decoders.mel(features.transpose(1, 2))
-            if self.m.decoder is None:
-                raise RuntimeError("the Decoder is not loaded")
-            return self.m.decoder.decode(features.transpose(1, 2))
-        return self.m.dvae.decode(features.transpose(1, 2))
-
-    @torch.inference_mode()
-    def waveform(self, features: torch.Tensor, use_decoder: bool) -> torch.Tensor:
-        """Features (B, T, ·) -> (B, (2T − 1) · hop) float32 waveforms."""
-        mel = self.mel(features, use_decoder)
-        if self.m.ort_decoders is not None:
-            return self.m.ort_decoders.waveform(mel)
-        return vocos_decode(self.m.vocos, mel)
-
-    def decode_items(
-        self,
-        state: GenerationState,
-        use_decoder: bool,
-        items: Optional[list[int]] = None,
-        padded: bool = True,
-    ) -> list[np.ndarray]:
-        """Decode items of a finished generation, each cut to its own length.
-
-        ``padded`` (the reference's way): items are right-padded with zeros to the longest and
-        decoded in one call, so near its end a shorter item hears the padding. Otherwise items
-        of equal length are decoded together and each item's audio is what it would be alone.
-        Item i keeps its first (2·T_i − 1)·hop samples (none for T_i = 0).
-        """
-        items = list(range(state.lengths.shape[0])) if items is None else items
-        lengths = {i: int(state.lengths[i]) for i in items}
-        groups = (
-            [items]
-            if padded
-            else [[i for i in items if lengths[i] == n] for n in sorted(set(lengths.values()))]
-        )
-        out: dict[int, np.ndarray] = {}
-        hop = self.m.config.vocos.hop_length
-        source = state.hiddens if use_decoder else state.tokens
-        for group in groups:
-            longest = max(lengths[i] for i in group)
-            if longest == 0:
-                out.update({i: np.zeros(0, dtype=np.float32) for i in group})
-                continue
-            feats = torch.zeros(
-                len(group), longest, source.shape[-1], dtype=source.dtype, device=source.device
-            )
-            for j, i in enumerate(group):
-                feats[j, : lengths[i]] = source[i, : lengths[i]]
-            wav = self.waveform(feats, use_decoder).cpu().numpy()
-            for j, i in enumerate(group):
-                out[i] = wav[j, : max(0, (2 * lengths[i] - 1) * hop)].copy()
-        return [out[i] for i in items]
+    # ---- speaker samples -----------------------------------------------------------------
 
     def min_sample_length(self) -> int:
         """The fewest samples a speaker sample can have (the mel front end's reflect padding)."""

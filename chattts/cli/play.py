@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import AudioError, MissingDependencyError
+from ..errors import AudioError, MissingDependencyError
 
 logger = logging.getLogger("chattts")
 

@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .errors import UsageError
-from .options import BACKENDS, DTYPES, QUANTIZE, SOURCES, EngineOptions, LoadOptions
+from ..errors import UsageError
+from ..options import BACKENDS, DTYPES, QUANTIZE, SOURCES, EngineOptions, LoadOptions
 
 if TYPE_CHECKING:
-    from .chat import Chat
+    from ..chat import Chat
 
 NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
 VOICES_ENV = "CHATTTS_VOICES"
@@ -157,7 +157,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"most waiting requests before 429 ({d.max_queue})",
     )
-    from ._rayargs import add_ray_arguments  # --ray, --replicas, --autoscale, --ray-address
+    from .ray_args import add_ray_arguments  # --ray, --replicas, --autoscale, --ray-address
 
     add_ray_arguments(p)
 
@@ -231,11 +231,16 @@ def open_chat(options: Optional[LoadOptions] = None) -> Chat:
     Raises:
         ChatTTSError, ValueError, OSError: the model cannot be fetched, verified or loaded.
     """
-    from .chat import Chat  # torch and the models: only when a model is opened
+    from ..chat import Chat  # torch and the models: only when a model is opened
 
     chat = Chat()
     chat.load_options(options or LoadOptions(), raise_on_error=True)
     return chat
+
+
+def load_chat(args: argparse.Namespace) -> Chat:
+    """A loaded :class:`chattts.Chat` for the model options of parsed ``args``."""
+    return open_chat(load_options(args))
 
 
 def app_args(
@@ -270,6 +275,7 @@ __all__ = [
     "app_args",
     "check_model_dir",
     "default_source",
+    "load_chat",
     "load_options",
     "number",
     "open_chat",

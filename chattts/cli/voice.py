@@ -2,7 +2,7 @@
 the voice of ``chattts say --voice NAME|MIX`` (docs/cli.md, "Voice library").
 
 The library is a folder (``--voices DIR``, ``$CHATTTS_VOICES``, else the user cache; see
-:mod:`chattts.voicelib`). ``chattts say --voices FILE`` still reads a voices JSON file.
+:mod:`chattts.voices.library`). ``chattts say --voices FILE`` still reads a voices JSON file.
 """
 
 from __future__ import annotations
@@ -12,13 +12,19 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Optional
 
-from ._appargs import VOICES_ENV, add_load_arguments, default_source, load_options, open_chat
-from .errors import UsageError, VoicesError
-from .voicelib import VoiceLibrary, default_voices_dir, is_mix, parse_mix
-from .voices import Voice, looks_like_voice_name
+from ..errors import UsageError, VoicesError
+from ..voices import (
+    Voice,
+    VoiceLibrary,
+    default_voices_dir,
+    is_mix,
+    looks_like_voice_name,
+    parse_mix,
+)
+from .args import VOICES_ENV, add_load_arguments, default_source, load_options, open_chat
 
 if TYPE_CHECKING:
-    from .chat import Chat
+    from ..chat import Chat
 
 
 def library(path: Optional[str]) -> VoiceLibrary:
@@ -53,11 +59,11 @@ def resolve_voice(chat: Chat, lib: VoiceLibrary, spec: str) -> Voice:
 
 def spk_stat_path(args: argparse.Namespace) -> str:
     """``asset/spk_stat.pt`` of the model folder, or fetched alone from the Hub."""
-    from .config import SPK_STAT
+    from ..config import SPK_STAT
 
     source = args.source or default_source(args.model_dir)
     if source == "huggingface":
-        from .assets import fetch_file
+        from ..assets.hub import fetch_file
 
         return fetch_file(SPK_STAT, args.model_dir)
     root = args.model_dir or os.getcwd()
@@ -68,7 +74,7 @@ def spk_stat_path(args: argparse.Namespace) -> str:
 
 def _draw(args: argparse.Namespace) -> Any:
     """Draws a seed's speaker string from the model's ``spk_stat.pt`` (no model loaded)."""
-    from .speaker import SpeakerStats, encode_speaker
+    from ..voices.speaker import SpeakerStats, encode_speaker
 
     stats = SpeakerStats.from_file(spk_stat_path(args))
     return lambda seed: encode_speaker(stats.sample(seed))

@@ -12,38 +12,33 @@ mixed. ``from_seed``, ``lang``, ``gender`` and ``notes`` are information only. T
 voices folder as ``--voices`` reads it (:func:`chattts.voices.read_voices`), so ``NAME.txt``
 files and old ``{"seed": N}`` files are voices too.
 
-A **mix** is ``"alice+bob"`` or ``"alice*0.7+bob*0.3"``: each voice's speaker vector (the H
-float16 values its speaker string decodes to, before the L2 normalisation applied at the
-``[spk_emb]`` positions) is taken in float32, the weights are normalised to sum to 1, the
-weighted sum is rounded to float16 and encoded again: a mix is itself a speaker string, usable
-wherever one is. Seed voices are drawn first (the model's ``spk_stat``).
+Mixes (``"alice*0.7+bob*0.3"``) are :mod:`chattts.voices.mix`'s; seed voices are drawn first
+(the model's ``spk_stat``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Optional
 
-from .errors import SpeakerError, VoicesError
-from .voices import META_KEYS, NAME_PATTERN, Voice, looks_like_voice_name, read_voices
-
-if TYPE_CHECKING:
-    import torch
+from ..assets.cache import user_cache_dir
+from ..errors import SpeakerError, VoicesError
+from .files import META_KEYS, read_voices
+from .mix import is_mix, mix_speakers, parse_mix
+from .voice import NAME_PATTERN, Voice, looks_like_voice_name
 
 #: Draws the speaker string of a seed (``Chat.sample_random_speaker``).
 Draw = Callable[[int], str]
 
 
 def default_voices_dir() -> str:
-    """The user's voices folder: ``$XDG_CACHE_HOME/chattts/voices``, else
-    ``~/.cache/chattts/voices``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "chattts", "voices")
+    """The user's voices folder: ``<user cache>/chattts/voices``
+    (:func:`chattts.assets.cache.user_cache_dir`)."""
+    return user_cache_dir("voices")
 
 
 @dataclass(frozen=True)
@@ -91,93 +86,6 @@ class VoiceRecord:
         if self.voice.text:
             out["text"] = self.voice.text
         return out
-
-
-# ---- mixes ---------------------------------------------------------------------------------
-
-
-def is_mix(spec: str) -> bool:
-    """True when ``spec`` names more than one voice or a weight (``+`` or ``*``)."""
-    return "+" in spec or "*" in spec
-
-
-def parse_mix(spec: str) -> list[tuple[str, float]]:
-    """``"alice*0.7+bob*0.3"`` -> ``[("alice", 0.7), ("bob", 0.3)]`` (a weight defaults to 1).
-
-    Raises:
-        VoicesError: an empty term (``"a+"``), a bad name, a weight that is not a finite number
-            ≥ 0, or weights that sum to 0.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise VoicesError("a voice mix must be a non-empty string such as 'alice*0.7+bob*0.3'")
-    parts: list[tuple[str, float]] = []
-    for term in spec.split("+"):
-        name, star, weight = (t.strip() for t in term.partition("*"))
-        if not name:
-            raise VoicesError(f"voice mix {spec!r}: an empty term (write 'alice+bob')")
-        if NAME_PATTERN.fullmatch(name) is None:
-            raise VoicesError(f"voice mix {spec!r}: {name!r} is not a voice name")
-        w = 1.0
-        if star:
-            try:
-                w = float(weight)
-            except ValueError:
-                raise VoicesError(
-                    f"voice mix {spec!r}: the weight of {name!r} must be a number, not {weight!r}"
-                ) from None
-            if not math.isfinite(w) or w < 0:
-                raise VoicesError(
-                    f"voice mix {spec!r}: the weight of {name!r} must be a finite number ≥ 0"
-                )
-        parts.append((name, w))
-    if sum(w for _, w in parts) <= 0:
-        raise VoicesError(f"voice mix {spec!r}: the weights sum to 0")
-    return parts
-
-
-def mix_speakers(
-    parts: Sequence[tuple[Union[str, torch.Tensor], float]], names: Optional[Sequence[str]] = None
-) -> str:
-    """The speaker string of a weighted mix of speakers (see the module's docstring).
-
-    Args:
-        parts: (speaker string or (H,) tensor, weight ≥ 0) pairs; the weights are normalised
-            to sum to 1.
-        names: the voices' names, for the error messages.
-
-    Raises:
-        VoicesError: no parts, bad weights, a bad speaker, or speakers of different sizes (the
-            voices of models of different hidden size).
-    """
-    import torch
-
-    from .speaker import decode_speaker, encode_speaker
-
-    if not parts:
-        raise VoicesError("a voice mix needs at least one voice")
-    names = list(names) if names is not None else [f"voice {i + 1}" for i in range(len(parts))]
-    weights = [float(w) for _, w in parts]
-    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise VoicesError("voice mix weights must be finite numbers ≥ 0, not all 0")
-    vectors = []
-    for (spk, _), name in zip(parts, names, strict=True):
-        try:
-            vectors.append(decode_speaker(spk).float())
-        except SpeakerError as e:
-            raise VoicesError(f"voice {name!r}: {e}") from e
-    sizes = {v.numel() for v in vectors}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{n} has {v.numel()}" for n, v in zip(names, vectors, strict=True))
-        raise VoicesError(
-            f"cannot mix voices of models of different sizes ({shown} values); "
-            "mix voices made for the same model"
-        )
-    total = sum(weights)
-    mixed = sum((w / total) * v for w, v in zip(weights, vectors, strict=True))
-    return encode_speaker(torch.as_tensor(mixed).to(torch.float16))
-
-
-# ---- the library ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -388,8 +296,5 @@ __all__ = [
     "VoiceLibrary",
     "VoiceRecord",
     "default_voices_dir",
-    "is_mix",
     "is_voice_reference",
-    "mix_speakers",
-    "parse_mix",
 ]

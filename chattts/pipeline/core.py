@@ -20,97 +20,23 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Optional, Union
 
 import numpy as np
 
-from .generation.engine import GenerationState, Interrupt
+from ..decode.stream import stream_batch
+from ..generation.engine import GenerationState, Interrupt
+from ..params import InferCodeParams, RefineTextParams
+from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
+from ..text import split_text as split_long
+from ..validation import check_code_params, check_refine_params, check_texts
+from ..voices.speaker import encode_speaker
 from .models import Models
-from .params import InferCodeParams, RefineTextParams
 from .passes import Passes, last
-from .speaker import encode_speaker
-from .streaming import stream_batch
-from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
-from .text import split_text as split_long
-from .validation import check_code_params, check_refine_params, check_texts
+from .requests import Progress, Utterance, in_order, stacked, tqdm_progress
 
 logger = logging.getLogger("chattts")
-
-#: Samples with |x| at or below this are trimmed from both ends of a returned waveform.
-TRIM_THRESHOLD = 1e-5
-
-#: A progress callback: ``(step, max_steps)`` after every generation step.
-Progress = Callable[[int, int], None]
-
-
-def trim_silence(wav: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
-    """Drop leading and trailing samples with |x| ≤ ``threshold`` (never inner ones)."""
-    loud = np.flatnonzero(np.abs(wav) > threshold)
-    if loud.size == 0:
-        return wav[:0]
-    return wav[loud[0] : loud[-1] + 1]
-
-
-class InterruptGroup:
-    """The cancel flags of the calls in flight, to stop them all at once (``Chat.context``,
-    whose ``interrupt()`` is the reference's ``Chat.interrupt``)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active: set[Interrupt] = set()
-
-    def new(self) -> Interrupt:
-        """A flag for a new call, set by :meth:`interrupt` until :meth:`done`."""
-        flag = Interrupt()
-        with self._lock:
-            self._active.add(flag)
-        return flag
-
-    def done(self, flag: Interrupt) -> None:
-        with self._lock:
-            self._active.discard(flag)
-
-    def interrupt(self) -> None:
-        with self._lock:
-            for flag in self._active:
-                flag.set()
-
-
-@dataclass
-class Utterance:
-    """One independent request of :meth:`Pipeline.synthesize`.
-
-    Attributes:
-        text: what to say (normalised by ``synthesize`` unless told otherwise).
-        params: the code pass's parameters: voice (``spk_emb`` / ``spk_smp`` + ``txt_smp``),
-            sampling, and ``manual_seed``, which seeds this item only.
-        refine: refine the text first, alone, with these parameters (None: as given).
-        cancel: a set flag ends this item (its refine pass, or its code pass within one step).
-    """
-
-    text: str
-    params: InferCodeParams
-    refine: Optional[RefineTextParams] = None
-    cancel: Optional[Interrupt] = None
-
-
-def _tqdm_progress(params: RefineTextParams, desc: str) -> Optional[Progress]:
-    """A tqdm bar over ``max_new_token`` steps when ``show_tqdm``."""
-    if not params.show_tqdm:
-        return None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=params.max_new_token, desc=desc, leave=False)
-
-    def update(step: int, total: int) -> None:
-        bar.update(step - bar.n)
-        if step >= total:
-            bar.close()
-
-    return update  # a bar left open by an early EOS closes when the closure is dropped
 
 
 class Pipeline:
@@ -167,7 +93,7 @@ class Pipeline:
         """The refine pass over ``texts`` as one batch (``params.manual_seed`` seeds it)."""
         check_refine_params(params)
         if progress is None:
-            progress = _tqdm_progress(params, "refine")
+            progress = tqdm_progress(params, "refine")
         return self.passes.refine(texts, params, cancel, progress)
 
     # ---- the reference's infer --------------------------------------------------------------
@@ -203,7 +129,7 @@ class Pipeline:
         state = last(steps)
         if state is None:
             return [np.zeros(0, dtype=np.float32) for _ in range(n)]
-        return self.passes.decode_items(state, use_decoder, padded=padded)
+        return self.models.audio.decode_items(state, use_decoder, padded=padded)
 
     def stream(
         self,
@@ -225,7 +151,7 @@ class Pipeline:
         for batch, steps, p in self._batches(
             texts, params, carry_voice, batch_size, use_decoder, cancel
         ):
-            chunks = stream_batch(self.passes, steps, len(batch), p, use_decoder)
+            chunks = stream_batch(self.models.audio, steps, len(batch), p, use_decoder)
             yield from (in_order(chunks, len(batch)) if sequential else stacked(chunks))
 
     def _batches(
@@ -245,7 +171,7 @@ class Pipeline:
             params = self.voice_from_first(texts, params, use_decoder, cancel)
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
-            progress = _tqdm_progress(params, "code")
+            progress = tqdm_progress(params, "code")
             yield batch, self.passes.code_steps(batch, params, cancel, progress), params
 
     def voice_from_first(
@@ -258,11 +184,11 @@ class Pipeline:
         """The reference's voice carry-over: the first text alone becomes ``spk_smp`` (with
         ``txt_smp`` = that text) in a copy of ``params``. When its audio is too short to be
         a speaker sample, ``params`` is returned as it is (with a warning)."""
-        steps = self.passes.code_steps(texts[:1], params, cancel, _tqdm_progress(params, "code"))
+        steps = self.passes.code_steps(texts[:1], params, cancel, tqdm_progress(params, "code"))
         state = last(steps)
         if state is None or int(state.lengths[0]) == 0:
             return params
-        wav = self.passes.decode_items(state, use_decoder)[0]
+        wav = self.models.audio.decode_items(state, use_decoder)[0]
         if wav.size < self.passes.min_sample_length():
             logger.warning(
                 "the first sentence's audio (%d samples) is too short to carry its voice "
@@ -339,7 +265,7 @@ class Pipeline:
         flags = [u.cancel or Interrupt() for u in items]
         steps = self.passes.code_steps(texts, plist, cancel, progress, True, flags)
         if stream:
-            yield from stream_batch(self.passes, steps, len(texts), plist[0], use_decoder)
+            yield from stream_batch(self.models.audio, steps, len(texts), plist[0], use_decoder)
         else:
             yield self._decoded(steps, len(texts), use_decoder, padded=False)
 
@@ -353,41 +279,4 @@ class Pipeline:
         return refined if refined.strip() else text
 
 
-def stacked(chunks: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
-    """Per-item chunks -> (B, n) arrays, rows of shorter items zero-filled (the reference's
-    stream of a list of texts)."""
-    for parts in chunks:
-        width = max(p.size for p in parts)
-        if width == 0:
-            continue
-        out = np.zeros((len(parts), width), dtype=np.float32)
-        for i, p in enumerate(parts):
-            out[i, : p.size] = p
-        yield out
-
-
-def in_order(chunks: Iterator[list[np.ndarray]], n: int) -> Iterator[np.ndarray]:
-    """Per-item chunks of a batch of n -> (1, n) arrays: item 0 live, then each later item
-    in turn (the stream of a str's sentences)."""
-    held: list[list[np.ndarray]] = [[] for _ in range(n)]
-    for parts in chunks:
-        if parts[0].size:
-            yield parts[0][None]
-        for i in range(1, n):
-            if parts[i].size:
-                held[i].append(parts[i])
-    for i in range(1, n):
-        if held[i]:
-            yield np.concatenate(held[i])[None]
-
-
-__all__ = [
-    "TRIM_THRESHOLD",
-    "InterruptGroup",
-    "Pipeline",
-    "Progress",
-    "Utterance",
-    "in_order",
-    "stacked",
-    "trim_silence",
-]
+__all__ = ["Pipeline"]

@@ -6,7 +6,7 @@ float32 0.037 / 0.034, these graphs 0.033 / 0.029 (error 1e-6), torch int8 0.019
 so ``quantize="int8"`` keeps torch's int8 Decoder and Vocos (docs/engine.md, "ONNX Runtime").
 
 Two graphs, exported once with ``torch.onnx.export`` from the float modules of the model
-files and cached beside the GPT's graph (:func:`chattts.generation.ort_convert.cached_entry`):
+files and cached beside the GPT's graph (:func:`chattts.generation.ort_convert.converted_entry`):
 
 * ``decoder.onnx``: hidden states (B, H, T) -> log-mel (B, n_mels, 2T);
 * ``vocos.onnx``: log-mel (B, n_mels, F) -> the real and imaginary parts of Vocos' spectrum
@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..assets.cache import checkpoint_sha256
 from ..config import DECODER_WEIGHTS, VOCOS_WEIGHTS, vocos_config
-from .ort_backend import import_onnxruntime
-from .ort_convert import cached_entry, checkpoint_sha256, default_cache_dir
+from ..generation.ort_backend import import_onnxruntime
+from ..generation.ort_convert import converted_entry, default_cache_dir
 
 logger = logging.getLogger("chattts")
 
@@ -103,7 +104,7 @@ def converted_decoders(asset_dir: str, cache_dir: Optional[str] = None) -> str:
         _export(_Spectrum(vocos), example, os.path.join(out, VOCOS_GRAPH), ["re", "im"])
         return {"sources": [decoder_file, vocos_file], "source_sha256s": shas}
 
-    return cached_entry("decoders", sha, "fp32", cache_dir, build)
+    return converted_entry("decoders", sha, "fp32", cache_dir, build)
 
 
 class OrtDecoders:

@@ -1,5 +1,5 @@
-"""Dia-style API on :class:`chattts.Chat`: ``from_pretrained``, ``generate``, ``generate_batch``,
-``save_audio``, and dialogue scripts with ``[S1]``/``[S2]`` speaker tags.
+"""The Dia-style calls on :class:`chattts.Chat`: ``from_pretrained``, ``generate``,
+``generate_batch`` and ``save_audio``, over texts and dialogue scripts (:mod:`.script`).
 
 :class:`Dia` runs these calls over a :class:`chattts.pipeline.Pipeline`; ``Chat`` exposes them
 (``chat.generate`` is ``chat.dia.generate``), so one ``Chat`` object offers both this API and
@@ -26,23 +26,21 @@ from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
 
-from .assets import snapshot_repo
-from .dia_voices import VoiceFields
-from .dialogue import (
-    MIN_PROMPT_SECONDS,
+from ..assets.hub import snapshot_repo
+from ..errors import AssetNotFoundError, UnsupportedOptionError
+from ..options import LoadOptions
+from ..params import InferCodeParams
+from ..pipeline import Pipeline, Utterance, trim_silence
+from .script import (
     ScriptError,
     Voice,
     VoiceLike,
     as_voice,
     has_speaker_tags,
-    load_prompt,
     parse_script,
     speaker_key,
 )
-from .errors import AssetNotFoundError, UnsupportedOptionError
-from .options import LoadOptions
-from .params import InferCodeParams
-from .pipeline import Pipeline, Utterance, trim_silence
+from .voices import VoiceFields
 
 logger = logging.getLogger("chattts")
 
@@ -241,7 +239,7 @@ class Dia:
 
         Args:
             text: what to say, or a script with ``[S1]``/``[S2]``... speaker tags (see
-                :mod:`chattts.dialogue`); a list of texts is :meth:`generate_batch`.
+                :mod:`chattts.dia.script`); a list of texts is :meth:`generate_batch`.
             audio_prompt: reference speech whose voice is cloned (a path, bytes, a 24 kHz
                 waveform, or ``(waveform, rate)``); ``audio_prompt_text`` is its transcript.
             top_p, temperature, top_k: sampling of the audio codes.
@@ -256,7 +254,7 @@ class Dia:
                 prompt it also picks the voice (``sample_random_speaker(seed)``). Without
                 seed, speaker or prompt: a random voice.
             speaker: a speaker string (``spk_emb``), or a library voice name or mix
-                (``"alice"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voicelib`).
+                (``"alice"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voices.library`).
             speakers: for scripts, ``{"S1": voice, ...}``: a seed, a speaker string, a voice
                 name or mix, reference audio or a :class:`Voice`. Unmapped ``Sn`` speak with
                 the voice of seed ``seed + n - 1`` (a random base seed without ``seed``);
@@ -368,7 +366,7 @@ class Dia:
                 elapsed / seconds if seconds else float("inf"),
             )
         if sample_rate != rate:
-            from .audio import resample
+            from ..audio import resample
 
             wavs = [resample(w, rate, int(sample_rate)) for w in wavs]
         return wavs
@@ -379,7 +377,7 @@ class Dia:
     ) -> None:
         """Write mono audio (n,) to ``path``: wav, mp3, flac, ogg/opus, aac, m4a by suffix
         (or ``format``); see :func:`chattts.audio.save_audio`."""
-        from .audio import save_audio
+        from ..audio import save_audio
 
         save_audio(path, audio, sample_rate, format)
 
@@ -440,12 +438,4 @@ def _run(
     return out
 
 
-__all__ = [
-    "MIN_PROMPT_SECONDS",
-    "Dia",
-    "UnsupportedOptionError",
-    "Voice",
-    "VoiceLike",
-    "as_voice",
-    "load_prompt",
-]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_PAUSE", "Dia", "pretrained_options"]

@@ -9,37 +9,32 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
 import numpy as np
 import torch
 
-from .config import (
-    DECODER_WEIGHTS,
+from ..config import (
     DVAE_WEIGHTS,
     EMBED_WEIGHTS,
     GPT_WEIGHTS,
     SPK_STAT,
     TOKENIZER_DIR,
-    VOCOS_WEIGHTS,
     ModelConfig,
-    dvae_config,
 )
-from .errors import WeightsError
-from .generation.build import build_engine
-from .generation.engine import Engine
-from .generation.ort_decoder import OrtDecoders, converted_decoders
-from .model import quant
-from .model.dvae import DVAE, Decoder
-from .model.embed import Embed
-from .model.gpt import GPT
-from .model.loading import check_file_layout, load_module
-from .model.tokenizer import Tokenizer
-from .model.vocos import load_vocos
-from .options import EngineOptions
-from .speaker import SpeakerStats
+from ..decode.decoder import AudioDecoder, LazyDVAE, load_decoders
+from ..errors import WeightsError
+from ..generation.build import build_engine
+from ..generation.engine import Engine
+from ..model import quant
+from ..model.dvae import DVAE, Decoder
+from ..model.embed import Embed
+from ..model.gpt import GPT
+from ..model.loading import load_module
+from ..model.tokenizer import Tokenizer
+from ..options import EngineOptions
+from ..voices.speaker import SpeakerStats
 
 logger = logging.getLogger("chattts")
 
@@ -58,46 +53,6 @@ def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}") from None
 
 
-class LazyDVAE:
-    """The DVAE, loaded strictly on first use.
-
-    Speech through the Decoder never touches the DVAE (60 MB in float32): only speaker
-    samples (``sample_audio_speaker``) and ``use_decoder=False`` do. Its file's tensor names
-    and shapes are checked here, from the header, with the errors of a strict load (and with
-    ``verify`` the file's SHA256 was checked before); the weights are read on first use.
-
-    Args:
-        path: ``DVAE.safetensors``.
-        device: where the module goes.
-        coef: (1, n_mels, 1) replacement of the checkpoint's ``coef``, or None.
-    """
-
-    def __init__(self, path: str, device: torch.device, coef: Optional[torch.Tensor]) -> None:
-        self.path = path
-        self.device = device
-        self.coef = coef
-        self._module: Optional[DVAE] = None
-        self._lock = threading.Lock()
-        with torch.device("meta"):  # names and shapes now, weights on first use
-            layout = DVAE(dvae_config(path))
-        check_file_layout(layout, path)
-
-    @property
-    def loaded(self) -> bool:
-        return self._module is not None
-
-    def get(self) -> DVAE:
-        """The loaded DVAE (loads it the first time)."""
-        if self._module is None:
-            with self._lock:
-                if self._module is None:
-                    dvae = DVAE.from_file(self.path)
-                    if self.coef is not None:
-                        dvae.coef.data = self.coef.clone()
-                    self._module = dvae.to(self.device).eval().requires_grad_(False)
-        return self._module
-
-
 @dataclass
 class Models:
     """Every module of a loaded model root, on one device (the DVAE loads on first use)."""
@@ -107,27 +62,37 @@ class Models:
     embed: Embed
     #: the torch GPT; None when the engine runs it on ONNX Runtime (not loaded into torch)
     gpt: Optional[GPT]
-    dvae_loader: LazyDVAE
-    decoder: Optional[Decoder]
-    vocos: Optional[torch.nn.Module]
+    #: the Decoder, DVAE and Vocos (or their ONNX Runtime graphs): GPT outputs -> audio
+    audio: AudioDecoder
     speakers: SpeakerStats
     device: torch.device
     engine: Engine
     #: ``asset/gpt`` of the model root (the ONNX Runtime backend converts its weights)
     gpt_dir: str = ""
-    #: the Decoder and Vocos on ONNX Runtime (float32 with that backend; ``decoder`` and
-    #: ``vocos`` are then None)
-    ort_decoders: Optional[OrtDecoders] = None
 
     @property
     def has_decoder(self) -> bool:
         """Hidden states can be decoded (``use_decoder=True``)."""
-        return self.decoder is not None or self.ort_decoders is not None
+        return self.audio.has_decoder
 
     @property
     def dvae(self) -> DVAE:
         """The DVAE (loaded on first use)."""
-        return self.dvae_loader.get()
+        return self.audio.dvae
+
+    @property
+    def dvae_loader(self) -> LazyDVAE:
+        return self.audio.dvae_loader
+
+    @property
+    def decoder(self) -> Optional[Decoder]:
+        """The torch Decoder (None on the float32 ONNX Runtime backend, or not loaded)."""
+        return self.audio.decoder
+
+    @property
+    def vocos(self) -> Optional[torch.nn.Module]:
+        """The torch Vocos (None on the float32 ONNX Runtime backend)."""
+        return self.audio.vocos
 
     @classmethod
     def load(
@@ -176,14 +141,20 @@ class Models:
         # still small, so the peak stays close to the final size
         if int8:  # with ONNX Runtime the code heads stay float32: less error, little time
             quant.int8_embed_heads(embed, code_heads=not on_ort)
-        decoder, vocos, ort_decoders = _load_decoders(root, int8, on_ort, load_decoder)
+        audio = load_decoders(
+            root,
+            dvae,
+            device,
+            hop_length=config.vocos.hop_length,
+            int8=int8,
+            on_ort=on_ort,
+            load_decoder=load_decoder,
+        )
         hook = quant.int8_layer_hook if int8 else None
         gpt_dir = os.path.dirname(path(GPT_WEIGHTS))
         gpt = None if on_ort else GPT.from_files(gpt_dir, path(GPT_WEIGHTS), compute, hook, device)
         speakers = SpeakerStats.from_file(path(SPK_STAT), g.hidden_size)
-        for module in (embed, decoder, vocos):
-            if module is not None:
-                module.to(device).eval().requires_grad_(False)
+        embed.to(device).eval().requires_grad_(False)
         embed.to(compute)
         if int8:
             where = "onnxruntime" if on_ort else "torch"
@@ -193,14 +164,11 @@ class Models:
             tokenizer,
             embed,
             gpt,
-            dvae,
-            decoder,
-            vocos,
+            audio,
             speakers,
             device,
             build_engine(gpt, embed, device, engine, gpt_dir=gpt_dir),
             gpt_dir,
-            ort_decoders,
         )
 
     def with_engine(self, options: EngineOptions) -> Models:
@@ -216,24 +184,6 @@ class Models:
         """
         engine = build_engine(self.gpt, self.embed, self.device, options, gpt_dir=self.gpt_dir)
         return replace(self, engine=engine)
-
-
-def _load_decoders(
-    root: str, int8: bool, on_ort: bool, load_decoder: bool
-) -> tuple[Optional[Decoder], Optional[torch.nn.Module], Optional[OrtDecoders]]:
-    """The Decoder and Vocos, whichever runs them faster (docs/engine.md, "Decoding"): torch
-    with int8 pointwise layers for ``int8``; for float32 with the ONNX Runtime backend, their
-    exported graphs (the torch modules are then not kept); else torch float32."""
-    if on_ort and not int8:  # float32: ONNX Runtime is the faster (int8: torch is)
-        entry = converted_decoders(os.path.join(root, os.path.dirname(VOCOS_WEIGHTS)))
-        return None, None, OrtDecoders(entry, os.path.join(root, VOCOS_WEIGHTS))
-    decoder = Decoder.from_file(os.path.join(root, DECODER_WEIGHTS)) if load_decoder else None
-    if int8 and decoder is not None:
-        quant.int8_decoder(decoder)
-    vocos = load_vocos(os.path.join(root, VOCOS_WEIGHTS))
-    if int8:
-        quant.int8_vocos(vocos)
-    return decoder, vocos, None
 
 
 def decode_coef(coef: str, n_mels: int) -> torch.Tensor:

@@ -1,60 +1,30 @@
-"""The ``chattts`` command: ``say``, ``voice``, ``speaker``, ``download``, ``serve``, ``webui``.
-
-User mistakes (a bad option, a missing model folder, a wrong checksum, an invalid speaker string)
-end with one line on stderr and a non-zero exit code, never a traceback. See docs/cli.md.
-"""
+"""``chattts say``: texts into audio files, a stream, or the audio output (docs/cli.md)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import IO, TYPE_CHECKING, Any, NoReturn, Optional
+from typing import IO, TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from . import audio
-from ._appargs import (
-    add_load_arguments,
-    add_server_arguments,
-    add_voices_argument,
-    add_webui_arguments,
-    check_model_dir,
-    load_options,
-    number,
-    open_chat,
-)
-from .cli_voice import add_voice_parser, check_voice, library, resolve_voice, spk_stat_path
-from .errors import ChatTTSError, ChecksumMismatchError, UsageError
-from .voices import Voice, load_voices
+from .. import audio
+from ..errors import UsageError
+from ..voices import Voice
+from .args import add_load_arguments, add_voices_argument, load_chat, number
+from .voice import check_voice, library, resolve_voice
 
 if TYPE_CHECKING:
-    from .chat import Chat
-    from .params import InferCodeParams, RefineTextParams
+    from ..chat import Chat
+    from ..params import InferCodeParams, RefineTextParams
 
 logger = logging.getLogger("chattts")
 
-PROG = "chattts"
 OUT_HELP = "output file; several texts: FILE_0.ext... ('-': stdout; default output.wav)"
 BOOL = argparse.BooleanOptionalAction
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with errors as one line (no usage block) and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def load_chat(args: argparse.Namespace) -> Chat:
-    """A loaded :class:`chattts.Chat` for the model options of ``args``."""
-    return open_chat(load_options(args))
-
-
-# ---- say ----------------------------------------------------------------------------------------
 
 
 def _texts(raw: Sequence[str]) -> list[str]:
@@ -93,7 +63,7 @@ def _voice(args: argparse.Namespace) -> Voice:
         check_voice(library(args.voices), args.voice)
         return Voice(name=args.voice)
     if args.spk is not None:
-        from .speaker import decode_speaker
+        from ..voices.speaker import decode_speaker
 
         decode_speaker(args.spk)  # SpeakerError names the problem
         return Voice(speaker=args.spk)
@@ -158,7 +128,7 @@ def cmd_say(args: argparse.Namespace) -> int:
     if args.play:
         if args.output is not None or args.format or args.stream:
             raise UsageError("--play plays the audio: leave out -o, --format and --stream")
-        from .cli_play import Player
+        from .play import Player
 
         player = Player(24000)  # the device is checked before the model loads
         try:
@@ -252,75 +222,7 @@ def _say_streamed(
             f = enc = None
 
 
-# ---- speaker, download, serve, webui ----------------------------------------------------------
-
-
-def cmd_speaker(args: argparse.Namespace) -> int:
-    from .speaker import SpeakerStats, encode_speaker
-
-    stats = SpeakerStats.from_file(spk_stat_path(args))
-    print(encode_speaker(stats.sample(args.seed)))
-    return 0
-
-
-def cmd_download(args: argparse.Namespace) -> int:
-    from .assets import resolve_model_root
-
-    options = load_options(args, force_redownload=args.force)
-    root = resolve_model_root(
-        options.source, options.custom_path, options.force_redownload, options.verify
-    )
-    logger.info("the model is ready in %s", root)
-    print(root)
-    return 0
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    from .assets import resolve_model_root
-    from .generation.ort_convert import converted_gpt
-
-    options = load_options(args)
-    root = resolve_model_root(options.source, options.custom_path, False, options.verify)
-    if not args.verbose:
-        logger.setLevel(logging.INFO)  # what is converted, and how long it took
-    precisions = ["int8", "fp32"] if args.precision == "all" else [args.precision]
-    for precision in precisions:
-        graph = converted_gpt(
-            os.path.join(root, "asset", "gpt"), precision, args.cache_dir, rebuild=args.force
-        )
-        print(graph.path)
-    return 0
-
-
-def _run_app(module: str, extra: str, args: argparse.Namespace) -> int:
-    try:
-        mod = importlib.import_module(f"chattts.{module}")
-    except ModuleNotFoundError as e:
-        if e.name in (f"chattts.{module}", "chattts"):
-            raise UsageError(
-                f"'chattts {args.command}' is not available: "
-                f"chattts.{module} is missing from this installation"
-            ) from e
-        raise UsageError(
-            f"'chattts {args.command}' needs {e.name}: pip install 'chattts[{extra}]'"
-        ) from e
-    return int(mod.main(args) or 0)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    check_model_dir(args)  # a wrong model folder is one line before the server is imported
-    return _run_app("server", "server", args)
-
-
-def cmd_webui(args: argparse.Namespace) -> int:
-    check_model_dir(args)
-    return _run_app("webui", "webui", args)
-
-
-# ---- parser and main ----------------------------------------------------------------------------
-
-
-def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("say", parents=[common], help="synthesise texts into audio files")
     p.add_argument("text", nargs="+", help="texts to speak, one file each ('-': stdin lines)")
     p.add_argument("-o", "--output", metavar="FILE", help=OUT_HELP)
@@ -350,107 +252,4 @@ def _say_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_say)
 
 
-def _app_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible speech server")
-    add_load_arguments(p)
-    add_server_arguments(p)
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("webui", parents=[common], help="browser interface (Gradio)")
-    add_load_arguments(p)
-    add_webui_arguments(p)
-    p.set_defaults(func=cmd_webui)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``chattts`` argument parser."""
-    parser = _Parser(prog=PROG, description="ChatTTS text-to-speech (docs/cli.md).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
-    common = _Parser(add_help=False)
-    common.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="log progress (INFO)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _say_parser(sub, common)
-    p = sub.add_parser(
-        "speaker",
-        parents=[common],
-        help="print a speaker string",
-        description="Print the speaker string of a seed (reads spk_stat.pt).",
-    )
-    p.add_argument("--seed", type=int, metavar="N", help="seed of the voice (default: random)")
-    add_load_arguments(p, engine=False)
-    p.set_defaults(func=cmd_speaker)
-    p = sub.add_parser(
-        "download",
-        parents=[common],
-        help="fetch and verify the model",
-        description="Fetch and verify the model files; prints the model folder.",
-    )
-    add_load_arguments(p, engine=False)
-    p.add_argument("--force", action="store_true", help="download again even if present")
-    p.set_defaults(func=cmd_download)
-    p = sub.add_parser(
-        "convert",
-        parents=[common],
-        help="convert the GPT for ONNX Runtime ahead of time",
-        description="Convert the model's GPT to the ONNX Runtime graph that quantize=int8 on "
-        "the CPU runs (done once per checkpoint, cached; docs/engine.md). Prints its path.",
-    )
-    add_load_arguments(p, engine=False)
-    p.add_argument("--precision", choices=["int8", "fp32", "all"], default="int8")
-    p.add_argument("--cache-dir", metavar="DIR", help="default: ~/.cache/chattts/onnx")
-    p.add_argument("--force", action="store_true", help="convert again even if cached")
-    p.set_defaults(func=cmd_convert)
-    add_voice_parser(sub, common)
-    _app_parsers(sub, common)
-    return parser
-
-
-def _message(e: BaseException) -> str:
-    if isinstance(e, ChecksumMismatchError):
-        return (
-            f"{e.path}: SHA256 mismatch (expected {e.expected}, found {e.found}); the file "
-            "is corrupt or not the official checkpoint (--no-verify loads other checkpoints)"
-        )
-    if isinstance(e, OSError) and e.filename and e.strerror:
-        return f"{e.filename}: {e.strerror}"
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
-class _CliHandler(logging.StreamHandler):
-    """The command's own log handler (replaced, not added again, when main runs twice)."""
-
-
-def _setup_logging(verbose: bool) -> None:
-    """chattts's log records to stderr: INFO and up with -v, WARNING and up otherwise."""
-    for h in [h for h in logger.handlers if isinstance(h, _CliHandler)]:
-        logger.removeHandler(h)
-    handler = _CliHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.propagate = False
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 1
-    except (ChatTTSError, ValueError, OSError) as e:
-        logger.debug("details", exc_info=True)
-        print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
-        return 1
-
-
-__all__ = ["PROG", "UsageError", "build_parser", "load_chat", "load_voices", "main"]
+__all__ = ["add_parser", "cmd_say"]

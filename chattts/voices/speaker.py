@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import AssetNotFoundError, SpeakerError, WeightsError
+from ..errors import AssetNotFoundError, SpeakerError, WeightsError
 
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 

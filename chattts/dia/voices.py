@@ -6,10 +6,10 @@ import os
 from collections.abc import Callable
 from typing import Any, Optional
 
-from .dialogue import Voice, load_prompt, strip_speaker_tags
-from .errors import VoicesError
-from .pipeline import Pipeline
-from .voices import looks_like_voice_name
+from ..errors import VoicesError
+from ..pipeline import Pipeline
+from ..voices import looks_like_voice_name
+from .script import Voice, load_prompt, strip_speaker_tags
 
 
 class VoiceFields:
@@ -43,7 +43,7 @@ class VoiceFields:
         )
 
     def fields(self, voice: Voice) -> dict[str, Any]:
-        from .speaker import decode_speaker
+        from ..voices.speaker import decode_speaker
 
         voice = self._library(voice)
         out: dict[str, Any] = {}
