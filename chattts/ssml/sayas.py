@@ -195,16 +195,16 @@ def _date(content: str, fmt: str | None, lang: str) -> str:
     year = f.get("y")
     if year is not None and not year.isdigit():
         raise _fail("date", content, f"a date: {year!r} is not a year")
+    if month is not None and not 1 <= month <= 12:
+        raise _fail("date", content, f"a date: {f['m']!r} is not a month")
     day = f.get("d")
     if day is not None:
         days = 31
         if month is not None:
             leap_year = int(year) if year is not None else 2000  # February 29 without a year
-            days = calendar.monthrange(leap_year, month)[1] if 1 <= month <= 12 else 0
+            days = calendar.monthrange(leap_year, month)[1]
         if not day.isdigit() or not 1 <= int(day) <= days:
             raise _fail("date", content, f"a date: {day!r} is not a day of the month")
-    if month is not None and not 1 <= month <= 12:
-        raise _fail("date", content, f"a date: {f['m']!r} is not a month")
     if lang == "zh":
         return "".join(
             (
@@ -238,6 +238,8 @@ def _time(content: str, lang: str) -> str:
         if mi:
             out += ("零" if mi < 10 else "") + w.zh_cardinal(mi) + "分"
         return out + (w.zh_cardinal(s) + "秒" if s else "")
+    if h == mi == s == 0 and not half:
+        return "midnight"
     out = w.en_cardinal(h)
     if mi:
         out += (" oh " if mi < 10 else " ") + w.en_cardinal(mi)
