@@ -11,9 +11,12 @@ import tracemalloc
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chattts import errors, ssml
 from chattts.ssml import Break, Mark, Plan, Prosody, Speak, SsmlError
+from chattts.ssml.sayas import INTERPRET_AS
 
 
 def parse(body: str, attrs: str = "") -> Plan:
@@ -600,3 +603,44 @@ def test_one_error_class_for_everything():
     assert issubclass(errors.SsmlError, errors.ChatTTSError)
     assert issubclass(errors.SsmlWarning, errors.ChatTTSWarning)
     assert ssml.SsmlError is errors.SsmlError
+
+
+def test_a_lone_surrogate_is_named_where_it_stands():
+    e = error("<speak>\n  ab\ud800</speak>")
+    assert "U+D800 is a lone surrogate" in e.reason and (e.line, e.column) == (2, 5)
+
+
+_VALUES = ["12", "1,234", "-3.5", "2024-12-25", "14:30", "$12.50", "9" * 30, "", "你好", "x y"]
+_FRAGMENTS = st.sampled_from(
+    [
+        "<p>", "</p>", "<s>", "</s>", "<break time='{v}ms'/>", "<break strength='{v}'/>",
+        "<prosody rate='{v}%'>", "<prosody pitch='{v}st'>", "<prosody volume='{v}dB'>",
+        "</prosody>", "<say-as interpret-as='{k}' format='{v}'>{v}</say-as>", "<voice name='{v}'>",
+        "</voice>", "<mark name='{v}'/>", "<sub alias='{v}'>x</sub>", "<chattts:laugh/>",
+        "<chattts:oral level='{v}'>", "</chattts:oral>", "<emphasis level='{v}'>", "</emphasis>",
+        "<lang xml:lang='{v}'>", "</lang>", "&amp;", "<![CDATA[<x>]]>", "<!-- c -->", "\x00",
+        "<foo:bar>", "</foo:bar>", "[laugh]", "{v}",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(_FRAGMENTS, st.sampled_from(_VALUES), st.sampled_from(sorted(INTERPRET_AS))),
+        max_size=10,
+    )
+)
+def test_any_document_gives_a_plan_or_an_ssml_error(fragments):
+    body = "".join(f.replace("{v}", v).replace("{k}", k) for f, v, k in fragments)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            plan = ssml.parse(f"<speak>{body}</speak>")
+        except SsmlError as e:
+            assert e.line is not None and e.column is not None, e
+            return
+    assert isinstance(plan, Plan)
+    for item in plan.items:
+        if isinstance(item, Speak):
+            assert item.text.strip() and "[laugh]" not in item.caption

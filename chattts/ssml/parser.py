@@ -324,7 +324,12 @@ def parse(doc: str) -> Plan:
     """
     if not isinstance(doc, str):
         raise SsmlError(f"an SSML document is a str, not {type(doc).__name__}")
-    size = len(doc.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(doc.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        line, column = _line_column(doc, e.start)
+        code = f"U+{ord(doc[e.start]):04X}"
+        raise SsmlError(f"{code} is a lone surrogate, not a character", line, column) from None
     if size > MAX_DOCUMENT_BYTES:
         raise SsmlError(f"the document has {size} bytes, more than {MAX_DOCUMENT_BYTES}")
     reader = _Reader()
@@ -349,11 +354,14 @@ def _read(doc: str, reader: _Reader) -> None:
         raise SsmlError(f"malformed XML: {e.getMessage()}", line, column + 1) from None
     except DefusedXmlException:
         at = doc.find("<!DOCTYPE")
-        line, column = reader.position()
-        if at >= 0:
-            line, column = doc.count("\n", 0, at) + 1, at - doc.rfind("\n", 0, at)
+        line, column = reader.position() if at < 0 else _line_column(doc, at)
         raise SsmlError(
             "a DTD (<!DOCTYPE ...>) is not allowed: SSML needs no entities or external files",
             line,
             column,
         ) from None
+
+
+def _line_column(doc: str, index: int) -> tuple[int, int]:
+    """The line and column (both from 1) of ``doc[index]``."""
+    return doc.count("\n", 0, index) + 1, index - doc.rfind("\n", 0, index)

@@ -93,10 +93,12 @@ def render(interpret_as: str, fmt: str | None, content: str, lang: str) -> Rende
     kind = INTERPRET_AS[interpret_as]
     if kind == "characters":
         return _characters(plain, lang)
-    if kind == "date":
-        text = _date(plain, fmt, lang)
-    else:
-        text = _READERS[kind](plain, lang)
+    try:
+        text = _date(plain, fmt, lang) if kind == "date" else _READERS[kind](plain, lang)
+    except SsmlError:
+        raise
+    except ValueError as e:  # a number too long to read as words
+        raise SsmlError(f"say-as {kind} {written!r}: {e} (read it as digits)") from None
     return Rendered(text, written)
 
 
@@ -125,14 +127,11 @@ def _characters(content: str, lang: str) -> Rendered:
 
 def _cardinal_number(sign: str, integer: str, fraction: str | None, lang: str) -> str:
     n = int(integer.replace(",", ""))
-    try:
-        if lang == "en":
-            out = w.en_cardinal(n) + (f" point {w.en_digits(fraction)}" if fraction else "")
-            return f"minus {out}" if sign == "-" else out
-        out = w.zh_cardinal(n) + (f"点{w.zh_digits(fraction)}" if fraction else "")
-        return f"负{out}" if sign == "-" else out
-    except ValueError as e:
-        raise SsmlError(f"say-as number {integer!r}: {e} (read it as digits)") from None
+    if lang == "en":
+        out = w.en_cardinal(n) + (f" point {w.en_digits(fraction)}" if fraction else "")
+        return f"minus {out}" if sign == "-" else out
+    out = w.zh_cardinal(n) + (f"点{w.zh_digits(fraction)}" if fraction else "")
+    return f"负{out}" if sign == "-" else out
 
 
 def _cardinal(content: str, lang: str) -> str:
@@ -147,10 +146,7 @@ def _ordinal(content: str, lang: str) -> str:
     if m is None:
         raise _fail("ordinal", content, "an ordinal such as 3, 3rd or 第3")
     n = int(m.group(1))
-    try:
-        return w.en_ordinal(n) if lang == "en" else "第" + w.zh_cardinal(n)
-    except ValueError as e:
-        raise SsmlError(f"say-as ordinal {content!r}: {e}") from None
+    return w.en_ordinal(n) if lang == "en" else "第" + w.zh_cardinal(n)
 
 
 def _digits(content: str, lang: str) -> str:
@@ -201,8 +197,8 @@ def _date(content: str, fmt: str | None, lang: str) -> str:
     if day is not None:
         days = 31
         if month is not None:
-            leap_year = int(year) if year is not None else 2000  # February 29 without a year
-            days = calendar.monthrange(leap_year, month)[1]
+            leap = year is None or calendar.isleap(int(year))  # February 29 without a year
+            days = 29 if month == 2 and leap else calendar.mdays[month]
         if not day.isdigit() or not 1 <= int(day) <= days:
             raise _fail("date", content, f"a date: {day!r} is not a day of the month")
     if lang == "zh":
