@@ -413,15 +413,15 @@ NS = ' xmlns:chattts="urn:chattts:ssml"'
 
 
 def test_tokens_written_in_the_text_are_kept_and_not_captioned():
-    (item,) = speaks("Well [uv_break] that is [laugh] funny[lbreak]")
-    assert item.text == "Well [uv_break] that is [laugh] funny[lbreak]"
-    assert item.caption == "Well that is funny"
+    (item,) = speaks("Well [uv_break] that is [laugh] funny [lbreak][laugh]. Ha[laugh]ha[lbreak]")
+    assert item.text == "Well [uv_break] that is [laugh] funny [lbreak][laugh]. Ha[laugh]ha[lbreak]"
+    assert item.caption == "Well that is funny. Ha ha"
 
 
 @pytest.mark.parametrize("token", ["laugh", "uv_break", "v_break", "lbreak", "llbreak"])
 def test_token_elements(token):
-    (item,) = speaks(f"Ha <chattts:{token}/> ha", NS)
-    assert (item.text, item.caption) == (f"Ha [{token}] ha", "Ha ha")
+    (item,) = speaks(f"Ha <chattts:{token}/> ha <chattts:{token}/>.", NS)
+    assert (item.text, item.caption) == (f"Ha [{token}] ha [{token}].", "Ha ha.")
 
 
 def test_the_prefix_may_be_undeclared_or_another():

@@ -20,6 +20,10 @@ from .plan import Prosody, Speak
 # A line break between two Chinese characters (or after Chinese punctuation) is no space.
 _CJK_LINE_BREAK = re.compile(r"(?<=[\u4e00-\u9fff，。、！？；：])\s*\n\s*(?=[\u4e00-\u9fff])")
 _SPACES = re.compile(r"\s+")
+# A token before punctuation leaves no space in a caption ("funny [laugh]." -> "funny.").
+_TOKEN_BEFORE_PUNCTUATION = re.compile(
+    rf"\s*(?:{CONTROL_TOKEN.pattern}\s*)+(?=[,.!?;:，。！？；：、…])"
+)
 # Written text that needs no normaliser: pauses and quotes only (after tokens are removed).
 _NEUTRAL = re.compile(r"[\s,.，。、!?！？;；:：…\"'“”‘’()（）-]*")
 
@@ -53,6 +57,11 @@ class Piece:
 def collapse(text: str) -> str:
     """White space as SSML reads it: runs become one space, none between Chinese lines."""
     return _SPACES.sub(" ", _CJK_LINE_BREAK.sub("", text)).strip()
+
+
+def caption(text: str) -> str:
+    """``text`` without ChatTTS tokens, white space collapsed."""
+    return collapse(CONTROL_TOKEN.sub(" ", _TOKEN_BEFORE_PUNCTUATION.sub("", text)))
 
 
 @dataclass
@@ -90,8 +99,7 @@ class Segment:
                 to_normalise |= not r.final
                 continue
             texts.append(p.text)
-            if p.kind != "token":
-                captions.append(p.text)
+            captions.append(p.text)  # tokens too: caption() takes them out with their space
             if p.kind != "token" and not _NEUTRAL.fullmatch(CONTROL_TOKEN.sub("", p.text)):
                 to_normalise = True
         text = collapse("".join(texts))
@@ -99,7 +107,7 @@ class Segment:
             return None
         return Speak(
             text=text,
-            caption=collapse(CONTROL_TOKEN.sub(" ", "".join(captions))),
+            caption=caption("".join(captions)),
             voice=state.voice,
             lang=state.lang,
             prosody=state.prosody,
