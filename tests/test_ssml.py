@@ -230,6 +230,7 @@ def test_nested_prosody_composes_and_is_restored():
         Prosody(0.75, 2.0, -6.0),
         Prosody(),
     ]
+    assert items[0].prosody.neutral and not items[2].prosody.neutral
 
 
 @pytest.mark.parametrize(
