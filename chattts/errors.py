@@ -136,6 +136,24 @@ class RequestError(ChatTTSError, ValueError):
         }
 
 
+class SsmlError(ChatTTSError, ValueError):
+    """An SSML document that cannot be spoken: malformed XML, a forbidden construct (a DTD, an
+    entity, ``<audio>``), a bad attribute value or a limit exceeded (docs/ssml.md).
+
+    Attributes:
+        reason: what is wrong, without the position; ``line``, ``column``: where, both counted
+        from 1 (None when the error is not tied to a position). The message is
+        ``"line 3, column 12: unknown prosody rate 'zoom'"``.
+    """
+
+    def __init__(
+        self, reason: str, line: Optional[int] = None, column: Optional[int] = None
+    ) -> None:
+        where = f"line {line}, column {column}: " if line is not None else ""
+        super().__init__(where + reason)
+        self.reason, self.line, self.column = reason, line, column
+
+
 class JobFailed(ChatTTSError, RuntimeError):
     """The server's worker could not synthesise a request (sent to its queue instead of audio)."""
 
@@ -154,6 +172,11 @@ class ChatTTSWarning(UserWarning):
 
 class ScriptWarning(ChatTTSWarning):
     """Something in a dialogue script was dropped (an unknown cue or tag)."""
+
+
+class SsmlWarning(ChatTTSWarning):
+    """Part of an SSML document is not applied as written (an unknown element, whose text is
+    spoken; a ``<phoneme>``, whose text is spoken instead of its phonemes...)."""
 
 
 __all__ = [
@@ -177,6 +200,8 @@ __all__ = [
     "ScriptError",
     "ScriptWarning",
     "SpeakerError",
+    "SsmlError",
+    "SsmlWarning",
     "TextError",
     "UnsupportedOptionError",
     "UsageError",
