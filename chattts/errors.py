@@ -95,7 +95,8 @@ class UnsupportedOptionError(ChatTTSError, ValueError):
 
 
 class BackendUnavailable(ChatTTSError, RuntimeError):
-    """The package of a built-in text normaliser is missing or failed to load."""
+    """A built-in backend cannot run here: a text normaliser's package is missing or failed to
+    load, or torch has no int8 kernel library."""
 
 
 class RequestError(ChatTTSError, ValueError):

@@ -112,6 +112,7 @@ FLOORS: dict[str, int] = {
     "chattts.text": 4,
     "chattts.model": 4,
     "chattts.voices": 5,
+    "chattts.ssml": 6,
     "chattts.generation": 5,
     "chattts.testing": 6,
     "chattts.decode": 6,

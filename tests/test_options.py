@@ -148,6 +148,7 @@ def test_every_error_is_a_chattts_error_with_its_builtin_base() -> None:
         "RequestError": ValueError,
         "UnsupportedOptionError": ValueError,
         "DownloadError": ConnectionError,
+        "SsmlError": ValueError,
     }
     for name in errors.__all__:
         cls = getattr(errors, name)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from ..errors import AudioError, ScriptError, ScriptWarning
+from ..text.chars import CONTROL_TOKEN
 from ..voices import Voice, VoiceLike, as_voice
 
 if TYPE_CHECKING:
@@ -62,10 +63,6 @@ CUES: dict[str, str] = {
     **dict.fromkeys(("long pause", "silence"), "[lbreak]"),
 }
 
-#: Control tokens of the model that a turn may hold as written.
-CONTROL_TOKEN = re.compile(
-    r"\[(?:uv_break|v_break|lbreak|llbreak|laugh|laugh_[0-2]|break_[0-7]|oral_[0-9]|speed_[0-9])\]"
-)
 
 _KNOWN = "; ".join(
     " ".join(f"({c})" for c in CUES if CUES[c] == token) + f" -> {token}"

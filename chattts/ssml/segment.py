@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..dialogue import CONTROL_TOKEN
 from ..errors import SsmlError
-from ..text.chars import detect_language
+from ..text.chars import CONTROL_TOKEN, detect_language
 from . import sayas
 from .plan import Prosody, Speak
 

@@ -13,8 +13,7 @@ import re
 from typing import Optional
 
 from ..errors import SsmlError, VoicesError
-from ..voicelib import is_mix, parse_mix
-from ..voices import NAME_PATTERN
+from ..voices import NAME_PATTERN, is_mix, parse_mix
 from .plan import MAX_BREAK_SECONDS, PITCH_RANGE, RATE_RANGE, VOLUME_RANGE, Prosody
 
 #: ``<break strength=...>`` in seconds (the durations Azure documents; ``medium`` is also the

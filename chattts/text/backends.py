@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..assets.cache import user_cache_dir
+from ..errors import BackendUnavailable
 
 logger = logging.getLogger("chattts")
 
@@ -49,10 +50,6 @@ _PROTECTED_FALLBACK = "呃啊"
 _ERHUA = "儿兒"
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class BackendUnavailable(RuntimeError):
-    """The package of a built-in normaliser is missing or failed to load."""
 
 
 def default_cache_dir() -> Path:

@@ -17,6 +17,11 @@ from collections.abc import Callable
 TAG = re.compile(r"\[[\w_]+\]")
 _TAG_SPLIT = re.compile(r"(\[[\w_]+\])")
 
+#: The model's control tokens (a dialogue turn or an SSML document may hold them as written).
+CONTROL_TOKEN = re.compile(
+    r"\[(?:uv_break|v_break|lbreak|llbreak|laugh|laugh_[0-2]|break_[0-7]|oral_[0-9]|speed_[0-9])\]"
+)
+
 #: The only characters the model reads (tags aside).
 VALID = re.compile(r"[\u4e00-\u9fffA-Za-z，。、,\. ]")
 _INVALID = re.compile(r"[^\u4e00-\u9fffA-Za-z，。、,\. ]")

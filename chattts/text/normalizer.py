@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Optional
 
-from ..errors import AssetNotFoundError, TextError
+from ..errors import AssetNotFoundError, BackendUnavailable, TextError
 from . import chars
-from .backends import INSTALL_HINT, BackendUnavailable, BuiltinNormalizer, PathLike, builtin
+from .backends import INSTALL_HINT, BuiltinNormalizer, PathLike, builtin
 from .split import split_text
 
 logger = logging.getLogger("chattts")
