@@ -341,8 +341,9 @@ class Chat(ReferenceAttributes):
         a list of one waveform (its sentences, when split, each trimmed and concatenated).
         Empty input gives ``[]``. With ``refine_text_only``, the refined text instead (a str
         for a str, a list for a list). With ``stream``, a generator of float32 chunks (B, n):
-        for a list, B = the texts of the current batch (rows of items that have ended are
-        zero); for a str, B = 1 and the chunks follow the sentences in order.
+        for a list, B = the texts of the current batch (rows of items that have ended hold
+        2**-24, silence in 16-bit PCM, so clients that scale rows by their peak work); for a str,
+        B = 1 and the chunks follow the sentences in order.
 
         A str with ``split_text`` is split by the reference rule, each sentence normalised,
         then any sentence longer than ``max_split_chars`` (a ``[...]`` tag counting one) is cut
@@ -375,7 +376,9 @@ class Chat(ReferenceAttributes):
                 return "\n".join(texts) if single else texts
             run = {
                 "carry_voice": single and split_text,
-                "batch_size": max_split_batch,
+                # the reference batches by max_split_batch only when it splits text: a list
+                # without split_text is one batch with one seed
+                "batch_size": max_split_batch if split_text else len(texts),
                 "use_decoder": use_decoder,
                 "cancel": flag,
             }
