@@ -2,10 +2,11 @@
 
 Subtitle habits: a cue holds at most 2 lines of at most 42 characters; cues are in order,
 never overlap and lie inside the audio. Times are never invented here: one cue per segment,
-with the segment's measured start and end. A sentence too long for one cue (over 84
-characters) is split *before* synthesis with :func:`caption_pieces`, so each piece becomes its
-own measured segment.
+with the segment's measured start and end. A sentence too long for one cue is split *before*
+synthesis with :func:`caption_pieces`, so each piece becomes its own measured segment.
 
+Lengths are display columns: a CJK (East Asian wide) character counts 2, so a line holds 42
+Latin characters or 21 Chinese ones (a line of 42 columns is never more than 42 characters).
 Line breaking: at spaces; CJK text (which has none) may break between any two characters,
 but never before closing punctuation such as ``，`` or ``。``.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
@@ -23,7 +25,7 @@ from ..errors import CaptionError, ParameterError
 
 logger = logging.getLogger("chattts")
 
-#: Characters per caption line, and lines per cue.
+#: Columns per caption line (a wide CJK character takes 2), and lines per cue.
 MAX_CHARS = 42
 MAX_LINES = 2
 
@@ -33,6 +35,10 @@ _CLOSING = "，。、；：！？…）」』】》〉”’,.;:!?)]}"
 # a token of line breaking: one CJK character with the closing punctuation after it, or a run
 # of other non-space characters (with any closing punctuation it carries)
 _TOKEN = re.compile(rf"[{_CJK}][{re.escape(_CLOSING)}]*|[^\s{_CJK}]+")
+
+
+#: Columns of unevenness accepted to break a cue's lines after punctuation.
+_PUNCT_BONUS = 8
 
 
 class Timed(Protocol):
@@ -58,6 +64,22 @@ class Cue:
         return "\n".join(self.lines)
 
 
+def width(text: str) -> int:
+    """Display columns of ``text``: 2 for East Asian wide and full-width characters, else 1."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _cut(text: str, columns: int) -> list[str]:
+    """``text`` cut into parts of at most ``columns`` columns (at least one character each)."""
+    parts, current = [], ""
+    for ch in text:
+        if current and width(current + ch) > columns:
+            parts.append(current)
+            current = ""
+        current += ch
+    return [*parts, current] if current else parts
+
+
 def _tokens(text: str) -> list[tuple[str, bool]]:
     """(token, whether a space comes before it) over ``text``; spaces collapse."""
     out = []
@@ -70,43 +92,46 @@ def _join(tokens: list[tuple[str, bool]]) -> str:
     return "".join((" " if sp and i else "") + t for i, (t, sp) in enumerate(tokens))
 
 
-def _hard_split(tokens: list[tuple[str, bool]], width: int) -> list[tuple[str, bool]]:
-    """Tokens longer than ``width`` (a long URL, a CJK run with punctuation) cut into parts."""
+def _hard_split(tokens: list[tuple[str, bool]], columns: int) -> list[tuple[str, bool]]:
+    """Tokens wider than ``columns`` (a long URL) cut into parts."""
     out = []
     for t, sp in tokens:
-        for i in range(0, len(t), width):
-            out.append((t[i : i + width], sp if i == 0 else False))
+        out.extend((part, sp if i == 0 else False) for i, part in enumerate(_cut(t, columns)))
     return out
 
 
-def _wrap(tokens: list[tuple[str, bool]], width: int) -> list[list[tuple[str, bool]]]:
-    """Greedy wrapping: as many tokens per line as fit in ``width`` characters."""
+def _wrap(tokens: list[tuple[str, bool]], columns: int) -> list[list[tuple[str, bool]]]:
+    """Greedy wrapping: as many tokens per line as fit in ``columns``."""
     lines: list[list[tuple[str, bool]]] = [[]]
     for tok in tokens:
-        if lines[-1] and len(_join(lines[-1] + [tok])) > width:
+        if lines[-1] and width(_join(lines[-1] + [tok])) > columns:
             lines.append([])
         lines[-1].append(tok)
     return lines if lines[0] else []
 
 
 def layout(text: str, max_chars: int = MAX_CHARS, max_lines: int = MAX_LINES) -> list[str]:
-    """Break ``text`` into lines of at most ``max_chars`` characters.
+    """Break ``text`` into lines of at most ``max_chars`` columns.
 
-    One line when it fits; two lines of the most even lengths when two are needed and allowed;
+    One line when it fits; two lines of the most even widths when two are needed and allowed,
+    preferring a break after punctuation;
     otherwise greedy lines, which may be more than ``max_lines`` (the caller decides).
     """
     tokens = _hard_split(_tokens(text), max_chars)
     if not tokens:
         return []
-    if len(_join(tokens)) <= max_chars or max_lines < 2:
+    if width(_join(tokens)) <= max_chars or max_lines < 2:
         return [_join(line) for line in _wrap(tokens, max_chars)]
-    best: Optional[tuple[int, int]] = None  # (longest line, break index)
+    best: Optional[tuple[int, int]] = None  # (cost, break index)
     for k in range(1, len(tokens)):
         first, second = _join(tokens[:k]), _join(tokens[k:])
-        if len(first) <= max_chars and len(second) <= max_chars:
-            longest = max(len(first), len(second))
-            if best is None or longest < best[0]:
-                best = (longest, k)
+        if width(first) <= max_chars and width(second) <= max_chars:
+            # the most even pair of lines, where a break after punctuation counts as even as
+            # one up to _PUNCT_BONUS columns more even
+            cost = max(width(first), width(second))
+            cost -= _PUNCT_BONUS if first[-1] in _CLOSING else 0
+            if best is None or cost < best[0]:
+                best = (cost, k)
     if best is not None:
         return [_join(tokens[: best[1]]), _join(tokens[best[1] :])]
     return [_join(line) for line in _wrap(tokens, max_chars)]
@@ -118,25 +143,27 @@ def _units(text: str, pattern: re.Pattern[str]) -> list[str]:
     return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True) if a < b]
 
 
-def _pack(units: list[str], max_chars: int, finer: list[re.Pattern[str]]) -> list[str]:
-    """Greedy packing of consecutive units into pieces of at most ``max_chars`` characters
-    (stripped); a unit too long alone is cut with the next, finer pattern."""
+Fits = Callable[[str], bool]
+
+
+def _pack(units: list[str], fits: Fits, limit: int, finer: list[re.Pattern[str]]) -> list[str]:
+    """Greedy packing of consecutive units into pieces (stripped) that ``fits`` accepts; a
+    unit that does not fit alone is cut with the next, finer pattern, and with none left
+    into parts of ``limit`` columns."""
     pieces: list[str] = []
     current = ""
     for unit in units:
-        if len(unit.strip()) > max_chars:
-            if current.strip():
-                pieces.append(current.strip())
-            current = ""
+        if not fits(unit):
             if finer:
-                sub = _balanced(_units(unit, finer[0]), max_chars, finer[1:])
-            else:
-                core = unit.strip()
-                sub = [core[i : i + max_chars] for i in range(0, len(core), max_chars)]
+                if current.strip():
+                    pieces.append(current.strip())
+                sub = _balanced(_units(unit, finer[0]), fits, limit, finer[1:])
+            else:  # a word too long for any piece: cut it, after what is already there
+                sub = [part.strip() for part in _cut((current + unit).strip(), limit)]
             pieces.extend(sub[:-1])
             current = sub[-1] + (" " if unit[-1:].isspace() else "") if sub else ""
             continue
-        if len((current + unit).strip()) <= max_chars:
+        if fits(current + unit):
             current += unit
         else:
             if current.strip():
@@ -147,13 +174,13 @@ def _pack(units: list[str], max_chars: int, finer: list[re.Pattern[str]]) -> lis
     return pieces
 
 
-def _balanced(units: list[str], max_chars: int, finer: list[re.Pattern[str]]) -> list[str]:
-    """:func:`_pack` into as few pieces as the greedy packing needs, but of even lengths: the
+def _balanced(units: list[str], fits: Fits, limit: int, finer: list[re.Pattern[str]]) -> list[str]:
+    """:func:`_pack` into as few pieces as the greedy packing needs, but of even widths: the
     narrowest width that still gives that many pieces."""
-    pieces = _pack(units, max_chars, finer)
-    size = len("".join(units).strip())
-    for width in range(max(-(-size // len(pieces)), 2), max_chars):
-        even = _pack(units, width, finer)
+    pieces = _pack(units, fits, limit, finer)
+    size = width("".join(units).strip())
+    for columns in range(max(-(-size // max(len(pieces), 1)), 2), limit):
+        even = _pack(units, lambda t, c=columns: width(t.strip()) <= c and fits(t), limit, finer)
         if len(even) <= len(pieces):
             return even
     return pieces
@@ -166,21 +193,33 @@ _CLAUSE_BREAK = re.compile(r"(?:[,;:.!?…—–]+(?=\s|$)|[、，；：。！�
 _WORD_BREAK = re.compile(rf"\s+|[{_CJK}](?=[^\s{re.escape(_CLOSING)}])")
 
 
-def caption_pieces(text: str, max_chars: int = MAX_CHARS * MAX_LINES) -> list[str]:
-    """Split a sentence into pieces of at most ``max_chars`` characters, to synthesise one by
-    one so that each gets its own measured caption time.
+def caption_pieces(
+    text: str, max_chars: int = MAX_CHARS * MAX_LINES, *, lines: int = 2
+) -> list[str]:
+    """Split a sentence into pieces that each fit one caption cue, to synthesise one by one so
+    that each gets its own measured caption time.
 
+    A piece fits when it is at most ``max_chars`` columns wide and lays out in ``lines`` lines
+    of ``max_chars // lines`` columns (:func:`layout`; CJK characters count 2 columns).
     Clauses (ending in ``, ; : — 、 ， ； ：`` or sentence punctuation) are kept whole and
     joined while they fit; a clause still too long is split at spaces (CJK text between any
-    two characters), and a word longer than ``max_chars`` is cut. Whitespace is collapsed;
-    the pieces joined with single spaces (none between CJK) give back the text.
+    two characters) into pieces of even widths, and a word too long for a piece is cut.
+    Whitespace is collapsed; the pieces joined with single spaces (none between CJK) give
+    back the text.
     """
-    if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 2:
-        raise ParameterError(f"max_chars must be an integer ≥ 2, not {max_chars!r}")
+    for name, value, low in (("max_chars", max_chars, 2), ("lines", lines, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ParameterError(f"{name} must be an integer ≥ {low}, not {value!r}")
+    line = max(max_chars // lines, 1)
+
+    def fits(piece: str) -> bool:
+        piece = piece.strip()
+        return width(piece) <= max_chars and len(layout(piece, line, lines)) <= lines
+
     text = " ".join(text.split())
-    if len(text) <= max_chars:
-        return [text] if text else []
-    return _pack(_units(text, _CLAUSE_BREAK), max_chars, [_WORD_BREAK])
+    if not text:
+        return []
+    return _pack(_units(text, _CLAUSE_BREAK), fits, max_chars, [_WORD_BREAK])
 
 
 def cues(
@@ -230,4 +269,13 @@ def cues(
     return out
 
 
-__all__ = ["MAX_CHARS", "MAX_LINES", "Cue", "Timed", "caption_pieces", "cues", "layout"]
+__all__ = [
+    "MAX_CHARS",
+    "MAX_LINES",
+    "Cue",
+    "Timed",
+    "caption_pieces",
+    "cues",
+    "layout",
+    "width",
+]
