@@ -18,10 +18,10 @@ from chattts.audio import (
     Speech,
     StreamFinisher,
     assemble,
+    dsp,
     finish,
     load_audio,
 )
-from chattts.audio import dsp
 from chattts.errors import InputTypeError, MissingDependencyError, ParameterError
 from chattts.testing import speech_like
 
@@ -263,7 +263,7 @@ def test_assembled_times_match_the_finished_pieces_exactly():
             Bookmark("start"),
             Piece(a, "First.", "alice", fast),
             (b, "Second.", "bob"),
-            0.25,
+            Pause(0.25),
             Bookmark("third"),
             Piece(c, "Third.", None, high),
         ],
@@ -291,11 +291,11 @@ def test_assembled_times_match_the_finished_pieces_exactly():
 
 def test_assemble_trims_piece_edges_and_times_follow():
     wav = np.concatenate([np.zeros(500), speech_like(0.5), np.zeros(700)]).astype(np.float32)
-    speech = assemble([(wav, "a"), (wav, "b")], RATE, trim=1e-5)
+    speech = assemble([(wav, "a"), 0.5, (wav, "b")], RATE, trim=1e-5)
     n = np.flatnonzero(np.abs(wav) > 1e-5)
     length = n[-1] - n[0] + 1
     assert [round(s.end * RATE) - round(s.start * RATE) for s in speech.segments] == [length] * 2
-    assert speech.audio.size == 2 * length
+    assert speech.audio.size == 2 * length + RATE // 2
 
 
 def test_speech_checks_its_segments_and_saves(tmp_path):
