@@ -222,14 +222,16 @@ def test_streamed_loudness_is_close_to_whole_file(seed, quiet_start, tolerance):
     assert 20 * math.log10(np.abs(stream).max()) <= -1.0 + 1e-4
 
 
+@pytest.mark.parametrize("blocks", [(0.5, 8.0), (0.2, 0.4)], ids=["default", "many-joins"])
 @pytest.mark.parametrize(("tempo", "pitch"), [(1.5, 0.0), (1.0, 3.0), (0.5, 0.0), (1.5, 3.0)])
-def test_streamed_stretch_matches_whole_file(tempo, pitch):
+def test_streamed_stretch_matches_whole_file(tempo, pitch, blocks):
     """Tolerance: same length; the log spectrum is at most 0.5 dB further from the ideal
     rendering than the whole file's; loudness within 0.3 LU; no sample step (click) over
     1.25 × the whole file's largest."""
     wav, spec = speech_like(8.0), Finish(tempo=tempo, pitch=pitch)
     ideal = speech_like(8.0, tempo=tempo, pitch=pitch)
-    whole, stream = finish(wav, RATE, spec), streamed(wav, spec)
+    whole = finish(wav, RATE, spec)
+    stream = streamed(wav, spec, first_block=blocks[0], block=blocks[1])
     assert stream.size == whole.size == round(wav.size / tempo)
     assert log_spectral_distance(stream, ideal) <= log_spectral_distance(whole, ideal) + 0.5
     lw, ls = dsp.integrated_loudness(whole, RATE), dsp.integrated_loudness(stream, RATE)

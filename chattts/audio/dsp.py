@@ -19,9 +19,9 @@ import numpy as np
 
 from ..errors import MissingDependencyError
 
-#: Zeros appended before stretching: Rubber Band gives wrong lengths for inputs of a few
-#: hundred samples, and padding makes every length exact (the padding is cut off again).
-_STRETCH_PAD = 4096
+#: Inputs shorter than this get zeros appended before stretching: Rubber Band gives wrong
+#: lengths for inputs of a few hundred samples (the padding is cut off again).
+_STRETCH_MIN = 4096
 #: BS.1770's gating block (seconds): shorter audio is measured as one zero-padded block.
 _BLOCK = 0.4
 #: Oversampling factor of the true-peak measure.
@@ -79,7 +79,8 @@ def time_stretch(wav: np.ndarray, rate: int, tempo: float, pitch: float) -> np.n
     if wav.size == 0 or n_out == 0:
         return np.zeros(n_out, dtype=np.float32)
     pedalboard = _pedalboard()
-    padded = np.concatenate([wav, np.zeros(_STRETCH_PAD, dtype=np.float32)])
+    pad = max(_STRETCH_MIN - wav.size, 0)
+    padded = np.concatenate([wav, np.zeros(pad, dtype=np.float32)]) if pad else wav
     out = pedalboard.time_stretch(
         padded[None, :],
         float(rate),

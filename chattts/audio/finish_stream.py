@@ -3,8 +3,11 @@
 :class:`StreamFinisher` gives the same processing as :func:`~chattts.audio.finish.finish` with
 a bounded delay. Two stages, each used only when needed:
 
-- **stretch** (tempo or pitch): the input is cut into pieces of about ``block`` seconds at the
-  quietest 10 ms inside the second half of each block; each piece is stretched with
+- **stretch** (tempo or pitch): the input is cut into pieces at the quietest 10 ms inside the
+  second half of each block, the first block ``first_block`` seconds long and each next one
+  twice as long up to ``block`` (Rubber Band costs about 20 ms a call whatever the length, so
+  long pieces keep the cost near a whole file's, short first ones keep the delay short); each
+  piece is stretched with
   ``context`` seconds of the audio around it, the context's output is dropped, and
   neighbouring pieces overlap by ``crossfade`` seconds with complementary raised-cosine
   fades. Output sample k still corresponds to input sample k·tempo, and the total length is
@@ -13,14 +16,15 @@ a bounded delay. Two stages, each used only when needed:
   tests/test_finish.py).
 - **levels** (gain, loudness, ceiling, fades): audio is emitted ``level_block`` seconds at a
   time with at least as much held back as lookahead. The loudness is measured (BS.1770, all
-  gates) on everything seen so far, re-measured at every block until ``loudness_window``
+  gates) on everything seen so far, measured again whenever that has grown by half, until
+  ``loudness_window``
   seconds have been seen and then kept; the gain moves between blocks on a linear ramp in
   dB, so it never steps. The true-peak cap looks at the block and its lookahead and never
   rises again once lowered, so the ceiling holds before a peak arrives. A stream no longer
   than one block plus its lookahead is finished exactly as a whole file.
 
-Delay before the first output: about ``block + context`` seconds of input when stretching,
-plus ``2 × level_block`` seconds of output when a level is set.
+Delay before the first output: about ``first_block + context`` seconds of input when
+stretching, plus ``2 × level_block`` seconds of output when a level is set.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from .formats import Waveform, as_mono, check_rate
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 _QUIET_FRAME = 0.01  # seconds: the frames among which a piece's cut point is chosen
+# the loudness is measured again once the audio seen has grown by half since the last time
+_REMEASURE = 1.5
 
 
 def _seconds(name: str, value: float, low: float, high: float) -> float:
@@ -51,9 +57,12 @@ def _seconds(name: str, value: float, low: float, high: float) -> float:
 class _StretchStage:
     """Tempo and pitch over pieces cut at quiet points, joined by crossfades."""
 
-    def __init__(self, rate: int, spec: Finish, block: float, context: float, xfade: float):
+    def __init__(
+        self, rate: int, spec: Finish, blocks: tuple[float, float], context: float, xfade: float
+    ):
         self.rate, self.tempo, self.pitch = rate, spec.tempo, spec.pitch
-        self.block = max(int(round(block * rate)), 1)
+        self.block = max(int(round(blocks[0] * rate)), 1)  # doubles after every piece
+        self.max_block = max(int(round(blocks[1] * rate)), self.block)
         self.half = int(round(xfade * rate / 2))  # half the crossfade, in output samples
         # the context must cover the crossfade on both sides of a cut
         self.context = max(int(round(context * rate)), int(math.ceil(self.half * self.tempo)) + 2)
@@ -69,6 +78,7 @@ class _StretchStage:
         out = []
         while self.total - self.cut >= self.block + self.context:
             out.append(self._piece(self._quiet_point(), final=False))
+            self.block = min(2 * self.block, self.max_block)
         return np.concatenate(out) if out else _EMPTY
 
     def close(self) -> np.ndarray:
@@ -129,7 +139,7 @@ class _LevelStage:
         self.emitted = 0
         self.seen: list[np.ndarray] = []  # the first ``window`` samples, for the loudness
         self.seen_n = 0
-        self.measured_n = -1
+        self.measured_n = 0
         self.loudness = -math.inf
         self.cap = math.inf
         self.gain: float | None = None  # dB at the end of the last emitted sample
@@ -147,11 +157,12 @@ class _LevelStage:
             out.append(self._emit(self.held.size, final=True))
         return np.concatenate(out) if out else _EMPTY
 
-    def _target(self) -> float:
+    def _target(self, final: bool) -> float:
         wanted = self.spec.gain
         if self.spec.loudness is None:
             return wanted
-        if self.measured_n != self.seen_n:
+        grown = self.seen_n >= _REMEASURE * self.measured_n or final
+        if grown and self.seen_n > self.measured_n:
             self.seen = [np.concatenate(self.seen)] if self.seen else []
             self.loudness = (
                 dsp.integrated_loudness(self.seen[0], self.rate) if self.seen else -math.inf
@@ -162,7 +173,7 @@ class _LevelStage:
         return wanted
 
     def _emit(self, n: int, final: bool) -> np.ndarray:
-        target = self._target()
+        target = self._target(final)
         peak = dsp.true_peak(self.held[: n + self.look], self.rate)
         if math.isfinite(peak):
             self.cap = min(self.cap, self.spec.true_peak - peak)
@@ -199,7 +210,8 @@ class StreamFinisher:
     Args:
         rate: sample rate in Hz.
         spec: what to do (``Finish()``: every chunk comes back unchanged, with no delay).
-        block: seconds of input per stretched piece (0.05–10).
+        first_block: seconds of input of the first stretched piece (0.05–10).
+        block: the longest stretched piece, in seconds of input (``first_block``–30).
         context: seconds of input on each side of a piece that the stretcher sees (0–2).
         crossfade: seconds of overlap between stretched pieces (0–0.1).
         level_block: seconds of output per gain step, also the lookahead (0.05–10).
@@ -216,8 +228,9 @@ class StreamFinisher:
         rate: int,
         spec: Finish,
         *,
-        block: float = 0.5,
-        context: float = 0.2,
+        first_block: float = 0.5,
+        block: float = 8.0,
+        context: float = 0.1,
         crossfade: float = 0.01,
         level_block: float = 0.25,
         loudness_window: float = 10.0,
@@ -225,13 +238,16 @@ class StreamFinisher:
         if not isinstance(spec, Finish):
             raise InputTypeError(f"StreamFinisher takes a Finish, not {type(spec).__name__}")
         self.rate, self.spec, self.closed = check_rate(rate), spec, False
-        block = _seconds("block", block, 0.05, 10.0)
+        first_block = _seconds("first_block", first_block, 0.05, 10.0)
+        block = _seconds("block", block, first_block, 30.0)
         context = _seconds("context", context, 0.0, 2.0)
         crossfade = _seconds("crossfade", crossfade, 0.0, 0.1)
         level_block = _seconds("level_block", level_block, 0.05, 10.0)
         window = _seconds("loudness_window", loudness_window, 0.4, 3600.0)
         self._stretch = (
-            _StretchStage(self.rate, spec, block, context, crossfade) if spec.stretches else None
+            _StretchStage(self.rate, spec, (first_block, block), context, crossfade)
+            if spec.stretches
+            else None
         )
         self._level = _LevelStage(self.rate, spec, level_block, window) if spec.active else None
 
