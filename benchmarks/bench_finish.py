@@ -67,7 +67,8 @@ def tiny_rtf(repeats: int) -> float:
     chat = chattts.Chat()
     root = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "tiny")
     chat.load(source="custom", custom_path=root, verify=False, device="cpu", raise_on_error=True)
-    params = chattts.InferCodeParams(manual_seed=1, max_new_token=512)
+    # a fixed length (EOS suppressed until then): 256 code steps, 5.5 s of audio
+    params = chattts.InferCodeParams(manual_seed=1, min_new_token=256, max_new_token=256)
     text = "the quick brown fox jumps over the lazy dog while the engine keeps time"
     rtfs = []
     for _ in range(repeats):
