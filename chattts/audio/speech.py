@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import IO, Optional, Union
 
 import numpy as np
@@ -77,7 +77,7 @@ class Speech:
     audio: np.ndarray
     sample_rate: int
     segments: tuple[Segment, ...] = ()
-    marks: tuple[Mark, ...] = field(default=())
+    marks: tuple[Mark, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "audio", as_mono(self.audio))
@@ -106,10 +106,14 @@ class Speech:
         return cues(self.segments, max_chars=max_chars, max_lines=max_lines, duration=self.duration)
 
     def save(
-        self, path_or_file: PathOrFile, format: Optional[str] = None, **kw: Optional[int]
+        self,
+        path_or_file: PathOrFile,
+        format: Optional[str] = None,
+        *,
+        bit_rate: Optional[int] = None,
     ) -> None:
-        """Write the audio (:func:`chattts.audio.save_audio`; ``bit_rate=`` passes through)."""
-        save_audio(path_or_file, self.audio, self.sample_rate, format, **kw)
+        """Write the audio: :func:`chattts.audio.save_audio` (format from the suffix)."""
+        save_audio(path_or_file, self.audio, self.sample_rate, format, bit_rate=bit_rate)
 
     def save_captions(
         self,
