@@ -6,22 +6,20 @@ a bounded delay. Two stages, each used only when needed:
 - **stretch** (tempo or pitch): the input is cut into pieces at the quietest 10 ms inside the
   second half of each block, the first block ``first_block`` seconds long and each next one
   twice as long up to ``block`` (Rubber Band costs about 20 ms a call whatever the length, so
-  long pieces keep the cost near a whole file's, short first ones keep the delay short); each
-  piece is stretched with
-  ``context`` seconds of the audio around it, the context's output is dropped, and
-  neighbouring pieces overlap by ``crossfade`` seconds with complementary raised-cosine
-  fades. Output sample k still corresponds to input sample k·tempo, and the total length is
-  exactly ``round(n / tempo)``, as for a whole file. Rubber Band's phases differ from a
-  whole-file run, so samples differ; the spectrum, loudness and length do not (measured in
-  tests/test_finish.py).
+  long pieces keep the cost near a whole file's, short first ones keep the delay short). Each
+  piece is stretched with ``context`` seconds of the audio around it, the context's output
+  is dropped, and neighbouring pieces overlap by ``crossfade`` seconds with complementary
+  raised-cosine fades. Output sample k still corresponds to input sample k·tempo, and the
+  total length is exactly ``round(n / tempo)``, as for a whole file. Rubber Band's phases
+  differ from a whole-file run, so samples differ; the spectrum, loudness and length do not
+  (measured in tests/test_finish.py).
 - **levels** (gain, loudness, ceiling, fades): audio is emitted ``level_block`` seconds at a
   time with at least as much held back as lookahead. The loudness is measured (BS.1770, all
-  gates) on everything seen so far, measured again whenever that has grown by half, until
-  ``loudness_window``
-  seconds have been seen and then kept; the gain moves between blocks on a linear ramp in
-  dB, so it never steps. The true-peak cap looks at the block and its lookahead and never
-  rises again once lowered, so the ceiling holds before a peak arrives. A stream no longer
-  than one block plus its lookahead is finished exactly as a whole file.
+  gates) on everything seen so far, again whenever that has grown by half, until
+  ``loudness_window`` seconds have been seen, and then kept; the gain moves between blocks
+  on a linear ramp in dB, so it never steps. The true-peak cap looks at the block and its
+  lookahead and never rises again once lowered, so the ceiling holds before a peak arrives.
+  A stream no longer than one block plus its lookahead is finished exactly as a whole file.
 
 Delay before the first output: about ``first_block + context`` seconds of input when
 stretching, plus ``2 × level_block`` seconds of output when a level is set.
