@@ -85,6 +85,11 @@ class AudioFileNotFoundError(AudioError, FileNotFoundError):
     """An audio file that does not exist."""
 
 
+class CaptionError(UsageError):
+    """Captions that cannot be written or read: an unknown format or file suffix (the message
+    names the known ones), or a caption file that cannot be parsed."""
+
+
 class ScriptError(ChatTTSError, ValueError):
     """A dialogue script that cannot be spoken (empty, a turn without text, text before the
     first speaker tag)."""
@@ -186,6 +191,7 @@ __all__ = [
     "AudioError",
     "AudioFileNotFoundError",
     "BackendUnavailable",
+    "CaptionError",
     "ChatTTSError",
     "ChatTTSWarning",
     "ChecksumMismatchError",

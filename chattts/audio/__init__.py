@@ -22,6 +22,10 @@ either shape (int16 arrays are read as PCM). A codec that does not support the s
 the audio resampled to the nearest rate it supports (Opus: 8, 12, 16, 24 or 48 kHz), and every
 decoder gives back what :func:`load_audio` resamples to the rate asked for.
 
+Finishing (tempo, pitch, gain, loudness, true-peak ceiling) is :mod:`.finish` and
+:mod:`.finish_stream`; the typed result with segment times, :mod:`.speech`
+(docs/captions.md).
+
 Codec delays: MP3 (whole files), Opus and M4A record their encoder delay, so decoded audio has
 the original length (up to a frame of padding at the end); ADTS has no place for it, so decoded
 AAC starts with the encoder's 1024 samples of priming, and a streamed MP3 (no LAME header) with
@@ -33,6 +37,8 @@ from __future__ import annotations
 from ..errors import AudioError, AudioFileNotFoundError
 from .decode import load_audio, resample
 from .encode import StreamEncoder, encode_audio, save_audio
+from .finish import Finish, finish
+from .finish_stream import StreamFinisher
 from .formats import (
     FORMATS,
     MEDIA_TYPES,
@@ -47,9 +53,20 @@ from .formats import (
     to_pcm16,
     wav_header,
 )
+from .speech import Bookmark, Mark, Pause, Piece, Segment, Speech, assemble
 
 __all__ = [
     "FORMATS",
+    "Bookmark",
+    "Finish",
+    "Mark",
+    "Pause",
+    "Piece",
+    "Segment",
+    "Speech",
+    "StreamFinisher",
+    "assemble",
+    "finish",
     "MEDIA_TYPES",
     "AudioError",
     "AudioFileNotFoundError",
