@@ -107,6 +107,7 @@ FLOORS: dict[str, int] = {
     "chattts.runtime": 1,
     "chattts.config": 2,
     "chattts.assets": 3,
+    "chattts.captions": 3,
     "chattts.validation": 4,
     "chattts.audio": 4,
     "chattts.text": 4,
