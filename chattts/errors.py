@@ -56,6 +56,25 @@ class TextError(ChatTTSError, ValueError):
     """Text input or a text resource (such as a homophone table) is invalid."""
 
 
+class EmptyInputError(TextError):
+    """A text with nothing to speak: empty, or nothing but emoji, punctuation or pauses once
+    normalised (docs/text.md, "Nothing to speak"). Never answered with audio made from nothing.
+
+    Attributes:
+        text: the text as given; ``index``: its position in a list of texts (None for one
+        text).
+    """
+
+    def __init__(self, text: str, index: Optional[int] = None) -> None:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        where = "" if index is None else f" (text {index})"
+        super().__init__(
+            f"nothing to speak in {shown!r}{where}: once normalised it holds no word the "
+            "model can read (emoji, punctuation and symbols alone are not speech)"
+        )
+        self.text, self.index = text, index
+
+
 class ParameterError(ChatTTSError, ValueError):
     """A generation parameter outside its allowed range (the message names field and range)."""
 
@@ -196,6 +215,7 @@ __all__ = [
     "ChatTTSWarning",
     "ChecksumMismatchError",
     "DownloadError",
+    "EmptyInputError",
     "InputTypeError",
     "JobFailed",
     "MissingDependencyError",

@@ -170,7 +170,7 @@ def _as_item(item: PieceLike) -> Union[Piece, Pause, Bookmark]:
     )
 
 
-def _piece_spec(piece: Finish, whole: Finish) -> Finish:
+def piece_finish(piece: Finish, whole: Finish) -> Finish:
     """A piece's finishing with the whole's tempo and pitch composed in (levels stay the
     piece's own: the whole's gain and loudness act on the assembled result)."""
     return replace(piece, tempo=piece.tempo * whole.tempo, pitch=piece.pitch + whole.pitch)
@@ -236,7 +236,7 @@ def assemble(
             marks.append(Mark(str(item.name), pos / rate))
             continue
         wav = _trim(as_mono(item.audio), trim)
-        out = finish_audio(wav, rate, _piece_spec(item.finish, finish))
+        out = finish_audio(wav, rate, piece_finish(item.finish, finish))
         segments.append(Segment(pos / rate, (pos + out.size) / rate, item.text, item.voice))
         parts.append(out)
         pos, pending_gap = pos + out.size, True
@@ -249,4 +249,14 @@ def assemble(
     return Speech(audio, rate, tuple(segments), tuple(marks))
 
 
-__all__ = ["Bookmark", "Mark", "Pause", "Piece", "PieceLike", "Segment", "Speech", "assemble"]
+__all__ = [
+    "Bookmark",
+    "Mark",
+    "Pause",
+    "Piece",
+    "PieceLike",
+    "Segment",
+    "Speech",
+    "assemble",
+    "piece_finish",
+]
