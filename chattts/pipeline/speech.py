@@ -6,7 +6,7 @@ web UI, narration) builds one :class:`SpeechRequest` and gets a
 
 1. :func:`plan_speech`: the request becomes a plan — an SSML document through
    :func:`chattts.ssml.parse`, plain text as one ``Speak`` item; each item is split into
-   sentences (the reference's rule), normalised, cut under ``max_split_chars`` and, with
+   sentences (the reference's rule, and after ``! ? ;``), normalised, cut under ``max_split_chars`` and, with
    ``captions``, cut at clauses into pieces that fit one caption cue, so that every caption's
    time is measured, never interpolated. Each piece is a :class:`SegmentPlan`: the text the
    model reads, what its caption shows (the normalised words, no control tokens), its code
@@ -22,8 +22,9 @@ web UI, narration) builds one :class:`SpeechRequest` and gets a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional, Union
 
 import numpy as np
@@ -95,6 +96,24 @@ class SpeechRequest:
         if not (math.isfinite(self.gap) and 0 <= self.gap <= 10):
             raise ParameterError(f"gap must be between 0 and 10 seconds, not {self.gap!r}")
 
+    @classmethod
+    def of(cls, text: str, **options: object) -> SpeechRequest:
+        """A request from flat keywords, the one way front ends build it: those of
+        :class:`~chattts.params.Sampling` (``seed``, ``top_p``, ``speed``...) and of
+        :class:`~chattts.audio.finish.Finish` (``tempo``, ``pitch``, ``gain``,
+        ``loudness``...) go to them, the others to the request (``voice``, ``ssml``...).
+
+        Raises:
+            TypeError: an unknown keyword; ParameterError: a value out of its range.
+        """
+        sampling = {k: options.pop(k) for k in list(options) if k in _SAMPLING_KEYS}
+        finish = {k: options.pop(k) for k in list(options) if k in _FINISH_KEYS}
+        return cls(text, sampling=Sampling(**sampling), finish=Finish(**finish), **options)
+
+
+_SAMPLING_KEYS = frozenset(f.name for f in fields(Sampling))
+_FINISH_KEYS = frozenset(f.name for f in fields(Finish))
+
 
 @dataclass(frozen=True)
 class SegmentPlan:
@@ -133,12 +152,23 @@ def _document(request: SpeechRequest) -> Plan:
     return Plan((speak,), request.lang)
 
 
+#: Where the speech path ends a sentence besides the reference's rule (``。`` and ``". "``):
+#: after ``! ? ;`` (and ``. ``) followed by a space, and after ``！？；``.
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=\S)|(?<=[。！？；])")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``: the reference's rule, then every ``! ? ;`` end (a segment
+    and a caption each)."""
+    return [p for s in split_sentences(text) for p in _SENTENCE_END.split(s) if p.strip()]
+
+
 def _pieces(pipeline: Pipeline, item: Speak, request: SpeechRequest) -> list[str]:
     """The pieces of one Speak item: sentences, normalised, cut under the length limit and,
     with captions, into caption-sized clauses."""
     lang = item.lang or request.lang
     out: list[str] = []
-    for sentence in split_sentences(item.text):
+    for sentence in sentences(item.text):
         text = pipeline.normalizer(sentence, item.normalize and request.normalize, True, lang)
         for piece in split_long(text, request.max_split_chars):
             if request.captions and len(_caption(piece)) > CAPTION_COLUMNS // 2:

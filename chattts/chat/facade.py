@@ -11,37 +11,37 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overlo
 import numpy as np
 import torch
 
-from . import assets
+from .. import assets
+from ..config import ModelConfig, default_device
+from ..dia.api import Dia
+from ..errors import ChatTTSError, NotLoadedError
+from ..generation.engine import Interrupt
+from ..model.loading import release_free_memory
+from ..options import LoadOptions
+from ..params import InferCodeParams, RefineTextParams
+from ..pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
+from ..pipeline.models import Models
+from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
+from ..validation import check_code_params
+from ..voices import VoiceLibrary
 from .compat import ReferenceAttributes
-from .config import ModelConfig, default_device
-from .dia.api import Dia
-from .errors import ChatTTSError, NotLoadedError
-from .generation.engine import Interrupt
-from .model.loading import release_free_memory
-from .options import LoadOptions
-from .params import InferCodeParams, RefineTextParams
-from .pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
-from .pipeline.models import Models
-from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
-from .validation import check_code_params
-from .voices import VoiceLibrary
-from .voices.speaker import decode_speaker
+from .speech import SpeechCalls
 
 if TYPE_CHECKING:
-    from .audio import AudioLike
+    from ..audio import AudioLike
 
 logger = logging.getLogger("chattts")
 
 T = TypeVar("T")
 
 
-def _dia_call(method: Callable[..., T]) -> Callable[..., T]:
-    """A ``Chat`` method that forwards to the same method of ``chat.dia`` (with its
-    signature and docstring)."""
+def _forward(method: Callable[..., T], to: str) -> Callable[..., T]:
+    """A ``Chat`` method that forwards to the same method of ``chat.<to>`` (``dia``,
+    ``speech``), with its signature and docstring."""
 
     @functools.wraps(method)
     def call(self: Chat, *args: Any, **kwargs: Any) -> T:
-        return method(self.dia, *args, **kwargs)
+        return method(getattr(self, to), *args, **kwargs)
 
     return call
 
@@ -73,7 +73,10 @@ class Chat(ReferenceAttributes):
         self.options: Optional[LoadOptions] = None
         self._pipeline: Optional[Pipeline] = None
         self.voices = VoiceLibrary()
-        self._dia = Dia(self._dia_pipeline, self.resolve_voice)
+        #: the Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)
+        self.dia = Dia(self._dia_pipeline, self.resolve_voice)
+        #: finished speech with segment times: ``chat.speak`` is ``chat.speech.speak``
+        self.speech = SpeechCalls(lambda: self.pipeline, self.resolve_voice, self.context)
 
     # ---- loading ----------------------------------------------------------------------------
 
@@ -231,7 +234,7 @@ class Chat(ReferenceAttributes):
         """A speaker sample string (``spk_smp``) from 24 kHz mono speech (array, or a file)."""
         passes = self.pipeline.passes
         if isinstance(wav, (str, bytes)) or hasattr(wav, "read"):
-            from .audio import load_audio
+            from ..audio import load_audio
 
             wav = load_audio(wav, sample_rate=self.config.sample_rate)
         return passes.sample_audio_speaker(wav)
@@ -459,7 +462,7 @@ class Chat(ReferenceAttributes):
     ) -> Chat:
         """A loaded ``Chat`` from a local model root or a Hub model repo; see
         :func:`chattts.dia.pretrained_options` for the arguments."""
-        from .dia.api import pretrained_options
+        from ..dia.api import pretrained_options
 
         options = pretrained_options(
             model_id_or_path,
@@ -473,14 +476,14 @@ class Chat(ReferenceAttributes):
         chat.load_options(options)
         return chat
 
-    @property
-    def dia(self) -> Dia:
-        """The Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)."""
-        return self._dia
-
-    generate = _dia_call(Dia.generate)
-    generate_batch = _dia_call(Dia.generate_batch)
+    generate = _forward(Dia.generate, "dia")
+    generate_batch = _forward(Dia.generate_batch, "dia")
     save_audio = staticmethod(Dia.save_audio)
+
+    # ---- finished speech (chattts.chat.speech) ------------------------------------------------
+
+    speak = _forward(SpeechCalls.speak, "speech")
+    speak_stream = _forward(SpeechCalls.speak_stream, "speech")
 
 
 def _empty_result(
@@ -493,4 +496,4 @@ def _empty_result(
     return []
 
 
-__all__ = ["Chat", "trim_silence", "decode_speaker"]
+__all__ = ["Chat"]
