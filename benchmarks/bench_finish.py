@@ -11,8 +11,9 @@ Finishes 10 s and 60 s of synthetic speech (:func:`chattts.testing.speech_like`)
 0.5 s chunks (:class:`chattts.audio.StreamFinisher`), and prints the median time over
 ``--repeats`` runs as a fraction of the synthesis time of the same audio. The synthesis time is
 ``--synthesis`` seconds per second of audio (default 0.3 and 0.8: the full-size int8 model on
-the CPU, docs/engine.md), or with ``--tiny`` also measured on the tiny test model, which is
-much faster than the full-size one (so its fraction is far larger). The target is ≤ 5 %.
+the CPU, docs/engine.md), or with ``--tiny`` also measured on the tiny test model (a fixed
+256 code steps), whose speed says nothing about the full-size model and swings with the
+machine's load. The target is ≤ 5 %.
 
 Then the streamed loudness against whole-file normalisation (target −18 LUFS) on 12 s of
 speech: of an even level, and with a first sentence 6 dB quieter or louder.

@@ -196,6 +196,11 @@ def test_files_are_written_and_read_back_equal(tmp_path, fmt):
         assert got.voice == (None if fmt == "srt" else want.voice)
 
 
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "json"])
+def test_no_cues_make_an_empty_file_that_reads_back_empty(fmt):
+    assert parse_captions(captions_text([], fmt), fmt) == ([], [])
+
+
 def test_json_holds_captions_and_marks_in_seconds(tmp_path):
     speech = Speech(
         np.zeros(RATE * 4, np.float32),
