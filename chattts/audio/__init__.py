@@ -32,7 +32,14 @@ from __future__ import annotations
 
 from ..errors import AudioError, AudioFileNotFoundError
 from .decode import load_audio, resample
-from .encode import StreamEncoder, encode_audio, save_audio
+from .encode import (
+    CHAPTER_FORMATS,
+    ChapterMark,
+    StreamEncoder,
+    encode_audio,
+    save_audio,
+    save_audio_chunks,
+)
 from .formats import (
     FORMATS,
     MEDIA_TYPES,
@@ -49,12 +56,14 @@ from .formats import (
 )
 
 __all__ = [
+    "CHAPTER_FORMATS",
     "FORMATS",
     "MEDIA_TYPES",
     "AudioError",
     "AudioFileNotFoundError",
     "AudioLike",
     "AudioSource",
+    "ChapterMark",
     "PathOrFile",
     "StreamEncoder",
     "Waveform",
@@ -66,6 +75,7 @@ __all__ = [
     "normalize_format",
     "resample",
     "save_audio",
+    "save_audio_chunks",
     "to_pcm16",
     "wav_header",
 ]
