@@ -108,10 +108,11 @@ def _label(spec: Optional[str], voice: Voice) -> str:
     return f"seed_{voice.seed}"
 
 
-def _voice_and_label(args: argparse.Namespace, store: ProgressStore) -> tuple[Voice, str]:
-    """The narration's voice: the options', else a random seed kept in the store (so that a
-    resumed run reads with the same voice)."""
-    voice = voice_of(args)
+def _voice_and_label(
+    args: argparse.Namespace, voice: Voice, store: ProgressStore
+) -> tuple[Voice, str]:
+    """The narration's voice: the options' (``voice``), else a random seed kept in the store
+    (so that a resumed run reads with the same voice)."""
     if args.voice is not None or args.spk is not None:
         return voice, _label(args.voice or args.spk, voice)
     if voice.seed is None:
@@ -197,12 +198,13 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         format=args.format, book=None if args.book == "none" else args.book, captions=args.captions
     )
     chapter_voices = _chapter_voices(args, len(document.chapters))
+    chosen = voice_of(args)
     options = load_options(args)  # a wrong model folder is one line before anything is written
     check_folder(args.output)
     with ProgressStore(args.output) as store:
         if args.force:
             store.reset()
-        voice = _voice_and_label(args, store)
+        voice = _voice_and_label(args, chosen, store)
         chat = open_chat(options)
         settings = _settings(args, chat, voice, chapter_voices)
         narration = Narration(

@@ -69,18 +69,24 @@ class Narration:
         self.store = store or ProgressStore(folder)
         if force:
             self.store.reset()
+        self._id, self._state = self.store.id, self.store.state
         self.progress: Optional[NarrationProgress] = None
         self._interrupt = Interrupt()
 
     @property
     def id(self) -> str:
         """The narration's id (kept in its progress store)."""
-        return self.store.id
+        return self._id
 
     @property
     def state(self) -> str:
-        """``new``, ``running``, ``done``, ``failed`` or ``cancelled``."""
-        return self.store.state
+        """``new``, ``running``, ``done``, ``failed`` or ``cancelled`` (also kept in the
+        progress store, for the next process)."""
+        return self._state
+
+    def _set_state(self, state: str, error: Optional[str] = None) -> None:
+        self._state = state
+        self.store.set_state(state, error)
 
     def cancel(self) -> None:
         """Stop the run in flight within one generation step (from any thread); what is
@@ -112,19 +118,20 @@ class Narration:
         if not settings.model:
             settings = replace(settings, model=model_identity(chat))
         chapters = plan(self.document, settings)
-        self.store.set_state("running")
+        self._set_state("running")
         try:
             manifest = _Run(self, chat, settings, chapters, progress).go()
         except NarrationCancelled:
-            self.store.set_state("cancelled")
+            self._set_state("cancelled")
             raise
         except BaseException as e:
+            self._state = "failed"
             try:
                 self.store.set_state("failed", f"{type(e).__name__}: {e}")
             except Exception:  # the store itself failed (a full disk): keep the first error
                 logger.debug("cannot record the failure", exc_info=True)
             raise
-        self.store.set_state("done")
+        self._set_state("done")
         return manifest
 
 
@@ -168,8 +175,9 @@ class _Run:
         self._write_finished_chapters()
         self._report()
         renderer = Renderer(self.chat, self.settings, n._interrupt)
+        failed: list[Segment] = []
         for batch in batches(self.segments, pending, n.batch):
-            rendered, failed = renderer.render(batch)
+            rendered, silent = renderer.render(batch)
             store.put(rendered, run)
             for r in rendered:
                 self.done.add(r.id)
@@ -177,14 +185,17 @@ class _Run:
                 self.rendered_seconds += r.audio.size / self.rate
                 self.redraws += r.attempts > 0
             self.rendered += len(rendered)
-            if failed:
-                s = failed[0]
-                raise NarrationError(
-                    f"chapter {s.chapter + 1}, segment {s.index + 1} gave no audio after "
-                    f"{self.settings.max_redraws + 1} draws: {s.text!r} (try another --manual-seed)"
-                )
+            failed += silent
             self._write_finished_chapters()
             self._report()
+        if failed:  # every other segment is rendered and kept
+            s = failed[0]
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            raise NarrationError(
+                f"chapter {s.chapter + 1}, segment {s.index + 1} gave no audio after "
+                f"{self.settings.max_redraws + 1} draws{more}: {s.text!r}; try another "
+                "--manual-seed"
+            )
         manifest = self._finish()
         pruned = store.prune(self.ids)
         if pruned:

@@ -111,10 +111,11 @@ class ProgressStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._commit()
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # (SQLite may have rolled back a failed commit)
+                    self._db.execute("ROLLBACK")
                 raise
-            self._commit()
 
     def _commit(self) -> None:
         self._db.execute("COMMIT")
