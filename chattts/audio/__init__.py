@@ -17,6 +17,9 @@ name       what is written                             suffixes                 
 ``pcm``    raw 16-bit little-endian PCM, no header     ``.pcm``, ``.raw``        PCM
 =========  ==========================================  ========================  =============
 
+:func:`save_audio_chunks` writes audio that comes in chunks (a book) to a file, with chapter
+marks for the formats of :data:`CHAPTER_FORMATS` (MP4, as ``.m4a`` or ``.m4b``, and MP3).
+
 Waveforms are mono float arrays in [-1, 1]: 1-D numpy arrays, (1, n) arrays, or torch tensors of
 either shape (int16 arrays are read as PCM). A codec that does not support the sample rate gets
 the audio resampled to the nearest rate it supports (Opus: 8, 12, 16, 24 or 48 kHz), and every

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
+from ..errors import NarrationCancelled, NotLoadedError
 from ..generation.engine import Interrupt
 from .segments import TRIM_THRESHOLD, NarrationSettings, Segment, derived_seed, segment_params
 from .store import Rendered
@@ -84,8 +85,6 @@ def model_identity(chat: Chat) -> str:
     the compute dtype, the int8 weights, the GPT backend and the DVAE ``coef``."""
     options, models = chat.options, chat.models
     if options is None or models is None:
-        from ..errors import NotLoadedError
-
         raise NotLoadedError("narration needs a loaded model: call chat.load() first")
     root = os.path.dirname(os.path.dirname(models.gpt_dir))
     h = hashlib.sha256()
@@ -196,8 +195,6 @@ class Renderer:
         return done, []
 
     def _synthesize(self, segments: Sequence[Segment], attempt: int) -> list[np.ndarray]:
-        from ..errors import NarrationCancelled
-
         if self.interrupt.is_set():
             raise NarrationCancelled("the narration was cancelled")
         params = [segment_params(self.settings, s, attempt) for s in segments]
