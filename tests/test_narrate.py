@@ -309,3 +309,32 @@ def test_cancel_keeps_what_is_done(chat, settings, tmp_path):
     assert len(renders(tmp_path)) == 2
     manifest, n = narrate(chat, tmp_path, settings)
     assert n.state == "done" and len(renders(tmp_path)) == 9
+
+
+@pytest.mark.parametrize("kind", ["md", "epub", "html"])
+def test_markdown_epub_and_html_books(chat, settings, tmp_path, kind):
+    from test_narrate_documents import HTML, MARKDOWN, make_epub
+
+    from chattts.narrate.documents import load_document
+
+    source = tmp_path / f"book.{kind}"
+    if kind == "epub":
+        make_epub(source)
+    else:
+        source.write_text(MARKDOWN if kind == "md" else HTML, encoding="utf-8")
+    doc = load_document(str(source))
+    manifest, _ = narrate(chat, tmp_path / "out", settings, doc=doc, output=OutputOptions())
+    titles = {
+        "md": ["Chapter One", "Chapter Two", "Chapter Three"],
+        "epub": ["Chapter 1", "Chapter 2", "Chapter 3"],
+        "html": ["Part & One", "Part Two", "Part Three"],
+    }[kind]
+    assert [c["title"] for c in manifest["chapters"]] == titles
+    with av.open(str(tmp_path / "out" / "book.m4b")) as f:
+        assert [m["metadata"]["title"] for m in f.chapters()] == titles
+    for c, chapter in zip(manifest["chapters"], doc.chapters, strict=True):
+        assert load_audio(tmp_path / "out" / c["file"]).size > 0
+        caps = json.loads((tmp_path / "out" / c["captions"]).read_text(encoding="utf-8"))
+        said = " ".join(x["text"] for x in caps["captions"])
+        assert said.split() == " ".join(chapter.paragraphs).split()
+        assert "alert" not in said and "never" not in said
