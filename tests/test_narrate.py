@@ -172,6 +172,12 @@ def test_ids_and_seeds(settings):
     assert segment_params(alt, plan(DOC, alt)[1][0]).spk_emb == "y"
 
 
+def test_punctuation_alone_is_a_pause_not_speech(settings):
+    doc = Document("T", (Chapter("T", ("First.", "* * *", "— …", "Second. 二。")),))
+    texts = [s.text for s in plan(doc, settings)[0]]
+    assert texts == ["First.", "Second.", "二。"]
+
+
 def test_resumed_batches_are_the_uninterrupted_ones(settings):
     segments = [s for ch in plan(DOC, settings) for s in ch]
     every = render.batches(segments, {s.id for s in segments}, 2)

@@ -189,8 +189,15 @@ def derived_seed(base: int, segment: str, attempt: int = 0) -> int:
     return int.from_bytes(digest[:8], "big") & SEED_MASK
 
 
+def speakable(text: str) -> bool:
+    """True when ``text`` holds a letter or a digit (of any script): a piece of punctuation
+    alone, such as a scene break ``* * *``, is a pause, not speech."""
+    return any(c.isalnum() for c in text)
+
+
 def plan(document: Document, settings: NarrationSettings) -> tuple[tuple[Segment, ...], ...]:
-    """The segments of every chapter of ``document``, in reading order.
+    """The segments of every chapter of ``document``, in reading order (pieces without a
+    letter or a digit left out: :func:`speakable`).
 
     Raises:
         ParameterError: a chapter voice for a chapter the document does not have.
@@ -207,7 +214,7 @@ def plan(document: Document, settings: NarrationSettings) -> tuple[tuple[Segment
             (k, piece.strip())
             for k, para in enumerate(chapter.paragraphs)
             for piece in split_text(para, settings.max_chars)
-            if piece.strip()
+            if speakable(piece)
         ]
         segments = []
         for i, (k, text) in enumerate(pieces):
@@ -243,4 +250,5 @@ __all__ = [
     "plan",
     "segment_id",
     "segment_params",
+    "speakable",
 ]
