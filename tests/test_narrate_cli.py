@@ -173,3 +173,16 @@ def test_say_warns_when_a_text_gives_no_audio(capsys, tmp_path, monkeypatch, cha
         "chattts: WARNING: no audio for 'Hello there.': the model ended it at its first step; "
         "try another --manual-seed"
     ]
+
+
+def test_the_progress_bar_shows_chapters_speech_and_speed(capsys):
+    from chattts.narrate.command import progress_bar
+    from chattts.narrate.render import NarrationProgress
+
+    with progress_bar(True) as update:
+        update(NarrationProgress(0, 3, 2, 10, 4.0))
+        update(NarrationProgress(1, 3, 6, 10, 12.0, 8.0, 4, 2.0))
+    err = capsys.readouterr().err
+    assert "6/10" in err and "chapters 1/3, 12 s of speech, RTF 0.25" in err
+    with progress_bar(False) as update:
+        assert update is None

@@ -59,10 +59,16 @@ def add_parser(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="mp3", help=f"chapter files ({', '.join(audio.FORMATS)})")
     p.add_argument("--book", choices=("m4b", "mp3", "none"), default="m4b", help="whole book")
     p.add_argument("--captions", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--batch", type=number(int, 1, 256), default=8, help="segments per batch (8)")
+    p.add_argument(
+        "--batch", type=number(int, 1, 256), default=8, metavar="N", help="segments per batch (8)"
+    )
     p.add_argument("--force", action="store_true", help="start over (forget what was done)")
-    p.add_argument("--max-chars", type=number(int, 8, 1000), default=120, help="segment length")
-    p.add_argument("--redraws", type=number(int, 0, 100), default=4, help="draws of silent text")
+    p.add_argument(
+        "--max-chars", type=number(int, 8, 1000), default=120, metavar="N", help="segment length"
+    )
+    p.add_argument(
+        "--redraws", type=number(int, 0, 100), default=4, metavar="N", help="redraws of silence"
+    )
     for name, default in (("sentence", 0.3), ("paragraph", 0.8), ("chapter", 2.0)):
         p.add_argument(
             f"--{name}-pause",
