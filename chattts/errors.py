@@ -191,6 +191,24 @@ class ReplicaUnhealthy(ChatTTSError, RuntimeError):
     """A server replica lost its model or its worker thread (Ray Serve replaces it)."""
 
 
+class DocumentError(UsageError):
+    """A document to narrate that cannot be read: an unknown type, no text, text that is not
+    UTF-8, a file over the size limit, an EPUB that is not a zip or holds a zip bomb."""
+
+
+class NarrationError(ChatTTSError, RuntimeError):
+    """A narration that cannot go on: a segment that gave no audio after every redraw."""
+
+
+class NarrationCancelled(NarrationError):
+    """A narration stopped by :meth:`chattts.narrate.Narration.cancel` (its progress is kept)."""
+
+
+class StoreError(ChatTTSError, OSError):
+    """A narration's output folder or progress store cannot be written or read (a full disk,
+    a read-only folder, another narration running in the same folder); what was done is kept."""
+
+
 class ChatTTSWarning(UserWarning):
     """Base class of the warnings chattts issues."""
 
@@ -214,11 +232,14 @@ __all__ = [
     "ChatTTSError",
     "ChatTTSWarning",
     "ChecksumMismatchError",
+    "DocumentError",
     "DownloadError",
     "EmptyInputError",
     "InputTypeError",
     "JobFailed",
     "MissingDependencyError",
+    "NarrationCancelled",
+    "NarrationError",
     "NotLoadedError",
     "ParameterError",
     "QueueFullError",
@@ -229,6 +250,7 @@ __all__ = [
     "SpeakerError",
     "SsmlError",
     "SsmlWarning",
+    "StoreError",
     "TextError",
     "UnsupportedOptionError",
     "UsageError",

@@ -96,7 +96,7 @@ def test_download_models_defaults_to_local(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("old", sorted(chattts.MOVED_MODULES))
 def test_moved_modules_import_under_their_old_names(old):
-    """Code written against an old module path (``chattts.voicelib``...) still imports: it
+    """Code written against an old module path (``chattts.voices.library``...) still imports: it
     gets the module itself, with a DeprecationWarning that names the new path."""
     import importlib
     import sys

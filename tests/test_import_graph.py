@@ -120,11 +120,12 @@ FLOORS: dict[str, int] = {
     "chattts.pipeline": 7,
     "chattts.dia": 8,
     "chattts.chat": 9,
-    "chattts.cli": 10,
-    "chattts.server": 11,
-    "chattts.webui": 11,
-    "chattts": 12,
-    "chattts.__main__": 12,
+    "chattts.narrate": 10,
+    "chattts.cli": 11,
+    "chattts.server": 12,
+    "chattts.webui": 12,
+    "chattts": 13,
+    "chattts.__main__": 13,
 }
 
 

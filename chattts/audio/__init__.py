@@ -17,6 +17,9 @@ name       what is written                             suffixes                 
 ``pcm``    raw 16-bit little-endian PCM, no header     ``.pcm``, ``.raw``        PCM
 =========  ==========================================  ========================  =============
 
+:func:`save_audio_chunks` writes audio that comes in chunks (a book) to a file, with chapter
+marks for the formats of :data:`CHAPTER_FORMATS` (MP4, as ``.m4a`` or ``.m4b``, and MP3).
+
 Waveforms are mono float arrays in [-1, 1]: 1-D numpy arrays, (1, n) arrays, or torch tensors of
 either shape (int16 arrays are read as PCM). A codec that does not support the sample rate gets
 the audio resampled to the nearest rate it supports (Opus: 8, 12, 16, 24 or 48 kHz), and every
@@ -36,7 +39,14 @@ from __future__ import annotations
 
 from ..errors import AudioError, AudioFileNotFoundError
 from .decode import load_audio, resample
-from .encode import StreamEncoder, encode_audio, save_audio
+from .encode import (
+    CHAPTER_FORMATS,
+    ChapterMark,
+    StreamEncoder,
+    encode_audio,
+    save_audio,
+    save_audio_chunks,
+)
 from .finish import Finish, finish
 from .finish_stream import StreamFinisher
 from .formats import (
@@ -56,7 +66,9 @@ from .formats import (
 from .speech import Bookmark, Mark, Pause, Piece, Segment, Speech, assemble
 
 __all__ = [
+    "CHAPTER_FORMATS",
     "FORMATS",
+    "ChapterMark",
     "Bookmark",
     "Finish",
     "Mark",
@@ -72,6 +84,7 @@ __all__ = [
     "AudioFileNotFoundError",
     "AudioLike",
     "AudioSource",
+    "ChapterMark",
     "PathOrFile",
     "StreamEncoder",
     "Waveform",
@@ -83,6 +96,7 @@ __all__ = [
     "normalize_format",
     "resample",
     "save_audio",
+    "save_audio_chunks",
     "to_pcm16",
     "wav_header",
 ]

@@ -6,13 +6,14 @@ web UI, narration) builds one :class:`SpeechRequest` and gets a
 
 1. :func:`plan_speech`: the request becomes a plan — an SSML document through
    :func:`chattts.ssml.parse`, plain text as one ``Speak`` item; each item is split into
-   sentences (the reference's rule, and after ``! ? ;``), normalised, cut under ``max_split_chars`` and, with
-   ``captions``, cut at clauses into pieces that fit one caption cue, so that every caption's
-   time is measured, never interpolated. Each piece is a :class:`SegmentPlan`: the text the
-   model reads, what its caption shows (the normalised words, no control tokens), its code
-   and refine parameters (segment i seeded with ``seed + i``) and its own finishing (SSML
-   prosody). ``<break>`` becomes a :class:`~chattts.audio.speech.Pause` of digital silence,
-   ``<mark>`` a :class:`~chattts.audio.speech.Bookmark`.
+   sentences (the reference's rule, and after ``! ? ;``), normalised, cut under
+   ``max_split_chars`` and, with ``captions``, cut at clauses into pieces that fit one caption
+   cue, so that every caption's time is measured, never interpolated. Each piece is a
+   :class:`SegmentPlan`: the text the model reads, what its caption shows (the normalised
+   words, no control tokens), its code and refine parameters (segment i seeded with
+   ``seed + i``) and its own finishing (SSML prosody). ``<break>`` becomes a
+   :class:`~chattts.audio.speech.Pause` of digital silence, ``<mark>`` a
+   :class:`~chattts.audio.speech.Bookmark`.
 2. The segments are synthesised as independent utterances (:meth:`Pipeline.synthesize`), in
    batches, each seeded on its own: a segment sounds the same whatever it is batched with.
 3. :func:`chattts.audio.speech.assemble` joins them, finishes each piece and the whole, and
