@@ -72,7 +72,7 @@ class PassHeads:
     keep_hidden: bool
 
 
-@dataclass
+@dataclass(eq=False)
 class RowOutput:
     """What one row has generated so far, written in place by its run after every step.
 
@@ -106,7 +106,7 @@ class RowOutput:
         return self.hiddens[: self.length]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RowEvent:
     """What one step did to one row.
 
@@ -126,14 +126,14 @@ class RowEvent:
     finished: bool
 
 
-@dataclass
+@dataclass(eq=False)
 class _Row:
     slot: int
     output: RowOutput
     cancel: Optional[Cancel]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Group:
     """Rows added together, prefilled in one forward at the next step."""
 

@@ -117,6 +117,7 @@ class Embed(nn.Module):
         self.code_head: nn.Module = Int8Linear(stacked) if int8_code_heads else stacked
         if int8_text_head or int8_code_heads:
             release_free_memory()  # the float text head is freed: give it back to the OS
+        self.eval().requires_grad_(False)
 
     @classmethod
     def from_file(
