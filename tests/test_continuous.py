@@ -215,6 +215,10 @@ def test_prompts_must_fit_the_capacity_and_runs_take_no_rows_after_close(engine,
         run.add(prompts[1], item(1, 30))
     with pytest.raises(ParameterError):
         run.add(prompts[0], replace(item(1, 3), max_new_token=0))
+    with pytest.raises(ParameterError, match=r"\(T, H\)"):
+        run.add(prompts[0][None], item(1, 3))
     run.close()
     with pytest.raises(RuntimeError, match="closed"):
         run.step()
+    with pytest.raises(RuntimeError, match="closed"):
+        run.add(prompts[0], item(1, 3))

@@ -145,7 +145,8 @@ class _Group:
 class Run:
     """A continuous-batching generation over one GPT session (see the module docstring).
 
-    Built by :meth:`chattts.generation.engine.Engine.open_run`.
+    Built by :meth:`chattts.generation.engine.Engine.open_run`. One thread drives a run
+    (``add``, ``step``, ``remove``); cancel flags may be set from any thread.
 
     Args:
         backend: runs the GPT (a session of ``max_batch`` rows is opened here).
@@ -217,6 +218,8 @@ class Run:
             BatchFullError: no slot is free.
             ParameterError: the prompt plus ``max_new_token`` exceed the capacity.
         """
+        if embeds.dim() != 2:
+            raise ParameterError(f"a row's prompt embeddings are (T, H), not {tuple(embeds.shape)}")
         mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)
         outputs = None if output is None else [output]
         return self.add_batch(embeds[None], mask, [sampling], [cancel], outputs)[0]
@@ -232,7 +235,15 @@ class Run:
     ) -> list[int]:
         """Rows that join together (one prefill): embeds (k, T, H), attention_mask (k, T) with
         1 on real tokens (any padding); returns their slots, in order. See :meth:`add`."""
+        self._check_open()
         k = embeds.shape[0]
+        if embeds.dim() != 3 or tuple(attention_mask.shape) != tuple(embeds.shape[:2]):
+            raise ParameterError(
+                f"prompts (k, T, H) with a (k, T) mask, not {tuple(embeds.shape)} and "
+                f"{tuple(attention_mask.shape)}"
+            )
+        if len(samplings) != k or (outputs is not None and len(outputs) != k):
+            raise ParameterError(f"{k} prompts need {k} samplings (and outputs)")
         if k > len(self._free):
             raise BatchFullError(f"{k} rows for {len(self._free)} free slots of {self.max_batch}")
         lengths = attention_mask.bool().sum(-1).tolist()
@@ -299,10 +310,13 @@ class Run:
 
     # ---- steps ------------------------------------------------------------------------------
 
-    def step(self) -> list[RowEvent]:
-        """One step of every row (see the module docstring); events in row order."""
+    def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the run is closed")
+
+    def step(self) -> list[RowEvent]:
+        """One step of every row (see the module docstring); events in row order."""
+        self._check_open()
         scope = gpt_threads(self._threads) if self._threads else contextlib.nullcontext()
         with scope:
             return self._step()
