@@ -187,6 +187,10 @@ class QueueFullError(ChatTTSError, RuntimeError):
     """Too many requests are waiting for the server's worker."""
 
 
+class BatchFullError(ChatTTSError, RuntimeError):
+    """A continuous-batching run has no free slot for another row (``Run.add``)."""
+
+
 class ReplicaUnhealthy(ChatTTSError, RuntimeError):
     """A server replica lost its model or its worker thread (Ray Serve replaces it)."""
 

@@ -158,7 +158,7 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
     from transformers import LlamaConfig, LlamaModel
 
     from .model.dvae import DVAE, Decoder
-    from .model.embed import Embed
+    from .model.embed import EmbedFile
     from .model.vocos import build_vocos
 
     if size not in _SIZES:
@@ -197,7 +197,7 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
         json.dump(conf, f, indent=2)
     del state
 
-    embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
+    embed = EmbedFile(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
     _randomize(embed, gen)
     _save(embed, path(EMBED_WEIGHTS))
     for module, rel in (
