@@ -172,15 +172,16 @@ def _pieces(pipeline: Pipeline, item: Speak, request: SpeechRequest) -> list[str
     for sentence in sentences(item.text):
         text = pipeline.normalizer(sentence, item.normalize and request.normalize, True, lang)
         for piece in split_long(text, request.max_split_chars):
-            if request.captions and len(_caption(piece)) > CAPTION_COLUMNS // 2:
+            if request.captions and len(spoken_words(piece)) > CAPTION_COLUMNS // 2:
                 out += caption_pieces(piece, CAPTION_COLUMNS)
             else:
                 out.append(piece)
     return [p for p in out if has_speech(p)]
 
 
-def _caption(text: str) -> str:
-    """The words of a piece: control tokens dropped, spaces collapsed."""
+def spoken_words(text: str) -> str:
+    """The words of a normalised piece, as its caption shows them: control tokens dropped,
+    spaces collapsed."""
     return " ".join(CONTROL_TOKEN.sub(" ", text).split())
 
 
@@ -219,7 +220,7 @@ def plan_speech(
                 refine = None
                 if request.refine or item.refine_prompt is not None:
                     refine = request.sampling.refine_params(own, item.refine_prompt)
-                caption = _caption(text)
+                caption = spoken_words(text)
                 items.append(SegmentPlan(text, caption, item.voice, params, refine, finish, silent))
     if not any(isinstance(x, SegmentPlan) and has_speech(x.text) for x in items):
         raise EmptyInputError(request.text)
@@ -302,5 +303,6 @@ __all__ = [
     "plan_speech",
     "render_speech",
     "segments_of",
+    "spoken_words",
     "synthesize_segments",
 ]
