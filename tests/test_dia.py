@@ -371,7 +371,7 @@ def test_generate_can_return_a_speech_with_each_turns_time(chat) -> None:
     assert [s.voice for s in speech.segments] == ["S1", "S2", "S1"]
     # the spoken words: normalised ("!" is read as "."), the cue's tag dropped
     assert [s.text for s in speech.segments] == ["Hello there.", "Hi.", "Bye now."]
-    for a, b in zip(speech.segments, speech.segments[1:]):
+    for a, b in zip(speech.segments[:-1], speech.segments[1:], strict=True):
         assert b.start - a.end == pytest.approx(0.2, abs=1 / RATE)
     assert speech.segments[-1].end == pytest.approx(speech.duration)
     low = gen(chat, "Plain text here.", seed=5, sample_rate=16000, return_speech=True)
