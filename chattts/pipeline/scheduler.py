@@ -115,6 +115,8 @@ class SpeechScheduler:
         max_batch: rows generated together, in each run.
         max_new_token: the most code steps of a segment (sizes each row's cache).
         continuous: admit rows at every step (False: only into an empty run).
+        autostart: start the worker thread on the first :meth:`submit` (False: the caller
+            drives the scheduler with :meth:`tick`, e.g. a test, step by step).
     """
 
     def __init__(
@@ -123,11 +125,12 @@ class SpeechScheduler:
         max_batch: int = 8,
         max_new_token: int = 2048,
         continuous: bool = True,
+        autostart: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be ≥ 1")
         self.pipeline = pipeline
-        self.max_batch, self.continuous = max_batch, continuous
+        self.max_batch, self.continuous, self.autostart = max_batch, continuous, autostart
         self.capacity = PROMPT_POSITIONS + max_new_token
         self.stats = SchedulerStats()
         self._waiting: dict[int, collections.deque[_Row]] = {
@@ -191,7 +194,8 @@ class SpeechScheduler:
                     self._refining if seg.refine is not None else self._waiting[ticket.priority]
                 ).append(row)
             self._lock.notify_all()
-        self.start()
+        if self.autostart:
+            self.start()
         if not ticket.segments:  # nothing to generate: pauses and marks only
             self._finish(ticket)
 
@@ -212,12 +216,16 @@ class SpeechScheduler:
                         self._lock.wait(0.5)
                     if self._stop:
                         return
-                self._admit_refine()
-                self._admit_code()
-                self._step("refine")
-                self._step("code")
+                self.tick()
         finally:
             self._shutdown()
+
+    def tick(self) -> None:
+        """One round of the worker: admit waiting rows, then one step of each run."""
+        self._admit_refine()
+        self._admit_code()
+        self._step("refine")
+        self._step("code")
 
     def _has_work(self) -> bool:
         return bool(self._rows or self.queued)
