@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Literal, Optional, Union, overload
 
 import numpy as np
 import torch
@@ -15,7 +16,8 @@ from . import assets
 from .compat import ReferenceAttributes
 from .config import ModelConfig, default_device
 from .dia.api import Dia
-from .errors import ChatTTSError, NotLoadedError
+from .dia.facade import DiaMethods
+from .errors import ChatTTSError, LoadFailedWarning, NotLoadedError
 from .generation.engine import Interrupt
 from .model.loading import release_free_memory
 from .options import LoadOptions
@@ -32,21 +34,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("chattts")
 
-T = TypeVar("T")
 
-
-def _dia_call(method: Callable[..., T]) -> Callable[..., T]:
-    """A ``Chat`` method that forwards to the same method of ``chat.dia`` (with its
-    signature and docstring)."""
-
-    @functools.wraps(method)
-    def call(self: Chat, *args: Any, **kwargs: Any) -> T:
-        return method(self.dia, *args, **kwargs)
-
-    return call
-
-
-class Chat(ReferenceAttributes):
+class Chat(ReferenceAttributes, DiaMethods):
     """Load a ChatTTS model and synthesise speech, with the reference's API.
 
     A thin facade: the work is done by :class:`chattts.pipeline.Pipeline` (``chat.pipeline``),
@@ -63,7 +52,15 @@ class Chat(ReferenceAttributes):
     RefineTextParams = RefineTextParams
     InferCodeParams = InferCodeParams
 
-    def __init__(self, logger: logging.Logger = logger) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger = logger,
+        *,
+        voices: Union[None, str, os.PathLike, VoiceLibrary] = None,
+    ) -> None:
+        """``voices``: the voice library (a folder, or a :class:`VoiceLibrary`); default: the
+        user's own (``~/.cache/chattts/voices``), which ``chattts serve`` and the web UI read
+        too. A throwaway folder (``tempfile.mkdtemp()``) keeps an example's voices out of it."""
         self.logger = logger
         self.config = ModelConfig()
         self.normalizer = Normalizer()
@@ -72,7 +69,10 @@ class Chat(ReferenceAttributes):
         self.models: Optional[Models] = None
         self.options: Optional[LoadOptions] = None
         self._pipeline: Optional[Pipeline] = None
-        self.voices = VoiceLibrary()
+        self._load_failure: Optional[str] = None  # why the last load() failed
+        if voices is None or isinstance(voices, (str, os.PathLike)):
+            voices = VoiceLibrary() if voices is None else VoiceLibrary(voices)
+        self.voices = voices
         self._dia = Dia(self._dia_pipeline, self.resolve_voice)
 
     # ---- loading ----------------------------------------------------------------------------
@@ -124,11 +124,14 @@ class Chat(ReferenceAttributes):
         ort_spinning: bool = False,
         raise_on_error: bool = False,
     ) -> bool:
-        """Load the models; returns False (after logging why) on failure.
+        """Load the models; returns False on failure, as the reference does.
 
+        A failure is logged and also issued as a :class:`~chattts.errors.LoadFailedWarning`
+        (seen without any logging set up), and the next call that needs the models raises a
+        :class:`NotLoadedError` that repeats the reason. With ``raise_on_error`` the failure
+        is raised instead (a :class:`ChatTTSError`, ``ValueError`` or ``OSError``).
         The arguments are those of :class:`chattts.options.LoadOptions` (which
-        :meth:`load_options` takes as one value). With ``raise_on_error`` the failure is
-        raised instead (a :class:`ChatTTSError`, ``ValueError`` or ``OSError``).
+        :meth:`load_options` takes as one value).
         ``verify=False`` accepts checkpoints other than the official one (fine-tuned, random).
         """
         if use_vllm:
@@ -152,25 +155,41 @@ class Chat(ReferenceAttributes):
         except ValueError as e:
             if raise_on_error:
                 raise
-            self.logger.error("loading failed: %s", e)
-            return False
-        return self.load_options(options, raise_on_error=raise_on_error)
+            return self._failed(e)
+        return self._load(options, raise_on_error, stacklevel=4)
 
     def load_options(self, options: LoadOptions, *, raise_on_error: bool = True) -> bool:
         """Load the models described by ``options`` (see :meth:`load`)."""
+        return self._load(options, raise_on_error, stacklevel=4)
+
+    def _load(self, options: LoadOptions, raise_on_error: bool, stacklevel: int) -> bool:
+        """:meth:`load_options`; ``stacklevel``: where a failure's warning points (the
+        user's call, counted from :meth:`_failed`)."""
         try:
             models = self._open(options)
         except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
             if raise_on_error:
                 raise
-            self.logger.error("loading failed: %s", e)
-            return False
+            return self._failed(e, stacklevel)
+        self._load_failure = None
         self.models, self.options = models, options
         self.config = models.config
         self._pipeline = Pipeline(models, self.normalizer)
         self.normalizer.renew()  # as the reference's load: normalisers may be registered again
         release_free_memory()
         return True
+
+    def _failed(self, e: BaseException, stacklevel: int = 3) -> bool:
+        """Record, log and warn about a failed load (``stacklevel``: the user's call)."""
+        reason = str(e).strip() or type(e).__name__
+        self._load_failure = reason
+        self.logger.error("loading failed: %s", reason)
+        warnings.warn(
+            f"Chat.load() failed and returned False: {reason}",
+            LoadFailedWarning,
+            stacklevel=stacklevel,
+        )
+        return False
 
     def _open(self, options: LoadOptions) -> Models:
         """Resolve, verify and load the model root of ``options`` (raises on failure)."""
@@ -193,6 +212,7 @@ class Chat(ReferenceAttributes):
 
     def unload(self) -> None:
         """Release the models."""
+        self._load_failure = None
         had_models = self.models is not None
         self.models = None
         self._pipeline = None
@@ -205,6 +225,10 @@ class Chat(ReferenceAttributes):
         """The request path over the loaded models (raises :class:`NotLoadedError` before
         :meth:`load`)."""
         if self._pipeline is None:
+            if self._load_failure is not None:
+                raise NotLoadedError(
+                    f"the models are not loaded: the last Chat.load() failed: {self._load_failure}"
+                )
             raise NotLoadedError("the models are not loaded: call Chat.load() first")
         return self._pipeline
 
@@ -339,10 +363,12 @@ class Chat(ReferenceAttributes):
 
         Returns a list of float32 waveforms (N,) at 24 kHz: one per text for a list; for a str,
         a list of one waveform (its sentences, when split, each trimmed and concatenated).
-        Empty input gives ``[]``. With ``refine_text_only``, the refined text instead (a str
-        for a str, a list for a list). With ``stream``, a generator of float32 chunks (B, n):
-        for a list, B = the texts of the current batch (rows of items that have ended are
-        zero); for a str, B = 1 and the chunks follow the sentences in order.
+        An empty list gives ``[]``; a text with nothing to speak (empty, or only emoji or
+        punctuation once normalised) raises :class:`~chattts.errors.EmptyInputError`. With
+        ``refine_text_only``, the refined text instead (a str for a str, a list for a list).
+        With ``stream``, a generator of float32 chunks (B, n): for a list, B = the texts of
+        the current batch (rows of items that have ended are zero); for a str, B = 1 and the
+        chunks follow the sentences in order.
 
         A str with ``split_text`` is split by the reference rule, each sentence normalised,
         then any sentence longer than ``max_split_chars`` (a ``[...]`` tag counting one) is cut
@@ -364,8 +390,8 @@ class Chat(ReferenceAttributes):
         if not refine_text_only:
             params_infer_code = self._voiced(params_infer_code)
             check_code_params(params_infer_code)
-        if not texts or all(not t.strip() for t in texts):
-            return _empty_result(single, stream, refine_text_only)
+        if not texts:  # an empty list: no waveform
+            return iter(()) if stream else []
         flag = self.context.new()
         streaming = False  # once the stream owns the flag, it releases it
         try:
@@ -440,54 +466,6 @@ class Chat(ReferenceAttributes):
             )
         finally:
             self.context.done(flag)
-
-    # ---- the Dia-style API (chattts.dia) ------------------------------------------------------
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id_or_path: str = "2Noise/ChatTTS",
-        compute_dtype: str = "float32",
-        device: Optional[str] = None,
-        *,
-        cache_dir: Optional[str] = None,
-        revision: Optional[str] = None,
-        **kwargs: object,
-    ) -> Chat:
-        """A loaded ``Chat`` from a local model root or a Hub model repo; see
-        :func:`chattts.dia.pretrained_options` for the arguments."""
-        from .dia.api import pretrained_options
-
-        options = pretrained_options(
-            model_id_or_path,
-            compute_dtype,
-            device,
-            cache_dir=cache_dir,
-            revision=revision,
-            **kwargs,
-        )
-        chat = cls()
-        chat.load_options(options)
-        return chat
-
-    @property
-    def dia(self) -> Dia:
-        """The Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)."""
-        return self._dia
-
-    generate = _dia_call(Dia.generate)
-    generate_batch = _dia_call(Dia.generate_batch)
-    save_audio = staticmethod(Dia.save_audio)
-
-
-def _empty_result(
-    single: bool, stream: bool, refine_text_only: bool
-) -> Union[list[np.ndarray], Iterator[np.ndarray], str, list[str]]:
-    if refine_text_only:
-        return "" if single else []
-    if stream:
-        return iter(())
-    return []
 
 
 __all__ = ["Chat", "trim_silence", "decode_speaker"]

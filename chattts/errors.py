@@ -56,6 +56,25 @@ class TextError(ChatTTSError, ValueError):
     """Text input or a text resource (such as a homophone table) is invalid."""
 
 
+class EmptyInputError(TextError):
+    """A text with nothing to speak: empty, or nothing but emoji, punctuation or pauses once
+    normalised (docs/text.md, "Nothing to speak"). Never answered with audio made from nothing.
+
+    Attributes:
+        text: the text as given; ``index``: its position in a list of texts (None for one
+        text).
+    """
+
+    def __init__(self, text: str, index: Optional[int] = None) -> None:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        where = "" if index is None else f" (text {index})"
+        super().__init__(
+            f"nothing to speak in {shown!r}{where}: once normalised it holds no word the "
+            "model can read (emoji, punctuation and symbols alone are not speech)"
+        )
+        self.text, self.index = text, index
+
+
 class ParameterError(ChatTTSError, ValueError):
     """A generation parameter outside its allowed range (the message names field and range)."""
 
@@ -156,7 +175,15 @@ class SsmlError(ChatTTSError, ValueError):
 
 
 class JobFailed(ChatTTSError, RuntimeError):
-    """The server's worker could not synthesise a request (sent to its queue instead of audio)."""
+    """The server's worker could not synthesise a request (sent to its queue instead of audio).
+
+    ``cause``: the exception that failed it (an :class:`EmptyInputError` is the client's
+    fault, answered with a 400), or None.
+    """
+
+    def __init__(self, message: str, cause: Optional[BaseException] = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class QueueFullError(ChatTTSError, RuntimeError):
@@ -169,6 +196,11 @@ class ReplicaUnhealthy(ChatTTSError, RuntimeError):
 
 class ChatTTSWarning(UserWarning):
     """Base class of the warnings chattts issues."""
+
+
+class LoadFailedWarning(ChatTTSWarning):
+    """``Chat.load()`` failed and returned False (the reference's contract); the warning says
+    why, so that the reason is seen without any logging set up."""
 
 
 class ScriptWarning(ChatTTSWarning):
@@ -190,8 +222,10 @@ __all__ = [
     "ChatTTSWarning",
     "ChecksumMismatchError",
     "DownloadError",
+    "EmptyInputError",
     "InputTypeError",
     "JobFailed",
+    "LoadFailedWarning",
     "MissingDependencyError",
     "NotLoadedError",
     "ParameterError",

@@ -94,10 +94,9 @@ def test_infer_before_load_is_clear():
         chat.sample_random_speaker()
 
 
-def test_empty_input_returns_empty(chat):
+def test_no_texts_give_no_waveforms(chat):
+    """An empty list is zero texts, not a text with nothing to speak (tests/test_empty_input.py)."""
     assert chat.infer([]) == []
-    assert chat.infer("") == []
-    assert chat.infer("   \n  ") == []
     assert list(chat.infer([], stream=True)) == []
 
 

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from .. import audio
-from ..errors import UsageError
+from ..errors import EmptyInputError, UsageError
 from ..voices import Voice
 from .args import add_load_arguments, add_voices_argument, load_chat, number
 from .voice import check_voice, library, resolve_voice
@@ -34,8 +34,11 @@ def _texts(raw: Sequence[str]) -> list[str]:
             texts += [line.strip() for line in sys.stdin if line.strip()]
         else:
             texts.append(t)
-    if not texts or any(not t.strip() for t in texts):
-        raise UsageError("nothing to say: give non-empty texts (or - to read lines from stdin)")
+    if not texts:
+        raise UsageError("nothing to say: give texts (or - to read lines from stdin)")
+    for i, t in enumerate(texts):
+        if not t.strip():  # the library's error, before the model loads
+            raise EmptyInputError(t, i if len(texts) > 1 else None)
     return texts
 
 
@@ -46,6 +49,8 @@ def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
         if n > 1 and not args.join:
             raise UsageError("-o - writes one stream: use --join with several texts")
         return ["-"], audio.normalize_format(args.format or "wav")
+    if os.path.isdir(out) or out.endswith(("/", os.sep)):
+        raise UsageError(f"{out} is a directory: give a file name, e.g. -o {_in(out)}")
     fmt = audio.normalize_format(args.format) if args.format else audio.format_from_path(out)
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
@@ -54,6 +59,17 @@ def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
         return [out], fmt
     stem, suffix = os.path.splitext(out)
     return [f"{stem}_{i}{suffix}" for i in range(n)], fmt
+
+
+def _in(folder: str) -> str:
+    """``folder/output.wav``, as the user wrote the folder."""
+    return folder + ("" if folder.endswith(("/", os.sep)) else os.sep) + "output.wav"
+
+
+def shorten(speaker: str, keep: int = 16) -> str:
+    """A speaker string for a log line: its first ``keep`` characters and ``…`` (the whole
+    string is hundreds of characters; ``chattts speaker --seed N`` prints it)."""
+    return speaker if len(speaker) <= keep else speaker[:keep] + "…"
 
 
 def _voice(args: argparse.Namespace) -> Voice:
@@ -80,7 +96,8 @@ def _voice_fields(chat: Chat, args: argparse.Namespace, voice: Voice) -> dict[st
     if isinstance(voice.speaker, str):
         return {"spk_emb": voice.speaker}
     spk = chat.sample_random_speaker(seed=voice.seed)
-    logger.info("speaker%s: %s", "" if voice.seed is None else f" (seed {voice.seed})", spk)
+    seed = "" if voice.seed is None else f" (seed {voice.seed}: 'chattts speaker --seed N')"
+    logger.info("speaker%s: %s", seed, shorten(spk))
     return {"spk_emb": spk}
 
 
@@ -143,11 +160,10 @@ def cmd_say(args: argparse.Namespace) -> int:
     rate = chat.config.sample_rate
     gap = np.zeros(int(round(args.gap * rate)), np.float32) if args.join else None
     if args.stream:
+        chat.pipeline.prepare(texts)  # EmptyInputError before any file is started
         _say_streamed(chat, texts, paths, fmt, rate, gap, infer)
     else:
         wavs = chat.infer(texts, **infer)
-        if len(wavs) != len(texts):  # texts that normalise to nothing
-            raise UsageError("nothing to say: the texts hold nothing speakable")
         if gap is not None:
             wavs = [_join(wavs, gap)]
         for path, wav in zip(paths, wavs, strict=True):
@@ -175,6 +191,7 @@ def _prepared(args: argparse.Namespace) -> tuple[Chat, dict[str, Any]]:
 def _say_played(args: argparse.Namespace, texts: list[str], player: Any) -> int:
     """Each text streamed to the audio output as it is produced, ``--gap`` between texts."""
     chat, infer = _prepared(args)
+    chat.pipeline.prepare(texts)  # EmptyInputError before anything is played
     gap = np.zeros(int(round(args.gap * chat.config.sample_rate)), np.float32)
     for i, text in enumerate(texts):
         if i:
@@ -243,7 +260,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("--temperature", type=number(float, 1e-5), help="default 0.3")
     s.add_argument("--top-p", type=number(float, 0, 1), help="default 0.7")
     s.add_argument("--top-k", type=number(int, 1), help="default 20")
-    s.add_argument("--max-new-token", type=number(int, 1), metavar="N", help="default 2048")
+    s.add_argument(
+        "--max-new-token",
+        type=number(int, 1),
+        metavar="N",
+        help="code steps at most (default 2048, within the model's positions)",
+    )
     s.add_argument("--refine-max-new-token", type=number(int, 1), metavar="N", help="default 384")
     s.add_argument("--refine-prompt", metavar="TOKENS", help="e.g. '[oral_2][laugh_0][break_6]'")
     s.add_argument("--speed", type=int, choices=range(10), metavar="0-9", help="[speed_N] (5)")
@@ -252,4 +274,4 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_say)
 
 
-__all__ = ["add_parser", "cmd_say"]
+__all__ = ["add_parser", "cmd_say", "shorten"]

@@ -27,12 +27,11 @@ from typing import Any, NamedTuple, Optional, TypeVar, Union
 import numpy as np
 
 from ..assets.hub import snapshot_repo
-from ..errors import AssetNotFoundError, UnsupportedOptionError
+from ..errors import AssetNotFoundError, EmptyInputError, UnsupportedOptionError
 from ..options import LoadOptions
 from ..params import InferCodeParams
 from ..pipeline import Pipeline, Utterance, trim_silence
 from .script import (
-    ScriptError,
     Voice,
     VoiceLike,
     as_voice,
@@ -265,7 +264,8 @@ class Dia:
             batch_size: the most texts or turns generated in one batch.
 
         Raises:
-            ScriptError: empty text, a turn with no text; UnsupportedOptionError: cfg_scale;
+            EmptyInputError: a text (or turn) with nothing to speak; ScriptError: a turn with
+                no text; UnsupportedOptionError: cfg_scale;
             chattts.audio.AudioError: an unreadable prompt or a waveform that is not mono;
             SpeakerError: a bad speaker string.
         """
@@ -395,7 +395,7 @@ def _plan(
         raise TypeError(f"a text must be a str, not {type(text).__name__}")
     if not has_speaker_tags(text):
         if not text.strip():
-            raise ScriptError("the text is empty")
+            raise EmptyInputError(text)
         return [_Segment(text, sampling.params(voices.fields(voice), seed))]
     turns = parse_script(text)
     base = seed if seed is not None else secrets.randbits(30)

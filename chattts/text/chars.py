@@ -27,6 +27,8 @@ VALID = re.compile(r"[\u4e00-\u9fffA-Za-z，。、,\. ]")
 _INVALID = re.compile(r"[^\u4e00-\u9fffA-Za-z，。、,\. ]")
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
+_SPOKEN = re.compile(r"[\u4e00-\u9fffA-Za-z]")
+_LAUGH = re.compile(r"\[laugh(?:_[0-2])?\]")
 _EN_WORD = re.compile(r"\b[A-Za-z]+\b")
 
 #: For ``zh`` text: ASCII punctuation to full width (``[``, ``]`` and ``_`` stay).
@@ -137,6 +139,13 @@ def detect_language(text: str) -> str:
     return "zh" if len(CJK.findall(plain)) > len(_EN_WORD.findall(plain)) else "en"
 
 
+def has_speech(text: str) -> bool:
+    """True when normalised ``text`` holds something to speak: a Latin letter or a Chinese
+    character outside tags, or a ``[laugh]`` tag. Pauses (``，。、,.``), spaces and the other
+    control tags alone are not speech (docs/text.md, "Nothing to speak")."""
+    return bool(_SPOKEN.search(TAG.sub(" ", text)) or _LAUGH.search(text))
+
+
 def spaces(text: str) -> str:
     """Every whitespace character (newline, tab, no-break space...) becomes a plain space."""
     return _WHITESPACE.sub(" ", text)
@@ -201,6 +210,25 @@ def remove_invalid(text: str, removed: list[str]) -> str:
         return text
     removed.extend(found)
     return _INVALID.sub("", text)
+
+
+#: Punctuation that carries meaning a listener would miss: reported when removed, like
+#: letters, digits and symbols (compared after NFKC, so full-width forms count too).
+MEANINGFUL_PUNCTUATION = frozenset("#%&@/\\‰‱§¶†‡№")
+
+
+def is_content(c: str) -> bool:
+    """True when removing ``c`` loses something a listener would hear: letters, digits,
+    symbols (``€``, ``+``, emoji...), control characters and :data:`MEANINGFUL_PUNCTUATION`.
+    False for the punctuation the model reads as nothing (apostrophes, quotes, brackets,
+    dashes, ``?``, ``…``...), modifier symbols used as accents or apostrophes (`` ` ``,
+    ``´``, ``^``, skin tones), combining marks (accents, emoji variation selectors) and
+    format characters (zero-width joiners, soft hyphens): those are dropped quietly, as the
+    reference drops them."""
+    category = unicodedata.category(c)
+    if category[0] == "P":
+        return unicodedata.normalize("NFKC", c) in MEANINGFUL_PUNCTUATION
+    return category not in ("Sk", "Cf", "Mn", "Me")
 
 
 def describe(chars: list[str]) -> str:
