@@ -215,3 +215,13 @@ def test_offline_hint_speaks_the_command_lines_words(tmp_path, capsys, monkeypat
     assert len(err) == 1 and err[0].startswith("chattts: error: ")
     assert "--model-dir DIR" in err[0] and "source='custom'" not in err[0]
     assert "HF_HUB_OFFLINE" in err[0]
+
+
+def test_converted_graphs_are_cached_per_configuration(short_model, tiny_root, tmp_path):
+    """The same weights with fewer positions are another ONNX graph (its rotary table is
+    shorter): a shared cache must not hand one's graph to the other."""
+    from chattts.generation.ort_convert import converted_gpt
+
+    tiny = converted_gpt(os.path.join(tiny_root, "asset", "gpt"), "fp32", str(tmp_path))
+    short = converted_gpt(os.path.join(short_model, "asset", "gpt"), "fp32", str(tmp_path))
+    assert tiny.path != short.path and tiny.source_sha256 == short.source_sha256
