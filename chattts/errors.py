@@ -104,6 +104,11 @@ class AudioFileNotFoundError(AudioError, FileNotFoundError):
     """An audio file that does not exist."""
 
 
+class CaptionError(UsageError):
+    """Captions that cannot be written or read: an unknown format or file suffix (the message
+    names the known ones), or a caption file that cannot be parsed."""
+
+
 class ScriptError(ChatTTSError, ValueError):
     """A dialogue script that cannot be spoken (empty, a turn without text, text before the
     first speaker tag)."""
@@ -190,8 +195,30 @@ class QueueFullError(ChatTTSError, RuntimeError):
     """Too many requests are waiting for the server's worker."""
 
 
+class BatchFullError(ChatTTSError, RuntimeError):
+    """A continuous-batching run has no free slot for another row (``Run.add``)."""
+
+
 class ReplicaUnhealthy(ChatTTSError, RuntimeError):
     """A server replica lost its model or its worker thread (Ray Serve replaces it)."""
+
+
+class DocumentError(UsageError):
+    """A document to narrate that cannot be read: an unknown type, no text, text that is not
+    UTF-8, a file over the size limit, an EPUB that is not a zip or holds a zip bomb."""
+
+
+class NarrationError(ChatTTSError, RuntimeError):
+    """A narration that cannot go on: a segment that gave no audio after every redraw."""
+
+
+class NarrationCancelled(NarrationError):
+    """A narration stopped by :meth:`chattts.narrate.Narration.cancel` (its progress is kept)."""
+
+
+class StoreError(ChatTTSError, OSError):
+    """A narration's output folder or progress store cannot be written or read (a full disk,
+    a read-only folder, another narration running in the same folder); what was done is kept."""
 
 
 class ChatTTSWarning(UserWarning):
@@ -218,15 +245,19 @@ __all__ = [
     "AudioError",
     "AudioFileNotFoundError",
     "BackendUnavailable",
+    "CaptionError",
     "ChatTTSError",
     "ChatTTSWarning",
     "ChecksumMismatchError",
+    "DocumentError",
     "DownloadError",
     "EmptyInputError",
     "InputTypeError",
     "JobFailed",
     "LoadFailedWarning",
     "MissingDependencyError",
+    "NarrationCancelled",
+    "NarrationError",
     "NotLoadedError",
     "ParameterError",
     "QueueFullError",
@@ -237,6 +268,7 @@ __all__ = [
     "SpeakerError",
     "SsmlError",
     "SsmlWarning",
+    "StoreError",
     "TextError",
     "UnsupportedOptionError",
     "UsageError",

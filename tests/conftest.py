@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 import chattts
-import chattts.chat
+import chattts.chat.facade
 from chattts.voices import VoiceLibrary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,7 +47,7 @@ def voice_library(tmp_path_factory) -> str:
         return VoiceLibrary(folder if path is None else path)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(chattts.chat, "VoiceLibrary", library)
+        mp.setattr(chattts.chat.facade, "VoiceLibrary", library)
         assert chattts.Chat().voices.path == folder
         yield folder
 

@@ -320,9 +320,9 @@ class Dia:
         ``generate_batch(texts, seeds=s)[i]`` equals ``generate(texts[i], seed=s[i])``.
         ``audio_prompts``, ``audio_prompt_texts``, ``seeds`` and ``speaker`` take a list (one
         entry per text) or one value for all; a tuple is one ``(waveform, rate)`` prompt.
-        Items with different reference audio go in different batches (the engine shares one
-        audio prompt across a batch). ``seed`` is another name of ``seeds`` (as ``generate``
-        takes it); give one of the two.
+        Items with different reference audio share batches too: each row takes its own
+        prompt. ``seed`` is another name of ``seeds`` (as ``generate`` takes it); give one of
+        the two.
         """
         if seed is not None:
             if seeds is not None:
@@ -417,12 +417,12 @@ def _plan(
 def _run(
     pipeline: Pipeline, plans: list[list[_Segment]], batch_size: int, progress: _Progress
 ) -> list[list[np.ndarray]]:
-    """Generate every segment, batched by shared reference audio; each trimmed of silence."""
+    """Generate every segment, in batches of ``batch_size``; each trimmed of silence."""
     flat = [(p, j, seg) for p, plan in enumerate(plans) for j, seg in enumerate(plan)]
-    groups: dict[Optional[str], list[int]] = {}
-    for k, (_, _, seg) in enumerate(flat):
-        groups.setdefault(seg.params.spk_smp, []).append(k)
-    batches = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+    # every row takes its own prompt (speaker, sample, transcript): any segments batch together
+    batches = [
+        list(range(i, min(i + batch_size, len(flat)))) for i in range(0, len(flat), batch_size)
+    ]
     progress.total = len(batches) * progress.steps
     out: list[list[np.ndarray]] = [[] for _ in plans]
     done: dict[int, np.ndarray] = {}

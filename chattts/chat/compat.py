@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from .params import InferCodeParams
-from .pipeline.passes import code_prompt, refine_prompt
-from .voices import Voice, VoiceLibrary, is_voice_reference
-from .voices.speaker import decode_sample, encode_sample
+from ..params import InferCodeParams
+from ..pipeline.passes import code_prompt, refine_prompt
+from ..voices import Voice, VoiceLibrary, is_voice_reference
+from ..voices.speaker import decode_sample, encode_sample
 
 if TYPE_CHECKING:
-    from .options import LoadOptions
-    from .pipeline import Pipeline
-    from .pipeline.models import Models
+    from ..options import LoadOptions
+    from ..pipeline import Pipeline
+    from ..pipeline.models import Models
 
 
 class SpeakerView:
@@ -109,7 +109,7 @@ class ReferenceAttributes:
             return self.options.coef
         from safetensors import safe_open
 
-        from .pipeline.models import encode_coef
+        from ..pipeline.models import encode_coef
 
         loader = self.models.dvae_loader
         if loader.coef is not None:

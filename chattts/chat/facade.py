@@ -2,40 +2,50 @@
 
 from __future__ import annotations
 
-import gc
+import functools
 import logging
 import os
-import warnings
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Literal, Optional, Union, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
 import numpy as np
-import torch
 
-from . import assets
+from .. import assets
+from ..config import ModelConfig
+from ..dia.api import Dia
+from ..errors import NotLoadedError
+from ..generation.engine import Interrupt
+from ..options import LoadOptions
+from ..params import InferCodeParams, RefineTextParams
+from ..pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
+from ..pipeline.models import Models
+from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
+from ..validation import check_code_params
+from ..voices import VoiceLibrary
 from .compat import ReferenceAttributes
-from .config import ModelConfig, default_device
-from .dia.api import Dia
-from .dia.facade import DiaMethods
-from .errors import ChatTTSError, LoadFailedWarning, NotLoadedError
-from .generation.engine import Interrupt
-from .model.loading import release_free_memory
-from .options import LoadOptions
-from .params import InferCodeParams, RefineTextParams
-from .pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
-from .pipeline.models import Models
-from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
-from .validation import check_code_params
-from .voices import VoiceLibrary
-from .voices.speaker import decode_speaker
+from .loading import ModelLoading
+from .speech import SpeechCalls
 
 if TYPE_CHECKING:
-    from .audio import AudioLike
+    from ..audio import AudioLike
 
 logger = logging.getLogger("chattts")
 
+T = TypeVar("T")
 
-class Chat(ReferenceAttributes, DiaMethods):
+
+def _forward(method: Callable[..., T], to: str) -> Callable[..., T]:
+    """A ``Chat`` method that forwards to the same method of ``chat.<to>`` (``dia``,
+    ``speech``), with its signature and docstring."""
+
+    @functools.wraps(method)
+    def call(self: Chat, *args: Any, **kwargs: Any) -> T:
+        return method(getattr(self, to), *args, **kwargs)
+
+    return call
+
+
+class Chat(ModelLoading, ReferenceAttributes):
     """Load a ChatTTS model and synthesise speech, with the reference's API.
 
     A thin facade: the work is done by :class:`chattts.pipeline.Pipeline` (``chat.pipeline``),
@@ -73,152 +83,10 @@ class Chat(ReferenceAttributes, DiaMethods):
         if voices is None or isinstance(voices, (str, os.PathLike)):
             voices = VoiceLibrary() if voices is None else VoiceLibrary(voices)
         self.voices = voices
-        self._dia = Dia(self._dia_pipeline, self.resolve_voice)
-
-    # ---- loading ----------------------------------------------------------------------------
-
-    def has_loaded(self, use_decoder: bool = False) -> bool:
-        """True when every module needed by ``infer`` is loaded (the Decoder if asked)."""
-        if self.models is None:
-            return False
-        return not use_decoder or self.models.has_decoder
-
-    def download_models(
-        self,
-        source: str = "local",
-        force_redownload: bool = False,
-        custom_path: Optional[str] = None,
-        *,
-        verify: bool = True,
-    ) -> Optional[str]:
-        """Fetch and verify the model files; returns the model root, or None after logging why.
-
-        ``source``: ``"local"`` (the default, as the reference: ``custom_path`` or the current
-        directory, completed from the Hub), ``"huggingface"`` (Hub cache; ``custom_path`` =
-        cache dir) or ``"custom"``.
-        """
-        try:
-            return assets.resolve_model_root(
-                source, custom_path, force_redownload, verify, sha256_map=self.sha256_map
-            )
-        except (ChatTTSError, ValueError, OSError) as e:
-            self.logger.error("%s", e)
-            return None
-
-    def load(
-        self,
-        source: str = "local",
-        force_redownload: bool = False,
-        compile: bool = False,
-        custom_path: Optional[str] = None,
-        device: Optional[Union[str, torch.device]] = None,
-        coef: Optional[str] = None,
-        use_flash_attn: bool = False,
-        use_vllm: bool = False,
-        experimental: bool = False,
-        *,
-        verify: bool = True,
-        dtype: str = "float32",
-        quantize: Optional[str] = None,
-        backend: str = "auto",
-        ort_spinning: bool = False,
-        raise_on_error: bool = False,
-    ) -> bool:
-        """Load the models; returns False on failure, as the reference does.
-
-        A failure is logged and also issued as a :class:`~chattts.errors.LoadFailedWarning`
-        (seen without any logging set up), and the next call that needs the models raises a
-        :class:`NotLoadedError` that repeats the reason. With ``raise_on_error`` the failure
-        is raised instead (a :class:`ChatTTSError`, ``ValueError`` or ``OSError``).
-        The arguments are those of :class:`chattts.options.LoadOptions` (which
-        :meth:`load_options` takes as one value).
-        ``verify=False`` accepts checkpoints other than the official one (fine-tuned, random).
-        """
-        if use_vllm:
-            self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
-        try:
-            options = LoadOptions.from_kwargs(
-                source=source,
-                custom_path=custom_path,
-                force_redownload=force_redownload,
-                verify=verify,
-                device=device,
-                experimental=experimental,
-                coef=coef,
-                dtype=dtype,
-                quantize=quantize,
-                compile=compile,
-                use_flash_attn=use_flash_attn,
-                backend=backend,
-                ort_spinning=ort_spinning,
-            )
-        except ValueError as e:
-            if raise_on_error:
-                raise
-            return self._failed(e)
-        return self._load(options, raise_on_error, stacklevel=4)
-
-    def load_options(self, options: LoadOptions, *, raise_on_error: bool = True) -> bool:
-        """Load the models described by ``options`` (see :meth:`load`)."""
-        return self._load(options, raise_on_error, stacklevel=4)
-
-    def _load(self, options: LoadOptions, raise_on_error: bool, stacklevel: int) -> bool:
-        """:meth:`load_options`; ``stacklevel``: where a failure's warning points (the
-        user's call, counted from :meth:`_failed`)."""
-        try:
-            models = self._open(options)
-        except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
-            if raise_on_error:
-                raise
-            return self._failed(e, stacklevel)
-        self._load_failure = None
-        self.models, self.options = models, options
-        self.config = models.config
-        self._pipeline = Pipeline(models, self.normalizer)
-        self.normalizer.renew()  # as the reference's load: normalisers may be registered again
-        release_free_memory()
-        return True
-
-    def _failed(self, e: BaseException, stacklevel: int = 3) -> bool:
-        """Record, log and warn about a failed load (``stacklevel``: the user's call)."""
-        reason = str(e).strip() or type(e).__name__
-        self._load_failure = reason
-        self.logger.error("loading failed: %s", reason)
-        warnings.warn(
-            f"Chat.load() failed and returned False: {reason}",
-            LoadFailedWarning,
-            stacklevel=stacklevel,
-        )
-        return False
-
-    def _open(self, options: LoadOptions) -> Models:
-        """Resolve, verify and load the model root of ``options`` (raises on failure)."""
-        root = assets.resolve_model_root(
-            options.source,
-            options.custom_path,
-            options.force_redownload,
-            options.verify,
-            sha256_map=self.sha256_map,
-        )
-        device = torch.device(options.device or default_device(options.experimental))
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but CUDA is not available")
-        self.unload()
-        models = Models.load(root, device, options.engine, options.coef)
-        engine = options.engine
-        int8 = ", int8" if engine.quantize else ""
-        self.logger.info("loaded %s on %s (%s%s)", root, device, engine.dtype, int8)
-        return models
-
-    def unload(self) -> None:
-        """Release the models."""
-        self._load_failure = None
-        had_models = self.models is not None
-        self.models = None
-        self._pipeline = None
-        if had_models:
-            gc.collect()
-            release_free_memory()
+        #: the Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)
+        self.dia = Dia(self._dia_pipeline, self.resolve_voice)
+        #: finished speech with segment times: ``chat.speak`` is ``chat.speech.speak``
+        self.speech = SpeechCalls(lambda: self.pipeline, self.resolve_voice, self.context)
 
     @property
     def pipeline(self) -> Pipeline:
@@ -255,7 +123,7 @@ class Chat(ReferenceAttributes, DiaMethods):
         """A speaker sample string (``spk_smp``) from 24 kHz mono speech (array, or a file)."""
         passes = self.pipeline.passes
         if isinstance(wav, (str, bytes)) or hasattr(wav, "read"):
-            from .audio import load_audio
+            from ..audio import load_audio
 
             wav = load_audio(wav, sample_rate=self.config.sample_rate)
         return passes.sample_audio_speaker(wav)
@@ -367,8 +235,9 @@ class Chat(ReferenceAttributes, DiaMethods):
         punctuation once normalised) raises :class:`~chattts.errors.EmptyInputError`. With
         ``refine_text_only``, the refined text instead (a str for a str, a list for a list).
         With ``stream``, a generator of float32 chunks (B, n): for a list, B = the texts of
-        the current batch (rows of items that have ended are zero); for a str, B = 1 and the
-        chunks follow the sentences in order.
+        the current batch (rows of items that have ended hold 2**-24, silence in 16-bit PCM,
+        so clients that scale rows by their peak work); for a str, B = 1 and the chunks
+        follow the sentences in order.
 
         A str with ``split_text`` is split by the reference rule, each sentence normalised,
         then any sentence longer than ``max_split_chars`` (a ``[...]`` tag counting one) is cut
@@ -401,7 +270,9 @@ class Chat(ReferenceAttributes, DiaMethods):
                 return "\n".join(texts) if single else texts
             run = {
                 "carry_voice": single and split_text,
-                "batch_size": max_split_batch,
+                # the reference batches by max_split_batch only when it splits text: a list
+                # without split_text is one batch with one seed
+                "batch_size": max_split_batch if split_text else len(texts),
                 "use_decoder": use_decoder,
                 "cancel": flag,
             }
@@ -469,5 +340,43 @@ class Chat(ReferenceAttributes, DiaMethods):
         finally:
             self.context.done(flag)
 
+    # ---- the Dia-style API (chattts.dia) ------------------------------------------------------
 
-__all__ = ["Chat", "trim_silence", "decode_speaker"]
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str = "2Noise/ChatTTS",
+        compute_dtype: str = "float32",
+        device: Optional[str] = None,
+        *,
+        cache_dir: Optional[str] = None,
+        revision: Optional[str] = None,
+        **kwargs: object,
+    ) -> Chat:
+        """A loaded ``Chat`` from a local model root or a Hub model repo; see
+        :func:`chattts.dia.pretrained_options` for the arguments."""
+        from ..dia.api import pretrained_options
+
+        options = pretrained_options(
+            model_id_or_path,
+            compute_dtype,
+            device,
+            cache_dir=cache_dir,
+            revision=revision,
+            **kwargs,
+        )
+        chat = cls()
+        chat.load_options(options)
+        return chat
+
+    generate = _forward(Dia.generate, "dia")
+    generate_batch = _forward(Dia.generate_batch, "dia")
+    save_audio = staticmethod(Dia.save_audio)
+
+    # ---- finished speech (chattts.chat.speech) ------------------------------------------------
+
+    speak = _forward(SpeechCalls.speak, "speech")
+    speak_stream = _forward(SpeechCalls.speak_stream, "speech")
+
+
+__all__ = ["Chat"]

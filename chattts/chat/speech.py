@@ -1,0 +1,150 @@
+"""Finished speech on :class:`chattts.Chat`: ``speak`` returns a typed
+:class:`~chattts.audio.speech.Speech` (audio with every segment's time), ``speak_stream`` its
+chunks as they are made (docs/captions.md). ``infer`` keeps the reference's return values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Optional, Union
+
+from ..audio.speech import Speech
+from ..pipeline.assembler import SpeechChunk, stream_speech
+from ..pipeline.speech import (
+    DEFAULT_BATCH,
+    PlanItem,
+    SpeechRequest,
+    plan_speech,
+    render_speech,
+)
+from ..voices import is_voice_reference
+
+if TYPE_CHECKING:
+    from ..generation.engine import Interrupt
+    from ..pipeline import InterruptGroup, Pipeline, Progress
+    from ..voices import Voice
+
+#: ``seed_N``: the voice of seed N.
+SEED_VOICE = re.compile(r"seed[_:-]?(\d{1,18})")
+
+
+class SpeechCalls:
+    """``speak`` and ``speak_stream`` over a chat's pipeline (``Chat.speak`` is
+    ``chat.speech.speak``).
+
+    Args:
+        pipeline: returns the loaded pipeline (raises ``NotLoadedError`` before ``load``).
+        resolve: a library voice name or mix -> its :class:`~chattts.voices.Voice`.
+        context: the chat's cancel flags (``chat.interrupt()`` stops these calls too).
+    """
+
+    def __init__(
+        self,
+        pipeline: Callable[[], Pipeline],
+        resolve: Callable[[str], Voice],
+        context: InterruptGroup,
+    ) -> None:
+        self._pipeline = pipeline
+        self._resolve = resolve
+        self.context = context
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline()
+
+    def voice_fields(self, spec: Optional[str], seed: Optional[int] = None) -> dict[str, object]:
+        """The ``InferCodeParams`` fields of a voice spec: a library name or mix, ``seed_N``,
+        a speaker string; None: the voice of ``seed`` (a random one without)."""
+        pipeline = self.pipeline
+        if spec is None:
+            return {"spk_emb": pipeline.random_speaker(seed)}
+        spec = spec.strip()
+        if (m := SEED_VOICE.fullmatch(spec)) is not None:
+            return {"spk_emb": pipeline.random_speaker(int(m.group(1)))}
+        if is_voice_reference(spec):
+            voice = self._resolve(spec)
+            out: dict[str, object] = {"spk_emb": voice.speaker}
+            if voice.sample is not None:
+                out.update(spk_smp=voice.sample, txt_smp=voice.text)
+            return out
+        from ..voices.speaker import decode_speaker
+
+        decode_speaker(spec, int(pipeline.models.config.gpt.hidden_size))  # a SpeakerError
+        return {"spk_emb": spec}
+
+    def _plan(
+        self, text: Union[str, SpeechRequest], options: dict[str, object]
+    ) -> tuple[SpeechRequest, list[PlanItem]]:
+        request = text if isinstance(text, SpeechRequest) else SpeechRequest.of(text, **options)
+        if isinstance(text, SpeechRequest) and options:
+            raise TypeError("give a SpeechRequest or keyword options, not both")
+        seed = request.sampling.seed
+        items = plan_speech(self.pipeline, request, lambda spec: self.voice_fields(spec, seed))
+        return request, items
+
+    def speak(
+        self,
+        text: Union[str, SpeechRequest],
+        *,
+        batch: int = DEFAULT_BATCH,
+        progress: Optional[Progress] = None,
+        **options: object,
+    ) -> Speech:
+        """Speak ``text`` (or an SSML document with ``ssml=True``); returns the finished
+        :class:`~chattts.audio.speech.Speech`: float32 audio at 24 kHz, its segments (start,
+        end, the spoken text, voice) and marks.
+
+        Options (all keyword, see :class:`~chattts.pipeline.speech.SpeechRequest`):
+        ``voice`` (a name, a mix, ``seed_N`` or a speaker string), ``ssml``, ``seed``,
+        ``temperature``, ``top_p``, ``top_k``, ``max_new_token``, ``speed`` (ChatTTS's
+        ``[speed_N]``), ``refine``, ``refine_prompt``, ``lang``, ``normalize``, ``tempo``,
+        ``pitch``, ``gain``, ``loudness``, ``true_peak``, ``captions`` (cut sentences too
+        long for a caption into clauses), ``gap``. ``batch``: segments synthesised together.
+
+        >>> speech = chat.speak("Hello there. How are you?", seed=7, loudness=-16)  # doctest: +SKIP
+        >>> speech.save("hello.mp3"); speech.save_captions("hello.srt")             # doctest: +SKIP
+
+        Raises:
+            EmptyInputError: nothing to speak; SsmlError: a bad document; ParameterError,
+            VoicesError, SpeakerError: a bad option.
+        """
+        request, items = self._plan(text, options)
+        flag = self.context.new()
+        try:
+            return render_speech(
+                self.pipeline, items, request, batch=batch, cancel=flag, progress=progress
+            )
+        finally:
+            self.context.done(flag)
+
+    def speak_stream(
+        self,
+        text: Union[str, SpeechRequest],
+        *,
+        batch: int = DEFAULT_BATCH,
+        progress: Optional[Progress] = None,
+        **options: object,
+    ) -> Iterator[SpeechChunk]:
+        """:meth:`speak`, streamed: :class:`~chattts.pipeline.assembler.SpeechChunk` s in
+        order, each with its new audio and the segments (and marks) that ended with it. The
+        request is checked before the first chunk (errors are raised at the call)."""
+        request, items = self._plan(text, options)
+        flag = self.context.new()
+        chunks = stream_speech(
+            self.pipeline, items, request, batch=batch, cancel=flag, progress=progress
+        )
+        return _released(chunks, self.context, flag)
+
+
+def _released(
+    chunks: Iterator[SpeechChunk], context: InterruptGroup, flag: Interrupt
+) -> Iterator[SpeechChunk]:
+    """``chunks``, with ``flag`` released from ``context`` once they end."""
+    try:
+        yield from chunks
+    finally:
+        context.done(flag)
+
+
+__all__ = ["SEED_VOICE", "SpeechCalls"]
