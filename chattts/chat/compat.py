@@ -9,14 +9,12 @@ reference's is listed in docs/compat.md.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from ..params import InferCodeParams
 from ..pipeline.passes import code_prompt, refine_prompt
-from ..voices import Voice, VoiceLibrary, is_voice_reference
+from ..voices import Voice, VoiceLibrary
 from ..voices.speaker import decode_sample, encode_sample
 
 if TYPE_CHECKING:
@@ -130,18 +128,6 @@ class ReferenceAttributes:
         draw = None if pipeline is None else pipeline.random_speaker
         size = None if self.models is None else self.models.config.gpt.hidden_size
         return self.voices.resolve(spec, draw, size)
-
-    def _voiced(self, params: InferCodeParams) -> InferCodeParams:
-        """``params`` with a voice name or mix in ``spk_emb`` replaced by its speaker string
-        (or, for a voice made from a recording, its ``spk_smp`` / ``txt_smp``); a copy, never
-        the caller's object."""
-        if not isinstance(params, InferCodeParams) or not is_voice_reference(params.spk_emb):
-            return params
-        voice = self.resolve_voice(params.spk_emb)
-        fields: dict[str, Any] = {"spk_emb": voice.speaker}
-        if voice.sample is not None:
-            fields.update(spk_smp=voice.sample, txt_smp=voice.text)
-        return replace(params, **fields)
 
 
 __all__ = ["ReferenceAttributes", "SpeakerView"]

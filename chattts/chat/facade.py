@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
 import numpy as np
@@ -17,7 +17,7 @@ from ..errors import NotLoadedError
 from ..generation.engine import Interrupt
 from ..options import LoadOptions
 from ..params import InferCodeParams, RefineTextParams
-from ..pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
+from ..pipeline import InterruptGroup, Pipeline, trim_silence
 from ..pipeline.models import Models
 from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
 from ..validation import check_code_params
@@ -151,6 +151,7 @@ class Chat(ModelLoading, ReferenceAttributes):
         params_infer_code: InferCodeParams = ...,
         *,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> list[np.ndarray]: ...
 
     @overload
@@ -170,6 +171,7 @@ class Chat(ModelLoading, ReferenceAttributes):
         params_infer_code: InferCodeParams = ...,
         *,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> Iterator[np.ndarray]: ...
 
     @overload
@@ -189,6 +191,7 @@ class Chat(ModelLoading, ReferenceAttributes):
         params_refine_text: RefineTextParams = ...,
         params_infer_code: InferCodeParams = ...,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> str: ...
 
     @overload
@@ -208,6 +211,7 @@ class Chat(ModelLoading, ReferenceAttributes):
         params_refine_text: RefineTextParams = ...,
         params_infer_code: InferCodeParams = ...,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> list[str]: ...
 
     def infer(
@@ -226,6 +230,7 @@ class Chat(ModelLoading, ReferenceAttributes):
         params_infer_code: InferCodeParams = InferCodeParams(),  # noqa: B008 - never mutated
         *,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> Union[list[np.ndarray], Iterator[np.ndarray], str, list[str]]:
         """Synthesise speech.
 
@@ -242,11 +247,16 @@ class Chat(ModelLoading, ReferenceAttributes):
         A str with ``split_text`` is split by the reference rule, each sentence normalised,
         then any sentence longer than ``max_split_chars`` (a ``[...]`` tag counting one) is cut
         further at its last sentence or clause boundary, so no piece runs into
-        ``max_new_token``.
+        ``max_new_token``. With ``ssml`` each text is an SSML document (docs/ssml.md), spoken
+        through :meth:`speak` with the voice and sampling of ``params_infer_code``.
         """
         pipeline = self.pipeline
         if max_split_batch < 1:
             raise ValueError("max_split_batch must be ≥ 1")
+        if ssml and not refine_text_only:
+            refine = None if skip_refine_text else params_refine_text
+            opts = {"lang": lang, "normalize": do_text_normalization}
+            return self.speech.infer_ssml(text, stream, params_infer_code, refine, **opts)
         single = isinstance(text, str)
         texts = pipeline.prepare(
             text,
@@ -257,7 +267,7 @@ class Chat(ModelLoading, ReferenceAttributes):
             max_split_chars=max_split_chars,
         )
         if not refine_text_only:
-            params_infer_code = self._voiced(params_infer_code)
+            params_infer_code = self.speech.voiced(params_infer_code)
             check_code_params(params_infer_code)
         if not texts:  # an empty list: no waveform
             return iter(()) if stream else []
@@ -290,53 +300,6 @@ class Chat(ModelLoading, ReferenceAttributes):
         """``chunks``, with ``flag`` released from the interrupt context once they end."""
         try:
             yield from chunks
-        finally:
-            self.context.done(flag)
-
-    def synthesize(
-        self,
-        texts: Sequence[str],
-        params: Union[InferCodeParams, Sequence[InferCodeParams]],
-        *,
-        stream: bool = False,
-        use_decoder: bool = True,
-        refine: Optional[RefineTextParams] = None,
-        do_text_normalization: bool = True,
-        cancelled: Optional[Sequence[Interrupt]] = None,
-        progress: Optional[Progress] = None,
-    ) -> Iterator[list[np.ndarray]]:
-        """Synthesise independent requests as one batch (for servers and batch jobs).
-
-        Unlike ``infer``, each item's ``manual_seed`` seeds only that item, so an item gives
-        the same audio whatever it is batched with (and equals ``infer([text])`` with that
-        seed). No sentence splitting, no voice carry-over. ``refine``: refine each text alone
-        first. ``cancelled``: one flag per item; a set flag ends that item within one step.
-        ``progress``: called with (step, max_steps) after every step of the code pass.
-        Requests with their own refine parameters: :meth:`chattts.pipeline.Pipeline.synthesize`.
-
-        Yields lists with one float32 array (n,) per item: with ``stream``, the new audio of
-        each item (possibly empty) as it is produced; otherwise once, each whole waveform.
-        A text with nothing to speak raises :class:`~chattts.errors.EmptyInputError` before
-        anything is synthesised.
-        """
-        pipeline = self.pipeline
-        texts = list(texts)
-        plist = [params] * len(texts) if isinstance(params, InferCodeParams) else list(params)
-        plist = [self._voiced(p) for p in plist]
-        flags = [None] * len(texts) if cancelled is None else list(cancelled)
-        if len(plist) != len(texts) or len(flags) != len(texts):
-            raise ValueError("params and cancelled must be one value or one per text")
-        items = [Utterance(t, p, refine, f) for t, p, f in zip(texts, plist, flags, strict=True)]
-        flag = self.context.new()
-        try:
-            yield from pipeline.synthesize(
-                items,
-                stream=stream,
-                use_decoder=use_decoder,
-                normalize=do_text_normalization,
-                progress=progress,
-                cancel=flag,
-            )
         finally:
             self.context.done(flag)
 
@@ -377,6 +340,7 @@ class Chat(ModelLoading, ReferenceAttributes):
 
     speak = _forward(SpeechCalls.speak, "speech")
     speak_stream = _forward(SpeechCalls.speak_stream, "speech")
+    synthesize = _forward(SpeechCalls.synthesize, "speech")
 
 
 __all__ = ["Chat"]

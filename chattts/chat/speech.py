@@ -6,10 +6,15 @@ chunks as they are made (docs/captions.md). ``infer`` keeps the reference's retu
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Optional, Union
 
+import numpy as np
+
 from ..audio.speech import Speech
+from ..params import InferCodeParams, RefineTextParams
+from ..pipeline import Progress, Utterance
 from ..pipeline.assembler import SpeechChunk, stream_speech
 from ..pipeline.speech import (
     DEFAULT_BATCH,
@@ -22,7 +27,7 @@ from ..voices import is_voice_reference
 
 if TYPE_CHECKING:
     from ..generation.engine import Interrupt
-    from ..pipeline import InterruptGroup, Pipeline, Progress
+    from ..pipeline import InterruptGroup, Pipeline
     from ..voices import Voice
 
 #: ``seed_N``: the voice of seed N.
@@ -72,6 +77,95 @@ class SpeechCalls:
 
         decode_speaker(spec, int(pipeline.models.config.gpt.hidden_size))  # a SpeakerError
         return {"spk_emb": spec}
+
+    def voiced(self, params: InferCodeParams) -> InferCodeParams:
+        """``params`` with a voice name, mix or ``seed_N`` in ``spk_emb`` replaced by its
+        fields (a speaker string, or a recording's ``spk_smp`` / ``txt_smp``); a copy, never
+        the caller's object."""
+        spec = params.spk_emb if isinstance(params, InferCodeParams) else None
+        if not isinstance(spec, str) or not is_voice_reference(spec):
+            return params
+        return replace(params, **self.voice_fields(spec))  # type: ignore[arg-type]
+
+    def synthesize(
+        self,
+        texts: Sequence[str],
+        params: Union[InferCodeParams, Sequence[InferCodeParams]],
+        *,
+        stream: bool = False,
+        use_decoder: bool = True,
+        refine: Optional[RefineTextParams] = None,
+        do_text_normalization: bool = True,
+        cancelled: Optional[Sequence[Interrupt]] = None,
+        progress: Optional[Progress] = None,
+    ) -> Iterator[list[np.ndarray]]:
+        """Synthesise independent requests as one batch (for servers and batch jobs).
+
+        Unlike ``infer``, each item's ``manual_seed`` seeds only that item, so an item gives
+        the same audio whatever it is batched with (and equals ``infer([text])`` with that
+        seed). No sentence splitting, no voice carry-over. ``refine``: refine each text alone
+        first. ``cancelled``: one flag per item; a set flag ends that item within one step.
+        ``progress``: called with (step, max_steps) after every step of the code pass.
+        Requests with their own refine parameters: :meth:`chattts.pipeline.Pipeline.synthesize`.
+
+        Yields lists with one float32 array (n,) per item: with ``stream``, the new audio of
+        each item (possibly empty) as it is produced; otherwise once, each whole waveform.
+        A text with nothing to speak raises :class:`~chattts.errors.EmptyInputError` before
+        anything is synthesised.
+        """
+        pipeline = self.pipeline
+        texts = list(texts)
+        plist = [params] * len(texts) if isinstance(params, InferCodeParams) else list(params)
+        plist = [self.voiced(p) for p in plist]
+        flags = [None] * len(texts) if cancelled is None else list(cancelled)
+        if len(plist) != len(texts) or len(flags) != len(texts):
+            raise ValueError("params and cancelled must be one value or one per text")
+        items = [Utterance(t, p, refine, f) for t, p, f in zip(texts, plist, flags, strict=True)]
+        flag = self.context.new()
+        try:
+            yield from pipeline.synthesize(
+                items,
+                stream=stream,
+                use_decoder=use_decoder,
+                normalize=do_text_normalization,
+                progress=progress,
+                cancel=flag,
+            )
+        finally:
+            self.context.done(flag)
+
+    def infer_ssml(
+        self,
+        docs: Union[str, Sequence[str]],
+        stream: bool,
+        params_infer_code: InferCodeParams,
+        refine: Optional[RefineTextParams],
+        **options: object,
+    ) -> Union[list[np.ndarray], Iterator[np.ndarray]]:
+        """``Chat.infer(..., ssml=True)``: each SSML document spoken through :meth:`speak`
+        with ``params_infer_code``'s voice and sampling (its ``manual_seed`` seeds the
+        segments), refined with ``refine`` (None: not refined). One waveform per document
+        (``infer``'s list), or for one document its stream of (1, n) chunks."""
+        p = params_infer_code
+        base = {
+            "voice": p.spk_emb if isinstance(p.spk_emb, str) else None,
+            "seed": p.manual_seed,
+            "temperature": p.temperature,
+            "top_p": p.top_P,
+            "top_k": p.top_K,
+            "max_new_token": p.max_new_token,
+            "show_tqdm": p.show_tqdm,
+            "refine": refine is not None,
+            "refine_prompt": refine.prompt if refine is not None and refine.prompt else None,
+            "ssml": True,
+            **options,
+        }
+        if isinstance(docs, str) and stream:
+            return (c.audio[None] for c in self.speak_stream(docs, **base) if c.audio.size)
+        if stream:
+            raise ValueError("infer(ssml=True, stream=True) streams one document, not a list")
+        docs = [docs] if isinstance(docs, str) else list(docs)
+        return [self.speak(d, **base).audio for d in docs]
 
     def _plan(
         self, text: Union[str, SpeechRequest], options: dict[str, object]

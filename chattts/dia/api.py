@@ -22,15 +22,18 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
 
 from ..assets.hub import snapshot_repo
+from ..audio.speech import Piece, Speech, assemble
 from ..errors import AssetNotFoundError, EmptyInputError, UnsupportedOptionError
 from ..options import LoadOptions
 from ..params import InferCodeParams
 from ..pipeline import Pipeline, Utterance, trim_silence
+from ..pipeline.speech import spoken_words
 from .script import (
     Voice,
     VoiceLike,
@@ -71,6 +74,7 @@ class _Sampling(NamedTuple):
 class _Segment(NamedTuple):
     text: str
     params: InferCodeParams
+    speaker: Optional[str] = None  # the script's speaker ("S1"...), None for plain text
 
 
 class _Progress:
@@ -233,7 +237,8 @@ class Dia:
         speakers: Optional[Mapping[Any, VoiceLike]] = None,
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> Union[np.ndarray, list[np.ndarray]]:
+        return_speech: bool = False,
+    ) -> Union[np.ndarray, list[np.ndarray], Speech, list[Speech]]:
         """Speak ``text`` (or a dialogue script); returns float32 mono audio (n,).
 
         Args:
@@ -262,6 +267,9 @@ class Dia:
                 Turn i (from 0) is sampled with ``manual_seed = seed + i``.
             pause: seconds of silence between the turns of a script.
             batch_size: the most texts or turns generated in one batch.
+            return_speech: return a :class:`~chattts.audio.speech.Speech` instead: the audio
+                with each turn's measured start and end, its spoken text and speaker
+                (``"S1"``...), ready for captions.
 
         Raises:
             EmptyInputError: a text (or turn) with nothing to speak; ScriptError: a turn with
@@ -288,6 +296,7 @@ class Dia:
             speakers=speakers,
             pause=pause,
             batch_size=batch_size,
+            return_speech=return_speech,
         )
         return wavs if batch else wavs[0]
 
@@ -312,7 +321,8 @@ class Dia:
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         seed: Union[int, list[Optional[int]], None] = None,
-    ) -> list[np.ndarray]:
+        return_speech: bool = False,
+    ) -> Union[list[np.ndarray], list[Speech]]:
         """:meth:`generate` for several texts at once: one float32 waveform (n_i,) per text.
 
         The texts (and the turns of scripts among them) are generated together, in batches of
@@ -322,7 +332,7 @@ class Dia:
         entry per text) or one value for all; a tuple is one ``(waveform, rate)`` prompt.
         Items with different reference audio share batches too: each row takes its own
         prompt. ``seed`` is another name of ``seeds`` (as ``generate`` takes it); give one of
-        the two.
+        the two. ``return_speech``: one :class:`~chattts.audio.speech.Speech` per text.
         """
         if seed is not None:
             if seeds is not None:
@@ -354,6 +364,11 @@ class Dia:
         progress = _Progress(callback, verbose, max_new_tokens)
         turns = _run(pipeline, plans, batch_size, progress)
         rate = pipeline.sample_rate
+        if return_speech:
+            return [
+                _speech(pipeline, plan, parts, pause, int(sample_rate))
+                for plan, parts in zip(plans, turns, strict=True)
+            ]
         gap = np.zeros(round(pause * rate), dtype=np.float32)
         wavs = [_join(parts, gap) for parts in turns]
         if verbose:
@@ -409,9 +424,33 @@ def _plan(
             who = Voice(seed=base + int(name[1:]) - 1)
         fields[name] = voices.fields(who)
     return [
-        _Segment(t.text, sampling.params(fields[t.speaker], None if seed is None else seed + i))
+        _Segment(
+            t.text,
+            sampling.params(fields[t.speaker], None if seed is None else seed + i),
+            t.speaker,
+        )
         for i, t in enumerate(turns)
     ]
+
+
+def _speech(
+    pipeline: Pipeline, plan: list[_Segment], parts: list[np.ndarray], pause: float, rate: int
+) -> Speech:
+    """One text's turns as a Speech: each turn's spoken (normalised) words and speaker, with
+    its measured time; resampled to ``rate`` (times are seconds: they do not change)."""
+    pieces = [
+        Piece(wav, spoken_words(pipeline.normalizer(seg.text)), seg.speaker)
+        for seg, wav in zip(plan, parts, strict=True)
+    ]
+    speech = assemble(pieces, pipeline.sample_rate, gap=pause)
+    if rate == pipeline.sample_rate:
+        return speech
+    from ..audio import resample
+
+    audio = resample(speech.audio, pipeline.sample_rate, rate)
+    end = audio.size / rate
+    segments = tuple(replace(s, end=min(s.end, end)) for s in speech.segments)
+    return Speech(audio, rate, segments)
 
 
 def _run(

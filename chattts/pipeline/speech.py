@@ -39,7 +39,7 @@ from ..params import InferCodeParams, RefineTextParams, Sampling
 from ..ssml import Break, Mark, Plan, Speak, parse
 from ..text import DEFAULT_MAX_SPLIT_CHARS, split_sentences
 from ..text import split_text as split_long
-from ..text.chars import CONTROL_TOKEN
+from ..text.chars import CONTROL_TOKEN, has_speech
 from .core import Pipeline
 from .requests import TRIM_THRESHOLD, Progress, Utterance, trim_silence
 
@@ -161,7 +161,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=\S)|(?<=[。！？；])")
 def sentences(text: str) -> list[str]:
     """The sentences of ``text``: the reference's rule, then every ``! ? ;`` end (a segment
     and a caption each)."""
-    return [p for s in split_sentences(text) for p in _SENTENCE_END.split(s) if p.strip()]
+    return [p.strip() for s in split_sentences(text) for p in _SENTENCE_END.split(s) if p.strip()]
 
 
 def _pieces(pipeline: Pipeline, item: Speak, request: SpeechRequest) -> list[str]:
@@ -172,15 +172,16 @@ def _pieces(pipeline: Pipeline, item: Speak, request: SpeechRequest) -> list[str
     for sentence in sentences(item.text):
         text = pipeline.normalizer(sentence, item.normalize and request.normalize, True, lang)
         for piece in split_long(text, request.max_split_chars):
-            if request.captions and len(_caption(piece)) > CAPTION_COLUMNS // 2:
+            if request.captions and len(spoken_words(piece)) > CAPTION_COLUMNS // 2:
                 out += caption_pieces(piece, CAPTION_COLUMNS)
             else:
                 out.append(piece)
-    return [p for p in out if p.strip()]
+    return [p for p in out if has_speech(p)]
 
 
-def _caption(text: str) -> str:
-    """The words of a piece: control tokens dropped, spaces collapsed."""
+def spoken_words(text: str) -> str:
+    """The words of a normalised piece, as its caption shows them: control tokens dropped,
+    spaces collapsed."""
     return " ".join(CONTROL_TOKEN.sub(" ", text).split())
 
 
@@ -219,9 +220,9 @@ def plan_speech(
                 refine = None
                 if request.refine or item.refine_prompt is not None:
                     refine = request.sampling.refine_params(own, item.refine_prompt)
-                caption = _caption(text)
+                caption = spoken_words(text)
                 items.append(SegmentPlan(text, caption, item.voice, params, refine, finish, silent))
-    if not any(isinstance(x, SegmentPlan) and x.caption for x in items):
+    if not any(isinstance(x, SegmentPlan) and has_speech(x.text) for x in items):
         raise EmptyInputError(request.text)
     return items
 
@@ -302,5 +303,6 @@ __all__ = [
     "plan_speech",
     "render_speech",
     "segments_of",
+    "spoken_words",
     "synthesize_segments",
 ]
