@@ -236,12 +236,11 @@ class Chat(ModelLoading, ReferenceAttributes):
 
         Returns a list of float32 waveforms (N,) at 24 kHz: one per text for a list; for a str,
         a list of one waveform (its sentences, when split, each trimmed and concatenated).
-        An empty list gives ``[]``; a text with nothing to speak (empty, or only emoji or
-        punctuation once normalised) raises :class:`~chattts.errors.EmptyInputError`. With
-        ``refine_text_only``, the refined text instead (a str for a str, a list for a list).
-        With ``stream``, a generator of float32 chunks (B, n): for a list, B = the texts of
-        the current batch (rows of items that have ended hold 2**-24, silence in 16-bit PCM,
-        so clients that scale rows by their peak work); for a str, B = 1 and the chunks
+        An empty list gives ``[]``; a text with nothing to speak raises ``EmptyInputError``.
+        With ``refine_text_only``, the refined text instead (a str for a str, a list for a
+        list). With ``stream``, a generator of float32 chunks (B, n): for a list, B = the texts
+        of the current batch (rows of items that have ended hold 2**-24, silence in 16-bit
+        PCM, so clients that scale rows by their peak work); for a str, B = 1 and the chunks
         follow the sentences in order.
 
         A str with ``split_text`` is split by the reference rule, each sentence normalised,

@@ -272,8 +272,7 @@ class Dia:
                 (``"S1"``...), ready for captions.
 
         Raises:
-            EmptyInputError: a text (or turn) with nothing to speak; ScriptError: a turn with
-                no text; UnsupportedOptionError: cfg_scale;
+            EmptyInputError, ScriptError: nothing to speak; UnsupportedOptionError: cfg_scale;
             chattts.audio.AudioError: an unreadable prompt or a waveform that is not mono;
             SpeakerError: a bad speaker string.
         """
