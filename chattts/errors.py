@@ -180,7 +180,15 @@ class SsmlError(ChatTTSError, ValueError):
 
 
 class JobFailed(ChatTTSError, RuntimeError):
-    """The server's worker could not synthesise a request (sent to its queue instead of audio)."""
+    """The server's worker could not synthesise a request (sent to its queue instead of audio).
+
+    ``cause``: the exception that failed it (an :class:`EmptyInputError` is the client's
+    fault, answered with a 400), or None.
+    """
+
+    def __init__(self, message: str, cause: Optional[BaseException] = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class QueueFullError(ChatTTSError, RuntimeError):
@@ -217,6 +225,11 @@ class ChatTTSWarning(UserWarning):
     """Base class of the warnings chattts issues."""
 
 
+class LoadFailedWarning(ChatTTSWarning):
+    """``Chat.load()`` failed and returned False (the reference's contract); the warning says
+    why, so that the reason is seen without any logging set up."""
+
+
 class ScriptWarning(ChatTTSWarning):
     """Something in a dialogue script was dropped (an unknown cue or tag)."""
 
@@ -241,6 +254,7 @@ __all__ = [
     "EmptyInputError",
     "InputTypeError",
     "JobFailed",
+    "LoadFailedWarning",
     "MissingDependencyError",
     "NarrationCancelled",
     "NarrationError",

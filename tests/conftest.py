@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -43,8 +42,12 @@ def voice_library(tmp_path_factory) -> str:
     """The folder of every Chat's voice library (``Chat.voices``, the server's voices without
     ``--voices``): an empty temporary folder, never the user's own library."""
     folder = str(tmp_path_factory.mktemp("voice-library"))
+
+    def library(path=None) -> VoiceLibrary:  # Chat(voices=PATH) still gets PATH
+        return VoiceLibrary(folder if path is None else path)
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(chattts.chat.facade, "VoiceLibrary", functools.partial(VoiceLibrary, folder))
+        mp.setattr(chattts.chat.facade, "VoiceLibrary", library)
         assert chattts.Chat().voices.path == folder
         yield folder
 

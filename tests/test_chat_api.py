@@ -94,10 +94,9 @@ def test_infer_before_load_is_clear():
         chat.sample_random_speaker()
 
 
-def test_empty_input_returns_empty(chat):
+def test_no_texts_give_no_waveforms(chat):
+    """An empty list is zero texts, not a text with nothing to speak (tests/test_empty_input.py)."""
     assert chat.infer([]) == []
-    assert chat.infer("") == []
-    assert chat.infer("   \n  ") == []
     assert list(chat.infer([], stream=True)) == []
 
 
@@ -239,7 +238,8 @@ def test_unload_then_load_again(tiny_root, spk):
 def test_load_missing_file_names_it(tiny_copy, caplog):
     os.remove(os.path.join(tiny_copy, "asset", "Decoder.safetensors"))
     chat = chattts.Chat()
-    assert chat.load(source="custom", custom_path=tiny_copy, verify=False) is False
+    with pytest.warns(errors.LoadFailedWarning, match="Decoder.safetensors"):
+        assert chat.load(source="custom", custom_path=tiny_copy, verify=False) is False
     assert "Decoder.safetensors" in caplog.text
     with pytest.raises(FileNotFoundError, match="Decoder.safetensors"):
         chat.load(source="custom", custom_path=tiny_copy, verify=False, raise_on_error=True)
@@ -342,7 +342,8 @@ def test_load_options(tiny_root, caplog):
     chat = chattts.Chat()
     assert chat.load(source="custom", custom_path=tiny_root, verify=False, use_vllm=True)
     assert "vLLM" in caplog.text
-    assert not chat.load(source="nowhere", custom_path=tiny_root, verify=False)
+    with pytest.warns(errors.LoadFailedWarning, match="unknown source"):
+        assert not chat.load(source="nowhere", custom_path=tiny_root, verify=False)
     with pytest.raises(ValueError):
         chat.load(
             source="custom",

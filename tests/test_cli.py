@@ -250,7 +250,7 @@ def test_mistakes_give_one_line(tmp_path):
         (["say", "hi", "--spk", "not a speaker", *MODEL], 1, "invalid speaker string"),
         (["say", "hi", "--voice", "alice", *MODEL], 1, "--voices"),
         (["say", "hi", "--voices", "no/voices.json", "--voice", "a", *MODEL], 1, "voices"),
-        (["say", "   ", *MODEL], 1, "nothing to say"),
+        (["say", "   ", *MODEL], 1, "nothing to speak"),
         (["say", "a", "b", "-o", "-", *MODEL], 1, "--join"),
         (["say", "hi", "--stream", "-o", "x.m4a", *MODEL], 1, "m4a"),
         (["download", "--source", "custom"], 1, "--model-dir"),

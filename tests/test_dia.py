@@ -282,8 +282,6 @@ def test_generate_warns_on_unknown_cues(chat) -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("", "empty"),
-        ("   \n", "empty"),
         ("[S1]", "turn 1 .* has no text"),
         ("[S1] hi [S2]  ", r"turn 2 \(\[S2\]\) has no text"),
         ("hi [S1] there", "before the first speaker tag"),

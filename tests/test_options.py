@@ -102,6 +102,7 @@ def test_server_options_have_one_set_of_defaults_and_one_check(monkeypatch) -> N
         "batch_wait_ms": defaults.batch_wait_ms,
         "max_queue": defaults.max_queue,
         "max_new_token": defaults.max_new_token,
+        "cors_origins": (),
     }
     for bad in ("max_batch", "max_queue"):  # a Namespace made by hand skips argparse's bounds
         with pytest.raises(UsageError, match=f"--{bad.replace('_', '-')} must be at least 1"):

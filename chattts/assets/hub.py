@@ -153,11 +153,13 @@ def _files_in(files: list[str], where: str) -> str:
     return f"{shown} in {where}"
 
 
-_CUSTOM_HINT = "or pass source='custom' with custom_path=<a complete model folder>"
+#: The end of a DownloadError's message: what a Python caller can do instead (the command line
+#: says it in its own words, ``--model-dir DIR``).
+CUSTOM_HINT = "or pass source='custom' with custom_path=<a complete model folder>"
 
 
 def _hub_error(
-    e: BaseException | None, need: str, repo_id: str = REPO_ID, other: str = _CUSTOM_HINT
+    e: BaseException | None, need: str, repo_id: str = REPO_ID, other: str = CUSTOM_HINT
 ) -> DownloadError:
     """A DownloadError saying what was needed, why the Hub could not provide it, what to do
     (``other``: what else the caller can do)."""
@@ -180,7 +182,7 @@ def _hub_error(
 
 
 def _latest_commit(
-    need: str, repo_id: str = REPO_ID, revision: str | None = None, other: str = _CUSTOM_HINT
+    need: str, repo_id: str = REPO_ID, revision: str | None = None, other: str = CUSTOM_HINT
 ) -> tuple[str, list[str]]:
     """(commit hash of ``revision``, default ``main``; files in the repo), asked with a timeout
     so that an unreachable or silent Hub fails fast instead of hanging (``huggingface_hub``
@@ -207,7 +209,7 @@ def _fetch(
     force: set[str],
     where: str,
     repo_id: str = REPO_ID,
-    other: str = _CUSTOM_HINT,
+    other: str = CUSTOM_HINT,
     **dest: object,
 ) -> list[str]:
     """``hf_hub_download`` each file of ``repo_id`` at ``commit`` (in parallel) into ``dest``

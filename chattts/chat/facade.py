@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import functools
-import gc
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
 import numpy as np
-import torch
 
 from .. import assets
-from ..config import ModelConfig, default_device
+from ..config import ModelConfig
 from ..dia.api import Dia
-from ..errors import ChatTTSError, NotLoadedError
+from ..errors import NotLoadedError
 from ..generation.engine import Interrupt
-from ..model.loading import release_free_memory
 from ..options import LoadOptions
 from ..params import InferCodeParams, RefineTextParams
 from ..pipeline import InterruptGroup, Pipeline, trim_silence
@@ -25,6 +23,7 @@ from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
 from ..validation import check_code_params
 from ..voices import VoiceLibrary
 from .compat import ReferenceAttributes
+from .loading import ModelLoading
 from .speech import SpeechCalls
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ def _forward(method: Callable[..., T], to: str) -> Callable[..., T]:
     return call
 
 
-class Chat(ReferenceAttributes):
+class Chat(ModelLoading, ReferenceAttributes):
     """Load a ChatTTS model and synthesise speech, with the reference's API.
 
     A thin facade: the work is done by :class:`chattts.pipeline.Pipeline` (``chat.pipeline``),
@@ -63,7 +62,15 @@ class Chat(ReferenceAttributes):
     RefineTextParams = RefineTextParams
     InferCodeParams = InferCodeParams
 
-    def __init__(self, logger: logging.Logger = logger) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger = logger,
+        *,
+        voices: Union[None, str, os.PathLike, VoiceLibrary] = None,
+    ) -> None:
+        """``voices``: the voice library (a folder, or a :class:`VoiceLibrary`); default: the
+        user's own (``~/.cache/chattts/voices``), which ``chattts serve`` and the web UI read
+        too. A throwaway folder (``tempfile.mkdtemp()``) keeps an example's voices out of it."""
         self.logger = logger
         self.config = ModelConfig()
         self.normalizer = Normalizer()
@@ -72,142 +79,24 @@ class Chat(ReferenceAttributes):
         self.models: Optional[Models] = None
         self.options: Optional[LoadOptions] = None
         self._pipeline: Optional[Pipeline] = None
-        self.voices = VoiceLibrary()
+        self._load_failure: Optional[str] = None  # why the last load() failed
+        if voices is None or isinstance(voices, (str, os.PathLike)):
+            voices = VoiceLibrary() if voices is None else VoiceLibrary(voices)
+        self.voices = voices
         #: the Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)
         self.dia = Dia(self._dia_pipeline, self.resolve_voice)
         #: finished speech with segment times: ``chat.speak`` is ``chat.speech.speak``
         self.speech = SpeechCalls(lambda: self.pipeline, self.resolve_voice, self.context)
-
-    # ---- loading ----------------------------------------------------------------------------
-
-    def has_loaded(self, use_decoder: bool = False) -> bool:
-        """True when every module needed by ``infer`` is loaded (the Decoder if asked)."""
-        if self.models is None:
-            return False
-        return not use_decoder or self.models.has_decoder
-
-    def download_models(
-        self,
-        source: str = "local",
-        force_redownload: bool = False,
-        custom_path: Optional[str] = None,
-        *,
-        verify: bool = True,
-    ) -> Optional[str]:
-        """Fetch and verify the model files; returns the model root, or None after logging why.
-
-        ``source``: ``"local"`` (the default, as the reference: ``custom_path`` or the current
-        directory, completed from the Hub), ``"huggingface"`` (Hub cache; ``custom_path`` =
-        cache dir) or ``"custom"``.
-        """
-        try:
-            return assets.resolve_model_root(
-                source, custom_path, force_redownload, verify, sha256_map=self.sha256_map
-            )
-        except (ChatTTSError, ValueError, OSError) as e:
-            self.logger.error("%s", e)
-            return None
-
-    def load(
-        self,
-        source: str = "local",
-        force_redownload: bool = False,
-        compile: bool = False,
-        custom_path: Optional[str] = None,
-        device: Optional[Union[str, torch.device]] = None,
-        coef: Optional[str] = None,
-        use_flash_attn: bool = False,
-        use_vllm: bool = False,
-        experimental: bool = False,
-        *,
-        verify: bool = True,
-        dtype: str = "float32",
-        quantize: Optional[str] = None,
-        backend: str = "auto",
-        ort_spinning: bool = False,
-        raise_on_error: bool = False,
-    ) -> bool:
-        """Load the models; returns False (after logging why) on failure.
-
-        The arguments are those of :class:`chattts.options.LoadOptions` (which
-        :meth:`load_options` takes as one value). With ``raise_on_error`` the failure is
-        raised instead (a :class:`ChatTTSError`, ``ValueError`` or ``OSError``).
-        ``verify=False`` accepts checkpoints other than the official one (fine-tuned, random).
-        """
-        if use_vllm:
-            self.logger.warning("use_vllm: vLLM is not wired in; the built-in engine is used")
-        try:
-            options = LoadOptions.from_kwargs(
-                source=source,
-                custom_path=custom_path,
-                force_redownload=force_redownload,
-                verify=verify,
-                device=device,
-                experimental=experimental,
-                coef=coef,
-                dtype=dtype,
-                quantize=quantize,
-                compile=compile,
-                use_flash_attn=use_flash_attn,
-                backend=backend,
-                ort_spinning=ort_spinning,
-            )
-        except ValueError as e:
-            if raise_on_error:
-                raise
-            self.logger.error("loading failed: %s", e)
-            return False
-        return self.load_options(options, raise_on_error=raise_on_error)
-
-    def load_options(self, options: LoadOptions, *, raise_on_error: bool = True) -> bool:
-        """Load the models described by ``options`` (see :meth:`load`)."""
-        try:
-            models = self._open(options)
-        except (ChatTTSError, ValueError, OSError, RuntimeError) as e:
-            if raise_on_error:
-                raise
-            self.logger.error("loading failed: %s", e)
-            return False
-        self.models, self.options = models, options
-        self.config = models.config
-        self._pipeline = Pipeline(models, self.normalizer)
-        self.normalizer.renew()  # as the reference's load: normalisers may be registered again
-        release_free_memory()
-        return True
-
-    def _open(self, options: LoadOptions) -> Models:
-        """Resolve, verify and load the model root of ``options`` (raises on failure)."""
-        root = assets.resolve_model_root(
-            options.source,
-            options.custom_path,
-            options.force_redownload,
-            options.verify,
-            sha256_map=self.sha256_map,
-        )
-        device = torch.device(options.device or default_device(options.experimental))
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but CUDA is not available")
-        self.unload()
-        models = Models.load(root, device, options.engine, options.coef)
-        engine = options.engine
-        int8 = ", int8" if engine.quantize else ""
-        self.logger.info("loaded %s on %s (%s%s)", root, device, engine.dtype, int8)
-        return models
-
-    def unload(self) -> None:
-        """Release the models."""
-        had_models = self.models is not None
-        self.models = None
-        self._pipeline = None
-        if had_models:
-            gc.collect()
-            release_free_memory()
 
     @property
     def pipeline(self) -> Pipeline:
         """The request path over the loaded models (raises :class:`NotLoadedError` before
         :meth:`load`)."""
         if self._pipeline is None:
+            if self._load_failure is not None:
+                raise NotLoadedError(
+                    f"the models are not loaded: the last Chat.load() failed: {self._load_failure}"
+                )
             raise NotLoadedError("the models are not loaded: call Chat.load() first")
         return self._pipeline
 
@@ -347,11 +236,12 @@ class Chat(ReferenceAttributes):
 
         Returns a list of float32 waveforms (N,) at 24 kHz: one per text for a list; for a str,
         a list of one waveform (its sentences, when split, each trimmed and concatenated).
-        Empty input gives ``[]``. With ``refine_text_only``, the refined text instead (a str
-        for a str, a list for a list). With ``stream``, a generator of float32 chunks (B, n):
-        for a list, B = the texts of the current batch (rows of items that have ended hold
-        2**-24, silence in 16-bit PCM, so clients that scale rows by their peak work); for a str,
-        B = 1 and the chunks follow the sentences in order.
+        An empty list gives ``[]``; a text with nothing to speak raises ``EmptyInputError``.
+        With ``refine_text_only``, the refined text instead (a str for a str, a list for a
+        list). With ``stream``, a generator of float32 chunks (B, n): for a list, B = the texts
+        of the current batch (rows of items that have ended hold 2**-24, silence in 16-bit
+        PCM, so clients that scale rows by their peak work); for a str, B = 1 and the chunks
+        follow the sentences in order.
 
         A str with ``split_text`` is split by the reference rule, each sentence normalised,
         then any sentence longer than ``max_split_chars`` (a ``[...]`` tag counting one) is cut
@@ -378,8 +268,8 @@ class Chat(ReferenceAttributes):
         if not refine_text_only:
             params_infer_code = self.speech.voiced(params_infer_code)
             check_code_params(params_infer_code)
-        if not texts or all(not t.strip() for t in texts):
-            return _empty_result(single, stream, refine_text_only)
+        if not texts:  # an empty list: no waveform
+            return iter(()) if stream else []
         flag = self.context.new()
         streaming = False  # once the stream owns the flag, it releases it
         try:
@@ -450,16 +340,6 @@ class Chat(ReferenceAttributes):
     speak = _forward(SpeechCalls.speak, "speech")
     speak_stream = _forward(SpeechCalls.speak_stream, "speech")
     synthesize = _forward(SpeechCalls.synthesize, "speech")
-
-
-def _empty_result(
-    single: bool, stream: bool, refine_text_only: bool
-) -> Union[list[np.ndarray], Iterator[np.ndarray], str, list[str]]:
-    if refine_text_only:
-        return "" if single else []
-    if stream:
-        return iter(())
-    return []
 
 
 __all__ = ["Chat"]

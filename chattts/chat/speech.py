@@ -110,6 +110,8 @@ class SpeechCalls:
 
         Yields lists with one float32 array (n,) per item: with ``stream``, the new audio of
         each item (possibly empty) as it is produced; otherwise once, each whole waveform.
+        A text with nothing to speak raises :class:`~chattts.errors.EmptyInputError` before
+        anything is synthesised.
         """
         pipeline = self.pipeline
         texts = list(texts)

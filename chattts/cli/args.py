@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -29,6 +30,27 @@ if TYPE_CHECKING:
 NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
 VOICES_ENV = "CHATTTS_VOICES"
 KEY_ENV = "CHATTTS_API_KEY"
+_ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
+
+
+def check_origins(origins: Sequence[str]) -> tuple[str, ...]:
+    """Web origins as CORS compares them (``--cors-origin``): ``*`` or
+    ``scheme://host[:port]``, with no path; duplicates dropped.
+
+    Raises:
+        UsageError: an origin with a path (a trailing ``/`` too: browsers never send one),
+            a query, or a scheme other than http/https.
+    """
+    out = []
+    for origin in origins:
+        o = origin.strip()
+        if o != "*" and not _ORIGIN.match(o):
+            raise UsageError(
+                f"--cors-origin {origin!r}: give '*' or an origin as browsers send it, "
+                "scheme://host[:port] with no path (e.g. http://localhost:3000)"
+            )
+        out.append(o)
+    return tuple(dict.fromkeys(out))
 
 
 def number(kind: type, low: float, high: float = float("inf")) -> Callable[[str], Any]:
@@ -89,11 +111,11 @@ class ServerOptions:
 
     Attributes:
         host, port: where it listens; ``host`` is also accepted in the Host header.
-        api_key, voices, max_batch, batch_wait_ms, max_queue, max_new_token: as in
-            :func:`chattts.server.create_app` (:meth:`app_kwargs`).
+        api_key, voices, max_batch, batch_wait_ms, max_queue, max_new_token, cors_origins:
+            as in :func:`chattts.server.create_app` (:meth:`app_kwargs`).
 
     Raises:
-        UsageError: ``max_batch`` or ``max_queue`` below 1.
+        UsageError: ``max_batch`` or ``max_queue`` below 1, a malformed CORS origin.
     """
 
     host: str = "127.0.0.1"
@@ -104,17 +126,19 @@ class ServerOptions:
     batch_wait_ms: float = 20.0
     max_queue: int = 256
     max_new_token: int = 2048
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise UsageError("--max-batch must be at least 1")
         if self.max_queue < 1:
             raise UsageError("--max-queue must be at least 1")
+        object.__setattr__(self, "cors_origins", check_origins(self.cors_origins or ()))
 
     def app_kwargs(self) -> dict[str, Any]:
         """The keywords of ``create_app`` (and of the Ray replicas' options) they set."""
         keys = ("voices", "api_key", "max_batch", "batch_wait_ms", "max_queue", "max_new_token")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in (*keys, "cors_origins")}
 
 
 SERVER_DEFAULTS = ServerOptions()
@@ -149,6 +173,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         type=number(float, 0),
         default=d.batch_wait_ms,
         help=f"batching wait ({d.batch_wait_ms:g})",
+    )
+    p.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="let pages of ORIGIN (http://host:port, or '*') call the server; repeatable",
     )
     p.add_argument(
         "--max-queue",
@@ -273,6 +304,7 @@ __all__ = [
     "add_voices_argument",
     "add_webui_arguments",
     "app_args",
+    "check_origins",
     "check_model_dir",
     "default_source",
     "load_chat",

@@ -11,8 +11,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import NoReturn, Optional
 
+from ..assets.hub import CUSTOM_HINT
 from ..errors import ChatTTSError, ChecksumMismatchError
 from . import apps, model, narrate, say
 from .voice import add_voice_parser
@@ -20,6 +22,8 @@ from .voice import add_voice_parser
 logger = logging.getLogger("chattts")
 
 PROG = "chattts"
+#: What the command line says where the library says ``source='custom'``.
+CLI_CUSTOM_HINT = "or give --model-dir DIR, a complete model folder"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,10 +33,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def version() -> str:
+    """The installed chattts's version (its package metadata)."""
+    try:
+        return metadata.version("chattts")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``chattts`` argument parser."""
     parser = _Parser(prog=PROG, description="ChatTTS text-to-speech (docs/cli.md).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     common = _Parser(add_help=False)
     common.add_argument(
         "-v",
@@ -58,7 +71,8 @@ def _message(e: BaseException) -> str:
         )
     if isinstance(e, OSError) and e.filename and e.strerror:
         return f"{e.filename}: {e.strerror}"
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    text = str(e).strip().replace(CUSTOM_HINT, CLI_CUSTOM_HINT)
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 class _CliHandler(logging.StreamHandler):

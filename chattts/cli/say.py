@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from .. import audio
-from ..errors import UsageError
+from ..errors import EmptyInputError, UsageError
 from .args import add_load_arguments, load_chat, number
 from .say_args import (
     add_sampling_arguments,
@@ -37,9 +37,17 @@ def _texts(raw: Sequence[str]) -> list[str]:
             texts += [line.strip() for line in sys.stdin if line.strip()]
         else:
             texts.append(t)
-    if not texts or any(not t.strip() for t in texts):
-        raise UsageError("nothing to say: give non-empty texts (or - to read lines from stdin)")
+    if not texts:
+        raise UsageError("nothing to say: give texts (or - to read lines from stdin)")
+    for i, t in enumerate(texts):
+        if not t.strip():  # the library's error, before the model loads
+            raise EmptyInputError(t, i if len(texts) > 1 else None)
     return texts
+
+
+def _in(folder: str) -> str:
+    """``folder/output.wav``, as the user wrote the folder."""
+    return folder + ("" if folder.endswith(("/", os.sep)) else os.sep) + "output.wav"
 
 
 def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
@@ -49,6 +57,8 @@ def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
         if n > 1 and not args.join:
             raise UsageError("-o - writes one stream: use --join with several texts")
         return ["-"], audio.normalize_format(args.format or "wav")
+    if os.path.isdir(out) or out.endswith(("/", os.sep)):
+        raise UsageError(f"{out} is a directory: give a file name, e.g. -o {_in(out)}")
     fmt = audio.normalize_format(args.format) if args.format else audio.format_from_path(out)
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
@@ -94,11 +104,10 @@ def cmd_say(args: argparse.Namespace) -> int:
     rate = chat.config.sample_rate
     gap = np.zeros(int(round(args.gap * rate)), np.float32) if args.join else None
     if args.stream:
+        chat.pipeline.prepare(texts)  # EmptyInputError before any file is started
         _say_streamed(chat, texts, paths, fmt, rate, gap, infer)
     else:
         wavs = chat.infer(texts, **infer)
-        if len(wavs) != len(texts):  # texts that normalise to nothing
-            raise UsageError("nothing to say: the texts hold nothing speakable")
         for text, wav in zip(texts, wavs, strict=True):
             if wav.size == 0:
                 _warn_silent(text)
@@ -130,6 +139,7 @@ def _prepared(args: argparse.Namespace) -> tuple[Chat, dict[str, Any]]:
 def _say_played(args: argparse.Namespace, texts: list[str], player: Any) -> int:
     """Each text streamed to the audio output as it is produced, ``--gap`` between texts."""
     chat, infer = _prepared(args)
+    chat.pipeline.prepare(texts)  # EmptyInputError before anything is played
     gap = np.zeros(int(round(args.gap * chat.config.sample_rate)), np.float32)
     for i, text in enumerate(texts):
         if i:

@@ -45,7 +45,12 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGrou
     s.add_argument("--temperature", type=number(float, 1e-5), help="default 0.3")
     s.add_argument("--top-p", type=number(float, 0, 1), help="default 0.7")
     s.add_argument("--top-k", type=number(int, 1), help="default 20")
-    s.add_argument("--max-new-token", type=number(int, 1), metavar="N", help="default 2048")
+    s.add_argument(
+        "--max-new-token",
+        type=number(int, 1),
+        metavar="N",
+        help="code steps at most (default 2048, within the model's positions)",
+    )
     s.add_argument("--refine-max-new-token", type=number(int, 1), metavar="N", help="default 384")
     s.add_argument("--refine-prompt", metavar="TOKENS", help="e.g. '[oral_2][laugh_0][break_6]'")
     s.add_argument("--speed", type=int, choices=range(10), metavar="0-9", help="[speed_N] (5)")
@@ -87,6 +92,12 @@ def voice_of(args: argparse.Namespace) -> Voice:
     return Voice(seed=args.seed)
 
 
+def shorten(speaker: str, keep: int = 16) -> str:
+    """A speaker string for a log line: its first ``keep`` characters and ``…`` (the whole
+    string is hundreds of characters; ``chattts speaker --seed N`` prints it)."""
+    return speaker if len(speaker) <= keep else speaker[:keep] + "…"
+
+
 def voice_fields(chat: Chat, voices: Optional[str], voice: Voice) -> dict[str, Any]:
     """The ``InferCodeParams`` fields of ``voice``: its speaker string, or a library voice's
     speaker sample (``spk_smp`` + ``txt_smp``). A seed (or no voice: a random one) is drawn
@@ -98,7 +109,8 @@ def voice_fields(chat: Chat, voices: Optional[str], voice: Voice) -> dict[str, A
     if isinstance(voice.speaker, str):
         return {"spk_emb": voice.speaker}
     spk = chat.sample_random_speaker(seed=voice.seed)
-    logger.info("speaker%s: %s", "" if voice.seed is None else f" (seed {voice.seed})", spk)
+    seed = "" if voice.seed is None else f" (seed {voice.seed}: 'chattts speaker --seed N')"
+    logger.info("speaker%s: %s", seed, shorten(spk))
     return {"spk_emb": spk}
 
 
@@ -133,6 +145,7 @@ __all__ = [
     "add_voice_arguments",
     "parse_voice",
     "sampling_params",
+    "shorten",
     "voice_fields",
     "voice_of",
 ]

@@ -29,13 +29,12 @@ import numpy as np
 
 from ..assets.hub import snapshot_repo
 from ..audio.speech import Piece, Speech, assemble
-from ..errors import AssetNotFoundError, UnsupportedOptionError
+from ..errors import AssetNotFoundError, EmptyInputError, UnsupportedOptionError
 from ..options import LoadOptions
 from ..params import InferCodeParams
 from ..pipeline import Pipeline, Utterance, trim_silence
 from ..pipeline.speech import spoken_words
 from .script import (
-    ScriptError,
     Voice,
     VoiceLike,
     as_voice,
@@ -273,7 +272,7 @@ class Dia:
                 (``"S1"``...), ready for captions.
 
         Raises:
-            ScriptError: empty text, a turn with no text; UnsupportedOptionError: cfg_scale;
+            EmptyInputError, ScriptError: nothing to speak; UnsupportedOptionError: cfg_scale;
             chattts.audio.AudioError: an unreadable prompt or a waveform that is not mono;
             SpeakerError: a bad speaker string.
         """
@@ -410,7 +409,7 @@ def _plan(
         raise TypeError(f"a text must be a str, not {type(text).__name__}")
     if not has_speaker_tags(text):
         if not text.strip():
-            raise ScriptError("the text is empty")
+            raise EmptyInputError(text)
         return [_Segment(text, sampling.params(voices.fields(voice), seed))]
     turns = parse_script(text)
     base = seed if seed is not None else secrets.randbits(30)

@@ -22,6 +22,7 @@ version and the precision. An entry that fails its manifest is rebuilt with one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -70,11 +71,16 @@ def converted_entry(
     build: Callable[[str], dict],
     *,
     rebuild: bool = False,
+    config_sha: Optional[str] = None,
 ) -> str:
     """The cache folder of the ``kind`` graphs made from a source with SHA256 ``sha``
-    (:func:`chattts.assets.cache.cached_entry`, named by the source, converter and precision)."""
+    (:func:`chattts.assets.cache.cached_entry`, named by the source, converter and precision,
+    and by ``config_sha``, the digest of the configuration the graph was built for)."""
     want = {"converter_version": CONVERTER_VERSION, "source_sha256": sha, "precision": precision}
     name = f"{kind}-{sha[:16]}-v{CONVERTER_VERSION}-{precision}"
+    if config_sha is not None:
+        want["config_sha256"] = config_sha
+        name += f"-{config_sha[:8]}"
     return cached_entry(cache_dir, name, want, build, rebuild=rebuild, what=f"ONNX {kind}")
 
 
@@ -99,10 +105,14 @@ def converted_gpt(
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"{weights}: no GPT weights to convert")
     sha = checkpoint_sha256(weights, cache_dir)
+    config = read_gpt_json(os.path.join(gpt_dir, "config.json"))
+    # the graph depends on the configuration too (its rotary table has max_position_embeddings
+    # rows): the same weights under another config.json are another graph
+    shape = json.dumps(asdict(config), sort_keys=True)
+    config_sha = hashlib.sha256(shape.encode()).hexdigest()
 
     def build(out: str) -> dict:
         _require_converter()
-        config = read_gpt_json(os.path.join(gpt_dir, "config.json"))
         logger.info(
             "converting %s to ONNX Runtime (%s); once per checkpoint, about 20 s and 2.5 GB "
             "of memory for the official model",
@@ -120,7 +130,9 @@ def converted_gpt(
                 os.remove(os.path.join(out, name))  # genai config, tokenizer copies
         return {"source": weights, "builder": _builder_version(), "config": asdict(config)}
 
-    entry = converted_entry("gpt", sha, precision, cache_dir, build, rebuild=rebuild)
+    entry = converted_entry(
+        "gpt", sha, precision, cache_dir, build, rebuild=rebuild, config_sha=config_sha
+    )
     return ConvertedGPT(os.path.join(entry, GRAPH_FILE), precision, sha)
 
 

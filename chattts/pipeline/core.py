@@ -19,6 +19,7 @@ another.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Optional, Union
@@ -26,9 +27,10 @@ from typing import Optional, Union
 import numpy as np
 
 from ..decode.stream import stream_batch
+from ..errors import EmptyInputError
 from ..generation.engine import GenerationState, Interrupt
 from ..params import InferCodeParams, RefineTextParams
-from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, split_sentences
+from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer, has_speech, split_sentences
 from ..text import split_text as split_long
 from ..validation import check_code_params, check_refine_params, check_texts
 from ..voices.speaker import encode_speaker
@@ -73,15 +75,32 @@ class Pipeline:
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
     ) -> list[str]:
         """The pieces to speak: a str with ``split`` is split by the reference rule, each
-        sentence normalised, then any piece longer than ``max_split_chars`` cut further; a
-        list gives one normalised piece per text."""
+        sentence normalised, then any piece longer than ``max_split_chars`` cut further
+        (pieces with nothing to speak, such as a lone ``...``, are dropped); a list gives one
+        normalised piece per text (an empty list, none).
+
+        Raises:
+            EmptyInputError: a str, or a text of the list, with nothing to speak once
+                normalised (:func:`chattts.text.has_speech`).
+        """
         check_texts(text)
         single = isinstance(text, str)
-        texts = split_sentences(text) if single and split else ([text] if single else list(text))
-        texts = [self.normalizer(t, normalize, homophones, lang) for t in texts]
+        norm = functools.partial(
+            self.normalizer,
+            do_text_normalization=normalize,
+            do_homophone_replacement=homophones,
+            lang=lang,
+        )
         if single and split:
-            texts = [piece for t in texts for piece in split_long(t, max_split_chars)]
-        return texts
+            pieces = [
+                p for t in split_sentences(text) for p in split_long(norm(t), max_split_chars)
+            ]
+            pieces = [p for p in pieces if has_speech(p)]
+            if not pieces:
+                raise EmptyInputError(text)
+            return pieces
+        texts = [text] if single else list(text)
+        return [speakable(norm(t), t, None if single else i) for i, t in enumerate(texts)]
 
     def refine(
         self,
@@ -223,6 +242,10 @@ class Pipeline:
 
         Yields lists with one float32 array (n,) per utterance: with ``stream``, the new audio
         of each item (possibly empty) as it is produced; otherwise once, each whole waveform.
+
+        Raises:
+            EmptyInputError: an utterance with nothing to speak once normalised (before any
+                pass runs; ``index``: its place, when there are several).
         """
         items = list(utterances)
         check_texts([u.text for u in items])
@@ -232,7 +255,13 @@ class Pipeline:
                 check_refine_params(u.refine)
         if not items:
             return
-        texts = [self._text_of(u, normalize) for u in items]
+        # every text is checked before any refine or code pass runs
+        many = len(items) > 1
+        texts = [
+            speakable(self.normalizer(u.text, normalize), u.text, i if many else None)
+            for i, u in enumerate(items)
+        ]
+        texts = [self._refined(u, t) for u, t in zip(items, texts, strict=True)]
         # items cancelled before the code pass (while refining, say) get no audio and no rows
         live = [i for i, u in enumerate(items) if u.cancel is None or not u.cancel.is_set()]
         for parts in self._code_pass(
@@ -269,14 +298,24 @@ class Pipeline:
         else:
             yield self._decoded(steps, len(texts), use_decoder, padded=False)
 
-    def _text_of(self, u: Utterance, normalize: bool) -> str:
-        """The text the code pass reads: refined alone (when asked, and not cancelled), else
-        normalised; an empty refinement falls back to the normalised text."""
-        text = self.normalizer(u.text, normalize)
+    def _refined(self, u: Utterance, text: str) -> str:
+        """The text the code pass reads: ``text`` (normalised) refined alone when asked and
+        not cancelled; an empty refinement falls back to ``text``."""
         if u.refine is None or (u.cancel is not None and u.cancel.is_set()):
             return text
         refined = self.passes.refine([text], u.refine, u.cancel, None)[0]
         return refined if refined.strip() else text
 
 
-__all__ = ["Pipeline"]
+def speakable(normalised: str, text: str, index: Optional[int] = None) -> str:
+    """``normalised`` (the normalised form of ``text``), checked to hold something to speak.
+
+    Raises:
+        EmptyInputError: it does not (``index``: the text's place in a list).
+    """
+    if not has_speech(normalised):
+        raise EmptyInputError(text, index)
+    return normalised
+
+
+__all__ = ["Pipeline", "speakable"]

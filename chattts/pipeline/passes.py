@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Optional, Union
 
 import numpy as np
 import torch
 
+from ..errors import ParameterError
 from ..generation.engine import GenerationState, Interrupt
 from ..generation.sampling import ItemSampling
 from ..params import InferCodeParams, RefineTextParams
@@ -53,6 +55,43 @@ def item_sampling(params: RefineTextParams, seed: Optional[int] = None) -> ItemS
     )
 
 
+def fit_positions(
+    items: list[ItemSampling], prompt: int, positions: int, what: str
+) -> list[ItemSampling]:
+    """``items`` with ``max_new_token`` (and ``min_new_token``) lowered so that the prompt of
+    ``prompt`` positions plus the steps fit the model's ``positions``
+    (``max_position_embeddings``), with a note in the log when any is lowered: every engine
+    then stops at the same step, within the rotary table the model was trained on.
+
+    Raises:
+        ParameterError: the prompt alone takes every position (the text is too long).
+    """
+    room = positions - prompt
+    if room < 1:
+        raise ParameterError(
+            f"the {what} pass prompt takes {prompt} positions and the model has {positions} "
+            "(max_position_embeddings): shorten the text"
+        )
+    longest = max(it.max_new_token for it in items)
+    if longest <= room:
+        return items
+    logger.info(
+        "%s pass: max_new_token %d lowered to %d, so that the prompt (%d positions) and the "
+        "steps fit the model's %d positions",
+        what,
+        longest,
+        room,
+        prompt,
+        positions,
+    )
+    return [
+        replace(
+            it, max_new_token=min(it.max_new_token, room), min_new_token=min(it.min_new_token, room)
+        )
+        for it in items
+    ]
+
+
 class Passes:
     """The refine and code passes, and speaker samples, over loaded :class:`Models`."""
 
@@ -89,6 +128,11 @@ class Passes:
                 embeds[i, is_spk[i]] = vec.to(embeds.device, embeds.dtype)
         return embeds.to(m.engine.backend.dtype), batch.attention_mask
 
+    def fit(self, items: list[ItemSampling], embeds: torch.Tensor, what: str) -> list[ItemSampling]:
+        """:func:`fit_positions` for prompts ``embeds`` (B, T, H)."""
+        positions = int(self.m.config.gpt.max_position_embeddings)
+        return fit_positions(items, int(embeds.shape[1]), positions, what)
+
     # ---- passes -----------------------------------------------------------------------------
 
     def refine_inputs(self, texts: list[str], prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,12 +161,13 @@ class Passes:
         m = self.m
         embeds, mask = self.refine_inputs(texts, params.prompt)
         heads = m.engine.refine_heads(m.tokenizer.eos_refine_id)
+        items = self.fit([item_sampling(params)] * len(texts), embeds, "refine")
         state = last(
             m.engine.steps(
                 embeds,
                 mask,
                 heads,
-                [item_sampling(params)] * len(texts),
+                items,
                 params.manual_seed,
                 interrupt,
                 progress,
@@ -154,6 +199,7 @@ class Passes:
         embeds, mask = self.code_inputs(texts, plist)
         per_item = per_item_seeds or isinstance(params, list)
         items = [item_sampling(p, p.manual_seed if per_item else None) for p in plist]
+        items = self.fit(items, embeds, "code")
         batch_seed = None if per_item else plist[0].manual_seed
         return self.m.engine.steps(
             embeds,

@@ -20,6 +20,7 @@ from ..cli.args import (
     add_load_arguments,
     add_server_arguments,
     app_args,
+    check_origins,
     load_options,
     open_chat,
     server_options,
@@ -79,6 +80,7 @@ def create_app(
     max_queue: int = 256,
     max_new_token: int = 2048,
     allowed_hosts: Optional[list[str]] = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The FastAPI app of the server.
 
@@ -97,12 +99,16 @@ def create_app(
         max_new_token: the most code steps a request may ask for (and its default).
         allowed_hosts: Host header names accepted besides localhost when there is no API key
             (docs/server.md, Host check).
+        cors_origins: web origins (``http://localhost:3000``, or ``*``) whose pages may call
+            the server (CORS, docs/server.md, "Browsers"); none: CORS is off.
 
     Raises:
         MissingDependencyError: FastAPI or uvicorn is not installed.
         ChatTTSError, OSError, ValueError: the model or the voices cannot be loaded.
+        UsageError: a malformed CORS origin.
     """
     _require_web()
+    origins = check_origins(cors_origins)  # before the model loads
     from .app import SpeechService, build_app
 
     if chat is None:
@@ -118,7 +124,7 @@ def create_app(
     table = Voices.load(voices, hidden, chat.sample_random_speaker, library=chat.voices)
     batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
     service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
-    return build_app(service)
+    return build_app(service, origins)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Optional
 
 import anyio
@@ -20,11 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import audio
-from ..errors import InputTypeError, ParameterError
+from ..errors import EmptyInputError, InputTypeError, ParameterError
 from ..params import InferCodeParams, RefineTextParams
 from ..validation import MAX_NEW_TOKEN, check_code_params, check_refine_params
 from . import metrics as _metrics
 from .batcher import DONE, Batcher, JobFailed, QueueFullError, SpeechJob
+from .browser import install_cors, install_docs
 from .schemas import (
     MODEL_NAMES,
     RequestError,
@@ -258,8 +259,24 @@ async def _read_body(request: Request) -> bytes:
     return bytes(body)
 
 
+async def _whole_flac(request: Request, job: SpeechJob, first: Any, rate: int) -> Response:
+    """A FLAC file sent once complete, so that its header holds the duration (total samples)
+    and the MD5 of the audio, which a stream cannot go back and write."""
+    parts, item = [], first
+    while item is not DONE:
+        if item is None:  # the client left
+            return Response(status_code=_CLIENT_CLOSED)
+        if isinstance(item, JobFailed):
+            raise RequestError(str(item), type="server_error", status=500)
+        parts.append(item)
+        item = await _first_item(request, job)
+    wav = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    data = await run_in_threadpool(audio.encode_audio, wav, "flac", rate)
+    return Response(data, media_type=audio.MEDIA_TYPES["flac"])
+
+
 async def _first_item(request: Request, job: SpeechJob) -> Any:
-    """The job's first item (chunk, DONE or failure); None when the client left before it."""
+    """The job's next item (chunk, DONE or failure); None when the client left before it."""
     getter = asyncio.ensure_future(job.get())
     try:
         while True:
@@ -300,8 +317,9 @@ def _model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": _CREATED, "owned_by": "chattts"}
 
 
-def build_app(service: SpeechService) -> FastAPI:
-    """The routes over a :class:`SpeechService` (its worker runs while the app does)."""
+def build_app(service: SpeechService, cors_origins: Sequence[str] = ()) -> FastAPI:
+    """The routes over a :class:`SpeechService` (its worker runs while the app does);
+    ``cors_origins``: the web origins whose pages may call it (none: CORS off)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -311,12 +329,16 @@ def build_app(service: SpeechService) -> FastAPI:
         finally:
             await run_in_threadpool(service.batcher.stop)
 
-    app = _SpeechApp(title="chattts speech server", lifespan=lifespan, redoc_url=None)
+    app = _SpeechApp(
+        title="chattts speech server", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.service = service
     _install_errors(app)
     _install_guard(app, service)
     _install_routes(app, service)
+    install_docs(app)  # /docs and /redoc from the installation, no CDN
     _metrics.install(app, service)  # /metrics, and the replica header on every answer
+    install_cors(app, cors_origins)  # last: the outermost layer, around errors too
     return app
 
 
@@ -386,7 +408,11 @@ def _install_routes(app: FastAPI, service: SpeechService) -> None:
         if first is None:
             return Response(status_code=_CLIENT_CLOSED)
         if isinstance(first, JobFailed):
+            if isinstance(first.cause, EmptyInputError):  # the same rule as the library's
+                raise RequestError(f"'input': {first.cause}", "input", "empty_input")
             raise RequestError(str(first), type="server_error", status=500)
+        if req.response_format == "flac" and req.stream_format == "audio":
+            return await _whole_flac(request, job, first, service.rate)
         encoded = _Encoded(job, first, req.response_format, service.rate)
         if req.stream_format == "sse":
             headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from ..errors import JobFailed, QueueFullError
+from ..errors import EmptyInputError, JobFailed, QueueFullError
 from ..generation.engine import Interrupt
 from ..params import InferCodeParams, RefineTextParams
 from ..pipeline import Utterance
@@ -307,10 +307,15 @@ class Batcher:
                 for job in jobs:
                     self._run([job])
                 return
-            logger.exception("synthesis failed")
+            if isinstance(e, EmptyInputError):  # the client's text: a 400, not a failure
+                logger.info("request refused: %s", e)
+                message = str(e)
+            else:
+                logger.exception("synthesis failed")
+                message = f"synthesis failed: {type(e).__name__}: {e}"
             for job in jobs:
                 self._finish(job, "failed")
-                job.put(JobFailed(f"synthesis failed: {type(e).__name__}: {e}"))
+                job.put(JobFailed(message, cause=e))
             return
         for job in jobs:  # finished before DONE is seen, so a late cancel is a no-op
             self._finish(job, "cancelled" if job.cancelled else "completed")

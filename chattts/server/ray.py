@@ -61,6 +61,7 @@ class ReplicaOptions:
             None: the voice library of each replica's node (``chattts voice add``).
         api_key, max_batch, batch_wait_ms, max_queue, max_new_token: as in ``create_app``.
         allowed_hosts: extra names accepted in the Host header without an API key.
+        cors_origins: web origins whose pages may call the replicas (``create_app``).
         threads: torch threads of each replica (None: Ray's ``OMP_NUM_THREADS``, the
             replica's CPUs).
     """
@@ -74,6 +75,7 @@ class ReplicaOptions:
     max_new_token: int = 2048
     allowed_hosts: tuple[str, ...] = ()
     threads: Optional[int] = None
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_model(cls, model_dir: str, **kwargs: Any) -> ReplicaOptions:
@@ -108,6 +110,7 @@ class SpeechReplica:
             batch_wait_ms=options.batch_wait_ms,
             max_queue=options.max_queue,
             max_new_token=options.max_new_token,
+            cors_origins=options.cors_origins,
         )
         service = self._chattts_app.state.service
         service.allowed_hosts |= {h.strip().lower() for h in options.allowed_hosts if h.strip()}

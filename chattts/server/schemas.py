@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..errors import RequestError, SpeakerError, VoicesError
+from ..errors import EmptyInputError, RequestError, SpeakerError, VoicesError
 from ..validation import MAX_SEED, MIN_TEMPERATURE, check_int
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def parse_request(body: bytes) -> SpeechRequest:
     except ValidationError as e:
         raise _first_error(e) from e
     if not req.input.strip():
-        raise RequestError("'input' is empty: give the text to speak", "input", "empty_input")
+        raise RequestError(f"'input': {EmptyInputError(req.input)}", "input", "empty_input")
     if req.model not in MODEL_NAMES:
         raise RequestError(
             f"the model {req.model!r} does not exist: use one of {', '.join(MODEL_NAMES)}",

@@ -6,7 +6,7 @@ the reference's sentence rule and ``split_text`` adds a length limit.
 """
 
 from .backends import default_cache_dir
-from .chars import detect_language
+from .chars import detect_language, has_speech
 from .normalizer import Normalizer, TextError
 from .split import DEFAULT_MAX_SPLIT_CHARS, split_sentences, split_text, text_length
 
@@ -16,6 +16,7 @@ __all__ = [
     "TextError",
     "default_cache_dir",
     "detect_language",
+    "has_speech",
     "split_sentences",
     "split_text",
     "text_length",

@@ -212,6 +212,25 @@ def remove_invalid(text: str, removed: list[str]) -> str:
     return _INVALID.sub("", text)
 
 
+#: Punctuation that carries meaning a listener would miss: reported when removed, like
+#: letters, digits and symbols (compared after NFKC, so full-width forms count too).
+MEANINGFUL_PUNCTUATION = frozenset("#%&@/\\‰‱§¶†‡№")
+
+
+def is_content(c: str) -> bool:
+    """True when removing ``c`` loses something a listener would hear: letters, digits,
+    symbols (``€``, ``+``, emoji...), control characters and :data:`MEANINGFUL_PUNCTUATION`.
+    False for the punctuation the model reads as nothing (apostrophes, quotes, brackets,
+    dashes, ``?``, ``…``...), modifier symbols used as accents or apostrophes (`` ` ``,
+    ``´``, ``^``, skin tones), combining marks (accents, emoji variation selectors) and
+    format characters (zero-width joiners, soft hyphens): those are dropped quietly, as the
+    reference drops them."""
+    category = unicodedata.category(c)
+    if category[0] == "P":
+        return unicodedata.normalize("NFKC", c) in MEANINGFUL_PUNCTUATION
+    return category not in ("Sk", "Cf", "Mn", "Me")
+
+
 def describe(chars: list[str]) -> str:
     """The distinct characters of ``chars`` in order, each with its code point."""
     seen = dict.fromkeys(chars)

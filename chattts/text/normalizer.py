@@ -197,7 +197,8 @@ class Normalizer:
         runs between the ``[...]`` tags (in English text, stretches of Chinese go to the
         Chinese normaliser) and ``zh`` text gets full-width punctuation; then the
         invalid-character map, homophone replacement, and removal of what is still
-        unreadable (outside tags), named in one warning.
+        unreadable (outside tags), named in one warning (none when nothing speakable is left:
+        the request path then refuses the text with an ``EmptyInputError``).
         """
         removed: list[str] = []
         failed: list[tuple[str, str, Exception]] = []
@@ -222,7 +223,7 @@ class Normalizer:
         if do_homophone_replacement:
             text = self._replace_homophones(text)
         text = chars.map_outside_tags(text, lambda s: chars.remove_invalid(s, removed))
-        if removed:
+        if removed and chars.has_speech(text):  # else the caller's EmptyInputError says it
             self._warn_removed(removed, lang if do_text_normalization else None)
         return text
 
@@ -273,6 +274,14 @@ class Normalizer:
         return lead + out + trail
 
     def _warn_removed(self, removed: list[str], lang: Optional[str]) -> None:
+        """One warning naming the removed characters that carried content; punctuation the
+        model reads as nothing is dropped quietly (:func:`chars.is_content`)."""
+        quiet = [c for c in removed if not chars.is_content(c)]
+        if quiet:
+            logger.debug("dropped punctuation the model does not read: %s", "".join(quiet))
+        removed = [c for c in removed if chars.is_content(c)]
+        if not removed:
+            return
         hint = ""
         if lang is None:
             hint = " (text normalisation is off)"

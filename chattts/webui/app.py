@@ -198,6 +198,11 @@ class WebUI:
             code["spk_emb"] = spk.strip()
         return InferCodeParams(**code)
 
+    def _normalized(self, text: str) -> str:
+        """``text`` normalised; :class:`~chattts.errors.EmptyInputError` (shown as the
+        library's message) when it holds nothing to speak."""
+        return self.chat.pipeline.prepare(text, split=False)[0]
+
     def _refine(self, text: str, seed: Optional[int], flag: Interrupt) -> str:
         """``text`` normalised and refined (stopped by this session's ``flag``)."""
         pipeline = self.chat.pipeline
@@ -232,7 +237,7 @@ class WebUI:
                 temperature, top_p, top_k, spk, smp, smp_text, text_seed, max_tokens
             )
             seed = params.manual_seed
-            spoken = self._refine(text, seed, flag) if refine else self.chat.normalizer(text)
+            spoken = self._refine(text, seed, flag) if refine else self._normalized(text)
             yield spoken, None, None
             parts: list[np.ndarray] = []
             utterance = Utterance(spoken, params, cancel=flag)
