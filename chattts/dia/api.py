@@ -277,25 +277,18 @@ class Dia:
             SpeakerError: a bad speaker string.
         """
         batch = isinstance(text, (list, tuple))
+        one = (lambda v: v) if batch else (lambda v: [v])  # per-text lists for generate_batch
         wavs = self.generate_batch(
             list(text) if batch else [text],
-            audio_prompts=audio_prompt if batch else [audio_prompt],
-            audio_prompt_texts=audio_prompt_text if batch else [audio_prompt_text],
-            top_p=top_p,
-            temperature=temperature,
-            top_k=top_k,
-            sample_rate=sample_rate,
-            max_new_tokens=max_new_tokens,
-            use_torch_compile=use_torch_compile,
-            cfg_scale=cfg_scale,
-            verbose=verbose,
-            callback=callback,
-            seeds=seed if batch else [seed],
-            speaker=speaker if batch else [speaker],
-            speakers=speakers,
-            pause=pause,
-            batch_size=batch_size,
-            return_speech=return_speech,
+            audio_prompts=one(audio_prompt),
+            audio_prompt_texts=one(audio_prompt_text),
+            seeds=one(seed),
+            speaker=one(speaker),
+            **{"top_p": top_p, "temperature": temperature, "top_k": top_k},
+            **{"sample_rate": sample_rate, "max_new_tokens": max_new_tokens},
+            **{"use_torch_compile": use_torch_compile, "cfg_scale": cfg_scale},
+            **{"verbose": verbose, "callback": callback, "speakers": speakers},
+            **{"pause": pause, "batch_size": batch_size, "return_speech": return_speech},
         )
         return wavs if batch else wavs[0]
 
@@ -340,26 +333,15 @@ class Dia:
         _check(sample_rate, max_new_tokens, pause, batch_size, cfg_scale)
         if isinstance(texts, str):
             raise TypeError("generate_batch takes a list of texts; use generate for one")
-        texts = list(texts)
-        n = len(texts)
-        prompts = _each(audio_prompts, n, "audio_prompts")
-        transcripts = _each(audio_prompt_texts, n, "audio_prompt_texts")
-        item_seeds = _each(seeds, n, "seeds")
-        spks = _each(speaker, n, "speaker")
-        for s in item_seeds:
-            if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))):
-                raise TypeError(f"a seed must be an int, not {s!r}")
+        items = _items(list(texts), audio_prompts, audio_prompt_texts, seeds, speaker)
         cast = {speaker_key(k): as_voice(v) for k, v in (speakers or {}).items()}
-        if n == 0:
+        if not items:
             return []
         pipeline = self._pipeline(use_torch_compile)
         start = time.perf_counter()
         sampling = _Sampling(top_p, top_k, temperature, max_new_tokens)
         voices = VoiceFields(pipeline, self._resolve)
-        plans = [
-            _plan(t, Voice(s, spk, a, tr), s, cast, sampling, voices)
-            for t, s, spk, a, tr in zip(texts, item_seeds, spks, prompts, transcripts, strict=True)
-        ]
+        plans = [_plan(t, voice, voice.seed, cast, sampling, voices) for t, voice in items]
         progress = _Progress(callback, verbose, max_new_tokens)
         turns = _run(pipeline, plans, batch_size, progress)
         rate = pipeline.sample_rate
@@ -373,12 +355,9 @@ class Dia:
         if verbose:
             seconds = sum(w.size for w in wavs) / rate
             elapsed = time.perf_counter() - start
-            logger.info(
-                "generate: %.2f s of audio in %.2f s (real-time factor %.3f)",
-                seconds,
-                elapsed,
-                elapsed / seconds if seconds else float("inf"),
-            )
+            rtf = elapsed / seconds if seconds else float("inf")
+            logger.info("generate: %.2f s of audio in %.2f s (real-time factor %.3f)",
+                        seconds, elapsed, rtf)  # fmt: skip
         if sample_rate != rate:
             from ..audio import resample
 
@@ -394,6 +373,27 @@ class Dia:
         from ..audio import save_audio
 
         save_audio(path, audio, sample_rate, format)
+
+
+def _items(
+    texts: list[str], prompts: Any, transcripts: Any, seeds: Any, speakers: Any
+) -> list[tuple[str, Voice]]:
+    """Each text with its voice: the per-text lists (or one value for all) of
+    ``generate_batch``, checked."""
+    n = len(texts)
+    each = [
+        _each(prompts, n, "audio_prompts"),
+        _each(transcripts, n, "audio_prompt_texts"),
+        _each(seeds, n, "seeds"),
+        _each(speakers, n, "speaker"),
+    ]
+    for s in each[2]:
+        if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer))):
+            raise TypeError(f"a seed must be an int, not {s!r}")
+    return [
+        (t, Voice(seed, spk, audio, transcript))
+        for t, audio, transcript, seed, spk in zip(texts, *each, strict=True)
+    ]
 
 
 def _plan(
