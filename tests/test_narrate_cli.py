@@ -125,7 +125,6 @@ def main(capsys, *args: str) -> tuple[int, list[str]]:
 
 
 def test_bad_inputs_are_one_line_before_the_model_loads(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "open_chat", lambda *a: pytest.fail("the model was loaded"))
     import chattts.cli.narrate as command
 
     monkeypatch.setattr(command, "open_chat", lambda *a: pytest.fail("the model was loaded"))
@@ -164,7 +163,7 @@ def test_say_warns_when_a_text_gives_no_audio(capsys, tmp_path, monkeypatch, cha
         return [np.zeros(0, np.float32) for _ in texts]
 
     monkeypatch.setattr(chat, "infer", infer)
-    monkeypatch.setattr(cli, "load_chat", lambda args: chat)
+    monkeypatch.setattr(cli.say, "load_chat", lambda args: chat)
     out = str(tmp_path / "out.wav")
     extra = ["--stream"] if stream else []
     code, err = main(capsys, "say", "Hello there.", "-o", out, "--seed", "3", *extra, *MODEL)
