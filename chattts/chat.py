@@ -73,6 +73,7 @@ class Chat(ReferenceAttributes):
         self.options: Optional[LoadOptions] = None
         self._pipeline: Optional[Pipeline] = None
         self.voices = VoiceLibrary()
+        self._resolver = None  # compat.voice_resolver's cache
         self._dia = Dia(self._dia_pipeline, self.resolve_voice)
 
     # ---- loading ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 
 from .params import InferCodeParams
 from .pipeline.passes import code_prompt, refine_prompt
-from .voices import Voice, VoiceLibrary, is_voice_reference
+from .voices import Voice, VoiceLibrary, VoiceResolver, is_voice_reference
 from .voices.speaker import decode_sample, encode_sample
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ class ReferenceAttributes:
     options: Optional[LoadOptions]
     voices: VoiceLibrary
     _pipeline: Optional[Pipeline]
+    #: (library, pipeline, resolver): the resolver of :meth:`voice_resolver` and what it is for.
+    _resolver: Optional[tuple[VoiceLibrary, Optional[Pipeline], VoiceResolver]]
 
     tokenizer = _module("tokenizer", "The tokenizer (:class:`chattts.model.tokenizer.Tokenizer`)")
     gpt = _module("gpt", "The GPT body (:class:`chattts.model.gpt.GPT`)")
@@ -119,17 +121,32 @@ class ReferenceAttributes:
 
     # ---- voices -----------------------------------------------------------------------------
 
+    def voice_resolver(self) -> VoiceResolver:
+        """The :class:`~chattts.voices.VoiceResolver` over ``self.voices`` with this model's
+        draw and sizes; kept while the library and the loaded model stay the same, so seed
+        draws and mixes are made once."""
+        pipeline = self._pipeline
+        held = self._resolver
+        if held is not None and held[0] is self.voices and held[1] is pipeline:
+            return held[2]
+        models = None if pipeline is None else pipeline.models
+        resolver = VoiceResolver(
+            self.voices,
+            draw=None if pipeline is None else pipeline.random_speaker,
+            hidden_size=None if models is None else models.config.gpt.hidden_size,
+            num_vq=None if models is None else models.config.gpt.num_vq,
+        )
+        self._resolver = (self.voices, pipeline, resolver)
+        return resolver
+
     def resolve_voice(self, spec: str) -> Voice:
-        """A library voice name or mix (``"alice"``, ``"alice*0.7+bob*0.3"``) -> its
-        :class:`Voice`, seeds drawn with this model (see :mod:`chattts.voices.library`).
+        """A library voice name, ``seed_N`` or mix (``"alice"``, ``"alice*0.7+bob*0.3"``) ->
+        its :class:`Voice`, seeds drawn with this model (:meth:`voice_resolver`).
 
         Raises:
             VoicesError: unknown names, malformed mixes, voices of another model size.
         """
-        pipeline = self._pipeline
-        draw = None if pipeline is None else pipeline.random_speaker
-        size = None if self.models is None else self.models.config.gpt.hidden_size
-        return self.voices.resolve(spec, draw, size)
+        return self.voice_resolver().voice(spec)
 
     def _voiced(self, params: InferCodeParams) -> InferCodeParams:
         """``params`` with a voice name or mix in ``spk_emb`` replaced by its speaker string
@@ -137,10 +154,7 @@ class ReferenceAttributes:
         the caller's object."""
         if not isinstance(params, InferCodeParams) or not is_voice_reference(params.spk_emb):
             return params
-        voice = self.resolve_voice(params.spk_emb)
-        fields: dict[str, Any] = {"spk_emb": voice.speaker}
-        if voice.sample is not None:
-            fields.update(spk_smp=voice.sample, txt_smp=voice.text)
+        fields = {"spk_emb": None, **self.voice_resolver().fields(params.spk_emb)}
         return replace(params, **fields)
 
 

@@ -157,14 +157,24 @@ def test_the_index_is_bounded_and_a_fifo_index_is_never_opened(tmp_path: Path, m
 
 
 def finishes(call, seconds: float = 60.0):
-    """``call()``'s result, run in a thread; fails if it is still blocked after ``seconds``
-    (a FIFO opened for reading blocks until a writer comes: for ever)."""
+    """``call()``'s result (or exception), run in a thread; fails if it is still blocked after
+    ``seconds`` (a FIFO opened for reading blocks until a writer comes: for ever)."""
     out: list = []
-    t = threading.Thread(target=lambda: out.append(call()), daemon=True)
+
+    def run() -> None:
+        try:
+            out.append((True, call()))
+        except BaseException as e:  # noqa: BLE001 - raised again below
+            out.append((False, e))
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     t.join(seconds)
     assert not t.is_alive(), "blocked (a FIFO was opened)"
-    return out[0] if out else None
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
 
 
 def test_a_symlinked_entry_is_replaced_by_a_real_one(tmp_path: Path) -> None:
