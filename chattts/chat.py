@@ -23,7 +23,7 @@ from .params import InferCodeParams, RefineTextParams
 from .pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
 from .pipeline.models import Models
 from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
-from .validation import check_code_params
+from .validation import MAX_SAMPLE_SECONDS, check_code_params
 from .voices import VoiceLibrary
 from .voices.speaker import decode_speaker
 
@@ -234,7 +234,7 @@ class Chat(ReferenceAttributes):
         if isinstance(wav, (str, bytes)) or hasattr(wav, "read"):
             from .audio import load_audio
 
-            wav = load_audio(wav, sample_rate=self.config.sample_rate)
+            wav = load_audio(wav, self.config.sample_rate, max_seconds=MAX_SAMPLE_SECONDS)
         return passes.sample_audio_speaker(wav)
 
     def interrupt(self) -> None:
