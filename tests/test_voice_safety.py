@@ -302,3 +302,20 @@ def test_the_voice_commands_work_around_a_bad_file(damaged, capsys) -> None:
     assert cli.main(["voice", "mix", "alice+seed_5", *lib, *model]) == 0
     mixed = capsys.readouterr().out.strip()
     assert mixed == mix_speakers([(A, 1), (encode_speaker(STATS.sample(5)), 1)])
+    out = Path(damaged.path).parent / "out.wav"
+    say = ["say", "hi", "--voice", "alice", "-o", str(out), "--no-refine", "--max-new-token", "8"]
+    assert cli.main([*say, *lib, *model]) == 0 and out.stat().st_size > 44
+
+
+def test_the_server_starts_over_a_damaged_library(chat, damaged, monkeypatch, caplog) -> None:
+    from fastapi.testclient import TestClient
+
+    from chattts.server import create_app
+
+    monkeypatch.setattr(chat, "voices", damaged)
+    with caplog.at_level(logging.WARNING, logger="chattts"):
+        app = create_app(chat)
+    assert "broken.json" in caplog.text
+    with TestClient(app, base_url="http://localhost") as client:
+        names = {v["id"] for v in client.get("/v1/audio/voices").json()["data"]}
+    assert {"alice", "bob", "alloy"} <= names and "broken" not in names
