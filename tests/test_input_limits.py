@@ -107,9 +107,17 @@ def test_the_longest_allowed_sample_fits_the_reference_header(chat) -> None:
 # ---- the web UI's upload ------------------------------------------------------------------------
 
 
-def test_the_web_ui_bounds_uploads(monkeypatch) -> None:
-    pytest.importorskip("gradio")
+def test_the_web_ui_bounds_uploads(chat, tmp_path, too_long: Path) -> None:
+    gr = pytest.importorskip("gradio")
     from chattts import webui
+    from chattts.webui.app import WebUI
+
+    ui = WebUI(chat)
+    one_hz = tmp_path / "one_hz.wav"
+    one_hz.write_bytes(wav(noise(1000, 1), 1))
+    for path, needle in [(one_hz, "1 Hz"), (too_long, "at most 300 s")]:
+        with pytest.raises(gr.Error, match=needle):
+            ui.sample_code(str(path))
 
     seen = {}
 
