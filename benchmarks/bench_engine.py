@@ -35,6 +35,12 @@ fresh subprocess so that its peak RSS is its own. Output: one JSON object per li
 * ``{"kind": "summary", ...}``: the ratios of the targets (docs/engine.md), from this run.
 * ``{"kind": "stream_error", "rel_error", ...}``: streamed audio (default settings,
   concatenated) against the non-streamed audio of the same seed, float32.
+* ``{"kind": "join", "mode", "step_s", "join_step_s", "join_cost_s", "prefill_s", ...}``:
+  continuous batching: the step of a batch of 7 decoding, the step in which an 8th row joins
+  (its prompt prefilled on its own, then 8 rows sample), the prefill alone; the joined row's
+  tokens and hidden states against the same row alone (medians).
+* ``{"kind": "decode_threads", "threads", "first_chunk_s", "chunk_s"}``: decoding a streamed
+  chunk's window (Decoder and Vocos, int8) on one thread and on the configured threads.
 
 Timings depend on the load of the machine: each line carries the 1-minute load average.
 Nothing here is asserted by the test suite.
@@ -399,6 +405,99 @@ def spinning(args) -> None:
         emit(kind="spinning", spinning=spin, quiet=round(quiet, 1), loaded=round(loaded, 1))
 
 
+def join_cost(args) -> None:
+    """What one join costs on each mode (see the module docstring, ``join``)."""
+    import torch
+
+    from chattts.generation.sampling import ItemSampling
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = args.steps
+    for mode in args.modes:
+        chat = load(args.root, mode)
+        engine = chat.models.engine
+        prompt = chat.pipeline.passes.code_inputs([TEXT], params(n))[0][0]
+        t = prompt.shape[0]
+        heads = engine.code_heads()
+
+        def row(seed: int) -> ItemSampling:  # EOS masked: every row runs n steps
+            return ItemSampling(seed=seed, min_new_token=n, max_new_token=n)
+
+        with engine.open_run(heads, 1, t + n) as run:
+            alone = run.output(run.add(prompt, row(7)))
+            while run.active:
+                run.step()
+        plain, joined, prefill = [], [], []
+        with engine.open_run(heads, 8, t + 3 * n) as run:
+            for seed in range(7):
+                run.add(prompt, row(100 + seed))
+            run.step()
+            for _ in range(args.repeats + 1):
+                for _ in range(4):
+                    start = time.perf_counter()
+                    run.step()
+                    plain.append(time.perf_counter() - start)
+                slot = run.add(prompt, row(7))
+                start = time.perf_counter()
+                run.step()
+                joined.append(time.perf_counter() - start)
+                run.remove(slot)
+            slot = run.add(prompt, row(7))
+            out = run.output(slot)
+            while not out.finished:
+                run.step()
+        session = engine.backend.open(1, t + 1)
+        mask = torch.ones(1, t, dtype=torch.long)
+        with torch.inference_mode():
+            for _ in range(args.repeats + 1):
+                start = time.perf_counter()
+                session.prefill(prompt[None], mask)
+                prefill.append(time.perf_counter() - start)
+                session.remove(0)
+        session.close()
+        step, join = statistics.median(plain[4:]), statistics.median(joined[1:])
+        h_err = float((out.hiddens - alone.hiddens).norm() / alone.hiddens.norm())
+        emit(
+            kind="join",
+            mode=mode,
+            batch_before=7,
+            prompt_tokens=t,
+            step_s=round(step, 4),
+            join_step_s=round(join, 4),
+            join_cost_s=round(join - step, 4),
+            prefill_s=round(statistics.median(prefill[1:]), 4),
+            tokens_equal_solo=bool(torch.equal(out.tokens, alone.tokens)),
+            hidden_rel_error_vs_solo=float(f"{h_err:.2e}"),
+        )
+        del chat, engine, session
+
+
+def decode_threads(args) -> None:
+    """Decoding a streamed chunk's window on one torch thread and on the configured ones."""
+    import torch
+
+    chat = load(args.root, "int8")
+    passes, p = chat.pipeline.passes, params(8)
+    hidden = chat.models.config.gpt.hidden_size
+    first = p.stream_first_batch + p.stream_lookahead
+    later = p.stream_context + p.stream_batch + p.stream_lookahead
+    configured = args.threads or torch.get_num_threads()
+    for threads in sorted({1, configured}):
+        torch.set_num_threads(threads)
+        out = {}
+        for name, steps in (("first_chunk_s", first), ("chunk_s", later)):
+            features = torch.randn(1, steps, hidden)
+            passes.waveform(features, True)
+            runs = []
+            for _ in range(max(5, args.repeats)):
+                start = time.perf_counter()
+                passes.waveform(features, True)
+                runs.append(time.perf_counter() - start)
+            out[name] = round(statistics.median(runs), 4)
+        emit(kind="decode_threads", threads=threads, first_steps=first, steps=later, **out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=os.path.join(CACHE, "full"))
@@ -410,7 +509,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument(
-        "--skip", nargs="*", default=[], choices=["bare", "accuracy", "bandwidth", "spinning"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["bare", "accuracy", "bandwidth", "spinning", "join", "decode_threads"],
     )
     ap.add_argument(
         "--no-under-load",
@@ -428,12 +530,18 @@ def main() -> None:
         return bandwidth(args)
     if args.worker == "spinning":
         return spinning(args)
+    if args.worker == "join":
+        return join_cost(args)
+    if args.worker == "decode_threads":
+        return decode_threads(args)
     if args.worker:
         return run_mode(args)
     os.makedirs(CACHE, exist_ok=True)
     checkpoint(args.root)
     jobs = [j for j in ("bandwidth",) if j not in args.skip] + list(args.modes)
-    jobs += [j for j in ("bare", "spinning", "accuracy") if j not in args.skip]
+    jobs += [
+        j for j in ("bare", "spinning", "accuracy", "join", "decode_threads") if j not in args.skip
+    ]
     common = [
         "--root",
         args.root,

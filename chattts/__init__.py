@@ -41,6 +41,7 @@ MOVED_MODULES = {
     "chattts.models": "chattts.pipeline.models",
     "chattts.passes": "chattts.pipeline.passes",
     "chattts.streaming": "chattts.decode.stream",
+    "chattts.compat": "chattts.chat.compat",
 }
 
 

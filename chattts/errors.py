@@ -56,6 +56,25 @@ class TextError(ChatTTSError, ValueError):
     """Text input or a text resource (such as a homophone table) is invalid."""
 
 
+class EmptyInputError(TextError):
+    """A text with nothing to speak: empty, or nothing but emoji, punctuation or pauses once
+    normalised (docs/text.md, "Nothing to speak"). Never answered with audio made from nothing.
+
+    Attributes:
+        text: the text as given; ``index``: its position in a list of texts (None for one
+        text).
+    """
+
+    def __init__(self, text: str, index: Optional[int] = None) -> None:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        where = "" if index is None else f" (text {index})"
+        super().__init__(
+            f"nothing to speak in {shown!r}{where}: once normalised it holds no word the "
+            "model can read (emoji, punctuation and symbols alone are not speech)"
+        )
+        self.text, self.index = text, index
+
+
 class ParameterError(ChatTTSError, ValueError):
     """A generation parameter outside its allowed range (the message names field and range)."""
 
@@ -95,6 +114,11 @@ class AudioError(ChatTTSError, ValueError):
 
 class AudioFileNotFoundError(AudioError, FileNotFoundError):
     """An audio file that does not exist."""
+
+
+class CaptionError(UsageError):
+    """Captions that cannot be written or read: an unknown format or file suffix (the message
+    names the known ones), or a caption file that cannot be parsed."""
 
 
 class ScriptError(ChatTTSError, ValueError):
@@ -175,8 +199,30 @@ class QueueFullError(ChatTTSError, RuntimeError):
     """Too many requests are waiting for the server's worker."""
 
 
+class BatchFullError(ChatTTSError, RuntimeError):
+    """A continuous-batching run has no free slot for another row (``Run.add``)."""
+
+
 class ReplicaUnhealthy(ChatTTSError, RuntimeError):
     """A server replica lost its model or its worker thread (Ray Serve replaces it)."""
+
+
+class DocumentError(UsageError):
+    """A document to narrate that cannot be read: an unknown type, no text, text that is not
+    UTF-8, a file over the size limit, an EPUB that is not a zip or holds a zip bomb."""
+
+
+class NarrationError(ChatTTSError, RuntimeError):
+    """A narration that cannot go on: a segment that gave no audio after every redraw."""
+
+
+class NarrationCancelled(NarrationError):
+    """A narration stopped by :meth:`chattts.narrate.Narration.cancel` (its progress is kept)."""
+
+
+class StoreError(ChatTTSError, OSError):
+    """A narration's output folder or progress store cannot be written or read (a full disk,
+    a read-only folder, another narration running in the same folder); what was done is kept."""
 
 
 class ChatTTSWarning(UserWarning):
@@ -198,13 +244,18 @@ __all__ = [
     "AudioError",
     "AudioFileNotFoundError",
     "BackendUnavailable",
+    "CaptionError",
     "ChatTTSError",
     "ChatTTSWarning",
     "ChecksumMismatchError",
+    "DocumentError",
     "DownloadError",
+    "EmptyInputError",
     "InputTypeError",
     "JobFailed",
     "MissingDependencyError",
+    "NarrationCancelled",
+    "NarrationError",
     "NotLoadedError",
     "ParameterError",
     "QueueFullError",
@@ -215,6 +266,7 @@ __all__ = [
     "SpeakerError",
     "SsmlError",
     "SsmlWarning",
+    "StoreError",
     "TextError",
     "UnknownVoiceError",
     "UnsupportedOptionError",

@@ -65,3 +65,61 @@ class InferCodeParams(RefineTextParams):
     stream_first_batch: int = 8
     stream_lookahead: int = 8
     stream_context: int = 16
+
+
+#: :class:`Sampling`'s names -> :class:`InferCodeParams`' fields.
+_CODE_FIELDS = (
+    ("temperature", "temperature"),
+    ("top_p", "top_P"),
+    ("top_k", "top_K"),
+    ("max_new_token", "max_new_token"),
+)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling options as the front ends name them (OpenAI's ``top_p``...), mapped once onto
+    the passes' parameters; None keeps the reference's default.
+
+    Attributes:
+        temperature: of the code pass (0.3 by default).
+        top_p, top_k: the code pass's top-P and top-K filters.
+        max_new_token: the most code steps of one segment.
+        seed: seeds the segments (segment i gets ``seed + i``) and, without a voice, picks it.
+        speed: ChatTTS's ``[speed_N]`` code prompt, 0-9.
+        refine_prompt: the refine pass's prompt (``"[oral_2][laugh_0][break_6]"``).
+        show_tqdm: show progress bars on the terminal.
+    """
+
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None
+    max_new_token: Optional[int] = None
+    seed: Optional[int] = None
+    speed: Optional[int] = None
+    refine_prompt: Optional[str] = None
+    show_tqdm: bool = False
+
+    def code_params(
+        self, manual_seed: Optional[int] = None, speed: Optional[int] = None, **fields: object
+    ) -> InferCodeParams:
+        """The code pass's parameters: these options, ``manual_seed``, the ``[speed_N]`` prompt
+        of ``speed`` (else of :attr:`speed`), and ``fields`` (the voice's ``spk_emb`` or
+        ``spk_smp`` + ``txt_smp``)."""
+        out: dict[str, object] = {"manual_seed": manual_seed, "show_tqdm": self.show_tqdm}
+        for name, field in _CODE_FIELDS:
+            if getattr(self, name) is not None:
+                out[field] = getattr(self, name)
+        speed = self.speed if speed is None else speed
+        if speed is not None:
+            out["prompt"] = f"[speed_{speed}]"
+        return InferCodeParams(**out, **fields)  # type: ignore[arg-type]
+
+    def refine_params(
+        self, manual_seed: Optional[int] = None, prompt: Optional[str] = None
+    ) -> RefineTextParams:
+        """The refine pass's parameters, with ``prompt`` (else :attr:`refine_prompt`)."""
+        prompt = self.refine_prompt if prompt is None else prompt
+        return RefineTextParams(
+            prompt=prompt or "", manual_seed=manual_seed, show_tqdm=self.show_tqdm
+        )

@@ -4,6 +4,10 @@
 (``root/asset/...``): random weights of the tiny conformance dimensions or of the official ones,
 a synthetic BERT WordPiece tokenizer of the matching size (21178 ids at full size) with the 50
 official special tokens, and speaker statistics. Load it with ``verify=False``.
+
+``speech_like(seconds)`` makes a synthetic voice for the finishing tests and benchmarks: a
+harmonic series with a moving pitch, formant peaks, syllables and pauses, which can also be
+rendered as the ideal result of a tempo or pitch change.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import os
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
 from .config import (
@@ -153,7 +158,7 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
     from transformers import LlamaConfig, LlamaModel
 
     from .model.dvae import DVAE, Decoder
-    from .model.embed import Embed
+    from .model.embed import EmbedFile
     from .model.vocos import build_vocos
 
     if size not in _SIZES:
@@ -192,7 +197,7 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
         json.dump(conf, f, indent=2)
     del state
 
-    embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
+    embed = EmbedFile(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
     _randomize(embed, gen)
     _save(embed, path(EMBED_WEIGHTS))
     for module, rel in (
@@ -209,3 +214,36 @@ def make_random_checkpoint(root: str, size: str = "tiny", seed: int = 0) -> str:
     with open(os.path.join(root, "chattts-random.json"), "w", encoding="utf-8") as f:
         json.dump({"size": size, "seed": seed, "gpt": asdict(g)}, f, indent=2)
     return root
+
+
+def speech_like(
+    seconds: float, rate: int = 24000, *, seed: int = 0, tempo: float = 1.0, pitch: float = 0.0
+) -> np.ndarray:
+    """A synthetic voice, float32 (round(seconds · rate / tempo),) peaking near 0.3.
+
+    Harmonics (to 4 kHz) of a pitch of 140 Hz ± 25 Hz with 5.5 Hz vibrato, shaped by three
+    formant peaks (600, 1700, 2600 Hz), in 4 Hz syllables with a pause every 3.3 s. ``tempo``
+    and ``pitch`` (semitones) render what an ideal stretcher would make of the same voice:
+    the same contours played ``tempo`` times faster, the pitch moved and the formants kept.
+    ``seed`` draws the harmonics' phases.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * rate / tempo))
+    t = np.arange(n) / rate * tempo  # the voice's own time
+    f0 = 2.0 ** (pitch / 12) * (
+        140 + 25 * np.sin(2 * np.pi * 0.7 * t) + 4 * np.sin(2 * np.pi * 5.5 * t)
+    )
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    wav = np.zeros(n)
+    for k in range(1, 60):
+        f = k * f0
+        formants = (
+            1
+            + 2 * np.exp(-(((f - 600) / 200) ** 2))
+            + 1.5 * np.exp(-(((f - 1700) / 300) ** 2))
+            + np.exp(-(((f - 2600) / 400) ** 2))
+        )
+        wav += (f < 4000) * formants / k * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+    syllables = (0.5 - 0.5 * np.cos(2 * np.pi * 4 * t)) ** 1.5
+    pauses = np.sin(2 * np.pi * 0.3 * t) > -0.7
+    return (0.05 * wav * syllables * pauses).astype(np.float32)

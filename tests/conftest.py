@@ -13,7 +13,7 @@ import pytest
 from safetensors.torch import load_file
 
 import chattts
-import chattts.chat
+import chattts.chat.facade
 from chattts.voices import VoiceLibrary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,7 +44,7 @@ def voice_library(tmp_path_factory) -> str:
     ``--voices``): an empty temporary folder, never the user's own library."""
     folder = str(tmp_path_factory.mktemp("voice-library"))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(chattts.chat, "VoiceLibrary", functools.partial(VoiceLibrary, folder))
+        mp.setattr(chattts.chat.facade, "VoiceLibrary", functools.partial(VoiceLibrary, folder))
         assert chattts.Chat().voices.path == folder
         yield folder
 

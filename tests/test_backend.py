@@ -62,18 +62,19 @@ def test_a_session_runs_the_one_gpt_forward(models, monkeypatch):
         assert g.shape == (3, 64) and torch.equal(g, w)
 
 
-def test_select_drops_rows_and_the_rest_carry_on_unchanged(models):
+def test_a_row_that_leaves_is_replaced_by_the_last_and_the_rest_carry_on(models):
     embeds, mask, steps = _prompt(models)
     with torch.inference_mode():
         whole = models.engine.backend.open(3, 11)
         part = models.engine.backend.open(3, 11)
         whole.prefill(embeds, mask), part.prefill(embeds, mask)
         whole.decode(steps[:, 0]), part.decode(steps[:, 0])
-        part.select(torch.tensor([0, 2]))
-        assert part.cache.batch == 2
+        part.remove(1)  # the last row (2) takes row 1's place
+        assert part.rows == 2
         for s in steps[:, 1:].unbind(1):
             w, p = whole.decode(s), part.decode(s[[0, 2]])
             torch.testing.assert_close(p, w[[0, 2]], rtol=1e-5, atol=1e-6)
+        whole.close(), part.close()
 
 
 def test_the_static_cache_gives_the_eager_hidden_states_with_padding(models):
@@ -88,7 +89,7 @@ def test_the_static_cache_gives_the_eager_hidden_states_with_padding(models):
             out[static] = torch.stack(h)
     torch.testing.assert_close(out[True], out[False], rtol=1e-5, atol=1e-6)
     with pytest.raises(NotImplementedError):
-        cache.select(torch.tensor([0]))
+        cache.move(0, 1)
 
 
 def test_the_fixed_shape_step_reuses_its_cache_between_generations(models):

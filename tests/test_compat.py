@@ -1,5 +1,6 @@
 """Clients written for the reference run unchanged: its API shapes, on the tiny model."""
 
+import math
 import typing
 
 import numpy as np
@@ -95,7 +96,7 @@ def test_download_models_defaults_to_local(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("old", sorted(chattts.MOVED_MODULES))
 def test_moved_modules_import_under_their_old_names(old):
-    """Code written against an old module path (``chattts.voicelib``...) still imports: it
+    """Code written against an old module path (``chattts.voices.library``...) still imports: it
     gets the module itself, with a DeprecationWarning that names the new path."""
     import importlib
     import sys
@@ -105,3 +106,40 @@ def test_moved_modules_import_under_their_old_names(old):
     with pytest.warns(DeprecationWarning, match=chattts.MOVED_MODULES[old]):
         module = importlib.import_module(old)
     assert module is new
+
+
+def _reference_float_to_int16(row: np.ndarray) -> np.ndarray:
+    """The arithmetic of the reference's command-line client (``examples/cmd/run.py
+    --stream``), per row of each streamed chunk: integer division by ceil(peak)·32768."""
+    am = int(math.ceil(float(np.abs(row).max())) * 32768)
+    am = 32767 * 32768 // am  # ZeroDivisionError on a row of exact zeros
+    return np.multiply(row, am).astype(np.int16)
+
+
+def test_streamed_list_survives_the_reference_clients_per_row_scaling(chat, cases, spk):
+    """Items that end at different steps: the rows of ended items are not exact zeros, so the
+    reference's client runs, and they are digital silence once converted to 16-bit PCM."""
+    case = cases["eos.batch"]
+    raw = dict(case["params_infer_code"], spk_emb=spk)
+    params = P(show_tqdm=False, **raw)
+    chunks = chat.infer(
+        case["texts"],
+        stream=True,
+        skip_refine_text=True,
+        split_text=False,
+        do_text_normalization=False,
+        params_infer_code=params,
+    )
+    ended_rows = 0
+    pcm: list[list[np.ndarray]] = [[] for _ in case["texts"]]
+    for chunk in chunks:
+        for i, row in enumerate(chunk):
+            out = _reference_float_to_int16(row)
+            pcm[i].append(out)
+            if float(np.abs(row).max()) < 1e-6:  # the item has ended
+                ended_rows += 1
+                assert not out.any()
+    assert len(set(case["steps"])) > 1 and ended_rows > 0
+    for i, steps in enumerate(case["steps"]):  # each item's audio, then silence
+        joined = np.concatenate(pcm[i])
+        assert np.flatnonzero(joined).max() < (2 * steps - 1) * 256

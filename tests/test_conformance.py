@@ -196,3 +196,29 @@ def test_split_text(chat, cases, expected, spk):
     derived = chat.pipeline.voice_from_first(case["sentences"], params, True, None)
     assert derived.spk_smp == case["derived_spk_smp"]
     assert derived.txt_smp == case["derived_txt_smp"]
+
+
+def test_long_list_is_one_batch(chat, tiny_root, spk):
+    """Without split_text the reference runs the whole list as one batch with one seed (its
+    max_split_batch only applies to split text): items 5 and 6 sound as the reference's."""
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = os.path.join(tiny_root, "expected")
+    with open(os.path.join(folder, "long_list.json"), encoding="utf-8") as f:
+        case = json.load(f)["infer.long_list"]
+    want = load_file(os.path.join(folder, "long_list.safetensors"))
+    raw = dict(case["params_infer_code"], spk_emb=spk)
+    wavs = chat.infer(
+        case["texts"],
+        skip_refine_text=True,
+        split_text=False,
+        do_text_normalization=False,
+        max_split_batch=case["max_split_batch"],
+        params_infer_code=P(show_tqdm=False, **raw),
+    )
+    assert len(wavs) == len(case["texts"]) == 6
+    for i, wav in enumerate(wavs):
+        ours = wav[np.abs(wav) > 1e-5]  # the reference's own final step
+        assert_close(ours, want[f"infer.long_list.wav{i}"].numpy(), f"long_list.wav{i}")

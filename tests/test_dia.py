@@ -201,7 +201,7 @@ def test_audio_prompt_clones_through_spk_smp(chat, tmp_path, monkeypatch) -> Non
     back = resample(low, 16000, RATE)
     from_tuple = gen(chat, text, audio_prompt=(low, 16000), seed=4)
     assert_close(from_tuple, gen(chat, text, audio_prompt=back, seed=4))
-    # different reference audio cannot share a batch (the engine shares one prompt per batch)
+    # rows with different reference audio share one batch, and each equals its solo run
     calls = spy_synthesize(chat, monkeypatch)
     out = chat.generate_batch(
         [text, text, "plain", "plain too"],
@@ -210,7 +210,7 @@ def test_audio_prompt_clones_through_spk_smp(chat, tmp_path, monkeypatch) -> Non
         seeds=4,
         max_new_tokens=STEPS,
     )
-    assert sorted(calls) == [1, 1, 2]
+    assert calls == [4]
     assert_close(out[0], wav)
     assert_close(out[1], from_tuple)
     assert_close(out[3], gen(chat, "plain too", seed=4))
@@ -359,3 +359,20 @@ def test_save_audio_round_trips(chat, tmp_path, suffix) -> None:
     # at another rate, through the class (a static method)
     Chat.save_audio(tmp_path / f"low{suffix}", resample(wav, RATE, 16000), sample_rate=16000)
     assert abs(load_audio(tmp_path / f"low{suffix}", 16000).size - 8000) <= 1152
+
+
+def test_generate_can_return_a_speech_with_each_turns_time(chat) -> None:
+    """The Dia-style calls' typed result: each turn's measured start and end, spoken words
+    and speaker, the pauses between them; the audio is generate()'s own."""
+    script = "[S1] Hello there. [S2] Hi! (laughs) [S1] Bye now."
+    wav = gen(chat, script, seed=5, pause=0.2)
+    speech = gen(chat, script, seed=5, pause=0.2, return_speech=True)
+    assert np.array_equal(speech.audio, wav)
+    assert [s.voice for s in speech.segments] == ["S1", "S2", "S1"]
+    # the spoken words: normalised ("!" is read as "."), the cue's tag dropped
+    assert [s.text for s in speech.segments] == ["Hello there.", "Hi.", "Bye now."]
+    for a, b in zip(speech.segments[:-1], speech.segments[1:], strict=True):
+        assert b.start - a.end == pytest.approx(0.2, abs=1 / RATE)
+    assert speech.segments[-1].end == pytest.approx(speech.duration)
+    low = gen(chat, "Plain text here.", seed=5, sample_rate=16000, return_speech=True)
+    assert low.sample_rate == 16000 and low.segments[0].end <= low.duration

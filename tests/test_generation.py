@@ -66,21 +66,22 @@ def test_min_new_token_masks_eos(chat, spk):
 
 
 def test_repetition_penalty_window_and_sign_rule():
-    sampler = RowSampler(
+    sampler = RowSampler.for_items(
         [ItemSampling(temperature=1.0, top_p=None, top_k=None, repetition_penalty=2.0)],
         heads=1,
         vocab=4,
         eos_id=3,
         device=torch.device("cpu"),
     )
-    history = torch.tensor([[0] * 20 + [1]])  # token 0: 15 times in the last 16, token 1 once
+    for token in [0] * 20 + [1]:  # token 0: 15 times in the last 16, token 1 once
+        sampler.record(torch.tensor([token]))
     logits = torch.tensor([[1.0, -1.0, 1.0, 0.5]])
-    out = sampler.process(logits.clone(), history, step=21)
+    out = sampler.process(logits.clone())
     assert torch.allclose(out, torch.tensor([[1.0 / 2**15, -1.0 * 2, 1.0, 0.5]]))
 
 
 def test_top_p_and_top_k_keep_at_least_three():
-    sampler = RowSampler(
+    sampler = RowSampler.for_items(
         [ItemSampling(temperature=1.0, top_p=0.01, top_k=1)],
         heads=1,
         vocab=6,
@@ -88,16 +89,43 @@ def test_top_p_and_top_k_keep_at_least_three():
         device=torch.device("cpu"),
     )
     logits = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]])
-    out = sampler.process(logits.clone(), torch.zeros(1, 0, dtype=torch.long), step=0)
+    out = sampler.process(logits.clone())
     assert torch.isfinite(out).sum() == 3 and torch.isfinite(out[0, :3]).all()
 
 
 def test_per_item_seed_is_independent_of_the_batch():
     probs_logits = torch.randn(3 * 4, 50)
     items = [ItemSampling(seed=s) for s in (5, 6, 7)]
-    batch = RowSampler(items, 4, 50, 49, torch.device("cpu")).draw(probs_logits.clone())
+    batch = RowSampler.for_items(items, 4, 50, 49, torch.device("cpu")).draw(probs_logits.clone())
     for i, it in enumerate(items):
-        alone = RowSampler([it], 4, 50, 49, torch.device("cpu")).draw(
+        alone = RowSampler.for_items([it], 4, 50, 49, torch.device("cpu")).draw(
             probs_logits[i * 4 : (i + 1) * 4].clone()
         )
         assert torch.equal(batch[i * 4 : (i + 1) * 4], alone)
+
+
+def test_rows_at_different_steps_keep_their_own_step_window_and_eos_rule():
+    """A row that joins later counts its own steps (min_new_token, penalty window), and a row
+    moved into a gap (another row left) takes its state along."""
+    cpu = torch.device("cpu")
+    plain = dict(temperature=1.0, top_p=None, top_k=None)
+    sampler = RowSampler(heads=1, vocab=4, eos_id=3, device=cpu, max_rows=3)
+    sampler.set(0, ItemSampling(**plain, repetition_penalty=2.0))
+    for _ in range(3):
+        sampler.record(torch.tensor([0]))
+    sampler.set(1, ItemSampling(**plain, min_new_token=2))
+    ones = torch.ones(2, 4)
+    out = sampler.process(ones.clone())
+    assert out[0].tolist() == [1.0 / 8, 1.0, 1.0, 1.0]  # three 0s in its window
+    assert out[1].tolist() == [1.0, 1.0, 1.0, float("-inf")]  # its step 0 < min_new_token
+    sampler.record(torch.tensor([1, 2]))
+    sampler.record(torch.tensor([1, 2]))
+    assert torch.isfinite(sampler.process(ones.clone())[1]).all()  # its step 2: EOS allowed
+    sampler.set(2, ItemSampling(**plain, min_new_token=9))
+    sampler.move(2, 0)  # row 0 leaves, the last row takes its place with its own state
+    out = sampler.process(ones.clone())
+    assert out[0].tolist() == [1.0, 1.0, 1.0, float("-inf")] and out[1].tolist() == [1.0] * 4
+    sampler.set(2, ItemSampling(**plain, repetition_penalty=2.0))
+    sampler.record(torch.tensor([3, 3, 2]))
+    sampler.move(2, 1)
+    assert sampler.process(torch.ones(2, 4))[1].tolist() == [1.0, 1.0, 0.5, 1.0]

@@ -150,3 +150,100 @@ def test_gfsq_is_built_on_first_use_with_the_loaded_weights(tiny_root):
     wav = torch.randn(1, 24000 // 4, generator=torch.Generator().manual_seed(3)) * 0.1
     got = dvae.encode(wav)
     assert got.shape[1] == 4 and int(got.min()) >= 0 and int(got.max()) < 5**4
+
+
+def _unfused_state(gpt: GPT) -> dict[str, torch.Tensor]:
+    """The GPT's weights under the checkpoint's names (q/k/v and gate/up split again)."""
+    d, nq, nkv = gpt.head_dim, gpt.num_heads, gpt.num_kv_heads
+    state = {"norm.weight": gpt.body.norm.weight}
+    for i, layer in enumerate(gpt.body.layers):
+        p = f"layers.{i}."
+        q, k, v = layer.self_attn.qkv_proj.weight.split([nq * d, nkv * d, nkv * d])
+        gate, up = layer.mlp.gate_up_proj.weight.chunk(2)
+        state.update(
+            {
+                p + "self_attn.q_proj.weight": q,
+                p + "self_attn.k_proj.weight": k,
+                p + "self_attn.v_proj.weight": v,
+                p + "self_attn.o_proj.weight": layer.self_attn.o_proj.weight,
+                p + "mlp.gate_proj.weight": gate,
+                p + "mlp.up_proj.weight": up,
+                p + "mlp.down_proj.weight": layer.mlp.down_proj.weight,
+                p + "input_layernorm.weight": layer.input_layernorm.weight,
+                p + "post_attention_layernorm.weight": layer.post_attention_layernorm.weight,
+            }
+        )
+    return state
+
+
+def test_a_gpt_built_by_its_constructor_runs_its_layers(tiny_root):
+    """GPT(config) is complete: fused layers in place, the same function as LlamaModel with
+    its weights (not a zero-layer body that only normalises its input)."""
+    from transformers import LlamaConfig, LlamaModel
+
+    from chattts.model.llama import rms_norm
+
+    gpt_dir = os.path.join(tiny_root, "asset", "gpt")
+    config = read_gpt_json(os.path.join(gpt_dir, "config.json"))
+    torch.manual_seed(0)
+    ours = GPT(config)
+    assert len(ours._layers) == config.num_hidden_layers
+    assert all(hasattr(layer.self_attn, "qkv_proj") for layer in ours.body.layers)
+    raw = json.loads(open(os.path.join(gpt_dir, "config.json"), encoding="utf-8").read())
+    ref = LlamaModel(LlamaConfig(**raw)).eval()
+    missing, unexpected = ref.load_state_dict(_unfused_state(ours), strict=False)
+    assert missing == ["embed_tokens.weight"] and unexpected == []
+    embeds = torch.randn(2, 6, ours.hidden_size, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        got = ours(embeds, ours.new_cache(2, 6, torch.device("cpu")), torch.ones(2, 6))
+        want = ref(inputs_embeds=embeds).last_hidden_state
+    normed = rms_norm(embeds, ours.body.norm.weight, config.rms_norm_eps)
+    assert float((got - normed).abs().max()) > 0.1
+    assert float((got - want).abs().max()) < 1e-5
+
+
+def test_the_layer_hook_runs_on_each_constructed_layer(tiny_root):
+    from chattts.model.quant import int8_layer_hook, is_int8
+
+    config = read_gpt_json(os.path.join(tiny_root, "asset", "gpt", "config.json"))
+    seen = []
+    gpt = GPT(config, layer_hook=lambda layer: seen.append(layer) or int8_layer_hook(layer))
+    assert seen == list(gpt.body.layers) and is_int8(gpt)
+    embeds = torch.randn(1, 5, gpt.hidden_size)
+    with torch.inference_mode():
+        out = gpt(embeds, gpt.new_cache(1, 5, torch.device("cpu")), torch.ones(1, 5))
+    assert bool(torch.isfinite(out).all())
+
+
+def test_embed_is_built_complete_with_its_heads_folded_and_int8_as_options(tiny_root):
+    from safetensors.torch import load_file
+
+    from chattts.model.embed import Embed
+    from chattts.model.quant import Int8Linear
+
+    path = os.path.join(tiny_root, "asset", "Embed.safetensors")
+    config = read_gpt_json(os.path.join(tiny_root, "asset", "gpt", "config.json"))
+    dims = (config.hidden_size, config.num_text_tokens, config.num_audio_tokens, config.num_vq)
+    fp = Embed.from_file(path, *dims)
+    raw = load_file(path)
+
+    def folded(prefix: str) -> torch.Tensor:  # g · v / ‖v‖, row-wise
+        g = raw[f"{prefix}.parametrizations.weight.original0"]
+        v = raw[f"{prefix}.parametrizations.weight.original1"]
+        return g * v / v.norm(dim=1, keepdim=True)
+
+    h = torch.randn(3, config.hidden_size, generator=torch.Generator().manual_seed(5))
+    code = torch.cat([folded(f"head_code.{i}") for i in range(config.num_vq)])
+    torch.testing.assert_close(fp.code_logits(h), (h @ code.T).reshape(-1, 626))
+    torch.testing.assert_close(fp.text_logits(h), h @ folded("head_text").T)
+    assert type(fp.head_text) is type(fp.code_head) is torch.nn.Linear
+    q = Embed.from_file(path, *dims, int8_text_head=True, int8_code_heads=True)
+    assert isinstance(q.head_text, Int8Linear) and isinstance(q.code_head, Int8Linear)
+    for got, want in ((q.code_logits(h), fp.code_logits(h)), (q.text_logits(h), fp.text_logits(h))):
+        assert float((got - want).norm() / want.norm()) < 0.05
+    text_only = Embed.from_file(path, *dims, int8_text_head=True)
+    assert type(text_only.code_head) is torch.nn.Linear
+    fresh = Embed(*dims)  # randomly initialised, and as complete
+    assert fresh.code_logits(h).shape == (3 * config.num_vq, config.num_audio_tokens)
+    with pytest.raises(WeightsError, match="Embed.safetensors"):
+        Embed.from_file(path, config.hidden_size, 99, config.num_audio_tokens, config.num_vq)

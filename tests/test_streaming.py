@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import chattts
-from chattts.decode.stream import WindowedDecoder, stream_batch
+from chattts.decode.stream import RowWindows, stream_batch
 from chattts.generation.engine import Interrupt
 
 P = chattts.InferCodeParams
@@ -136,6 +136,6 @@ def test_interrupting_a_stream_stops_within_one_step(chat, spk):
 
 def test_window_parameters_are_checked(chat):
     with pytest.raises(ValueError):
-        WindowedDecoder(chat.models.audio, True, 0, 24, 8, 8)
+        RowWindows(0, 24, 8, 8, 256)
     with pytest.raises(ValueError):
-        WindowedDecoder(chat.models.audio, True, 8, 24, 0, 8)
+        RowWindows(8, 24, 0, 8, 256)

@@ -17,10 +17,17 @@ name       what is written                             suffixes                 
 ``pcm``    raw 16-bit little-endian PCM, no header     ``.pcm``, ``.raw``        PCM
 =========  ==========================================  ========================  =============
 
+:func:`save_audio_chunks` writes audio that comes in chunks (a book) to a file, with chapter
+marks for the formats of :data:`CHAPTER_FORMATS` (MP4, as ``.m4a`` or ``.m4b``, and MP3).
+
 Waveforms are mono float arrays in [-1, 1]: 1-D numpy arrays, (1, n) arrays, or torch tensors of
 either shape (int16 arrays are read as PCM). A codec that does not support the sample rate gets
 the audio resampled to the nearest rate it supports (Opus: 8, 12, 16, 24 or 48 kHz), and every
 decoder gives back what :func:`load_audio` resamples to the rate asked for.
+
+Finishing (tempo, pitch, gain, loudness, true-peak ceiling) is :mod:`.finish` and
+:mod:`.finish_stream`; the typed result with segment times, :mod:`.speech`
+(docs/captions.md).
 
 Codec delays: MP3 (whole files), Opus and M4A record their encoder delay, so decoded audio has
 the original length (up to a frame of padding at the end); ADTS has no place for it, so decoded
@@ -32,7 +39,16 @@ from __future__ import annotations
 
 from ..errors import AudioError, AudioFileNotFoundError
 from .decode import load_audio, resample
-from .encode import StreamEncoder, encode_audio, save_audio
+from .encode import (
+    CHAPTER_FORMATS,
+    ChapterMark,
+    StreamEncoder,
+    encode_audio,
+    save_audio,
+    save_audio_chunks,
+)
+from .finish import Finish, finish
+from .finish_stream import StreamFinisher
 from .formats import (
     FORMATS,
     MEDIA_TYPES,
@@ -47,14 +63,28 @@ from .formats import (
     to_pcm16,
     wav_header,
 )
+from .speech import Bookmark, Mark, Pause, Piece, Segment, Speech, assemble
 
 __all__ = [
+    "CHAPTER_FORMATS",
     "FORMATS",
+    "ChapterMark",
+    "Bookmark",
+    "Finish",
+    "Mark",
+    "Pause",
+    "Piece",
+    "Segment",
+    "Speech",
+    "StreamFinisher",
+    "assemble",
+    "finish",
     "MEDIA_TYPES",
     "AudioError",
     "AudioFileNotFoundError",
     "AudioLike",
     "AudioSource",
+    "ChapterMark",
     "PathOrFile",
     "StreamEncoder",
     "Waveform",
@@ -66,6 +96,7 @@ __all__ = [
     "normalize_format",
     "resample",
     "save_audio",
+    "save_audio_chunks",
     "to_pcm16",
     "wav_header",
 ]

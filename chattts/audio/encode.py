@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -18,6 +19,7 @@ from .formats import (
     as_mono,
     check_rate,
     ffmpeg_reason,
+    fix_wav_header,
     format_from_path,
     import_av,
     normalize_format,
@@ -44,6 +46,19 @@ _AV_CODECS = {
     "aac": _Codec("adts", "aac", 64_000),
     "m4a": _Codec("ipod", "aac", 64_000, streamable=False),
 }
+#: Formats whose files carry chapter marks (:func:`save_audio_chunks`): MP4 (a QuickTime
+#: chapter track and a Nero ``chpl`` atom; ``.m4b`` for audiobooks) and MP3 (ID3v2 ``CHAP``
+#: frames). (FFmpeg's Ogg muxer writes Opus chapters a second late: not offered.)
+CHAPTER_FORMATS = ("m4a", "mp3")
+
+
+@dataclass(frozen=True)
+class ChapterMark:
+    """A chapter of an audio file: samples [start, end) of the audio written, and a title."""
+
+    start: int
+    end: int
+    title: str
 
 
 class _Sink:
@@ -74,11 +89,20 @@ class _AVEncoder:
     """One PyAV output container with one mono audio stream, fed float32 chunks."""
 
     def __init__(
-        self, fmt: str, sample_rate: int, file: Any, streaming: bool, bit_rate: int | None
+        self,
+        fmt: str,
+        sample_rate: int,
+        file: Any,
+        streaming: bool,
+        bit_rate: int | None,
+        chapters: Sequence[ChapterMark] = (),
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         av = import_av()
         spec = _AV_CODECS[fmt]
         options = dict(spec.options, flush_packets="1") if streaming else {}
+        if chapters and spec.container == "ipod":  # the length and the marks to the sample
+            options["movie_timescale"] = str(sample_rate)
         try:
             self.container = av.open(
                 file, mode="w", format=spec.container, container_options=options
@@ -87,6 +111,10 @@ class _AVEncoder:
             self.stream = self.container.add_stream(spec.codec, rate=rate, layout="mono")
             if bit_rate or spec.bit_rate:
                 self.stream.bit_rate = int(bit_rate or spec.bit_rate)
+            for key, value in (metadata or {}).items():
+                self.container.metadata[key] = value
+            if chapters:  # the muxer lays out its chapter track when the header is written
+                self.container.set_chapters(_av_chapters(chapters, sample_rate))
             self.container.start_encoding()  # the header goes out now, even if no audio follows
         except av.FFmpegError as e:
             raise AudioError(f"cannot start a {fmt} encoder: {ffmpeg_reason(e)}") from e
@@ -112,6 +140,19 @@ class _AVEncoder:
     def _mux(self, packets: list) -> None:
         for packet in packets:
             self.container.mux(packet)
+
+
+def _av_chapters(chapters: Sequence[ChapterMark], sample_rate: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": n + 1,
+            "start": c.start,
+            "end": c.end,
+            "time_base": Fraction(1, sample_rate),
+            "metadata": {"title": c.title},
+        }
+        for n, c in enumerate(chapters)
+    ]
 
 
 def encode_audio(
@@ -171,6 +212,60 @@ def save_audio(
             f.write(data)
     else:
         path_or_file.write(data)
+
+
+def save_audio_chunks(
+    path: str | os.PathLike,
+    chunks: Iterable[Waveform],
+    sample_rate: int = 24000,
+    format: str | None = None,
+    *,
+    bit_rate: int | None = None,
+    chapters: Sequence[ChapterMark] = (),
+    metadata: Mapping[str, str] | None = None,
+) -> int:
+    """Write audio given as successive chunks (a book, too long to hold whole) to ``path``.
+
+    The file is the one :func:`save_audio` writes for the chunks joined (final headers
+    included: the sizes of WAV, MP3's LAME header, MP4's index). ``chapters``: marks in
+    samples of the audio written, for the formats of :data:`CHAPTER_FORMATS`. ``metadata``:
+    container tags such as ``title``, ``album``, ``artist`` (not in WAV or PCM).
+    Returns the number of samples written.
+
+    Raises:
+        AudioError: unknown format, bad chunk, chapters for a format without them, or marks
+            outside the audio written; OSError: the file cannot be written.
+    """
+    fmt = normalize_format(format) if format else format_from_path(path)
+    rate = check_rate(sample_rate)
+    if chapters and fmt not in CHAPTER_FORMATS:
+        raise AudioError(f"{fmt} files carry no chapters: use {', '.join(CHAPTER_FORMATS)}")
+    written = 0
+    if fmt in ("wav", "pcm"):
+        with open(path, "wb") as f:
+            if fmt == "wav":
+                f.write(wav_header(rate))
+            for chunk in chunks:
+                data = as_mono(chunk)
+                f.write(to_pcm16(data))
+                written += data.size
+            if fmt == "wav":
+                fix_wav_header(f)
+        return written
+    enc = _AVEncoder(fmt, rate, os.fspath(path), False, bit_rate, chapters, metadata)
+    try:
+        for chunk in chunks:
+            data = as_mono(chunk)
+            enc.encode(data)
+            written += data.size
+    except BaseException:
+        enc.container.close()
+        raise
+    if any(c.end > written or c.start < 0 or c.start > c.end for c in chapters):
+        enc.container.close()
+        raise AudioError(f"chapter marks outside the {written} samples written")
+    enc.encode(None)
+    return written
 
 
 class StreamEncoder:

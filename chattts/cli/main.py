@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, Optional
 
 from ..errors import ChatTTSError, ChecksumMismatchError
-from . import apps, model, say
+from . import apps, model, narrate, say
 from .voice import add_voice_parser
 
 logger = logging.getLogger("chattts")
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     say.add_parser(sub, common)
+    narrate.add_parser(sub, common)
     model.add_parsers(sub, common)
     add_voice_parser(sub, common)
     apps.add_parsers(sub, common)

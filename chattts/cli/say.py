@@ -13,18 +13,21 @@ import numpy as np
 
 from .. import audio
 from ..errors import UsageError
-from ..voices import Voice
-from .args import add_load_arguments, add_voices_argument, load_chat, number
-from .voice import check_voice, library, resolve_voice
+from .args import add_load_arguments, load_chat, number
+from .say_args import (
+    add_sampling_arguments,
+    add_voice_arguments,
+    sampling_params,
+    voice_fields,
+    voice_of,
+)
 
 if TYPE_CHECKING:
     from ..chat import Chat
-    from ..params import InferCodeParams, RefineTextParams
 
 logger = logging.getLogger("chattts")
 
 OUT_HELP = "output file; several texts: FILE_0.ext... ('-': stdout; default output.wav)"
-BOOL = argparse.BooleanOptionalAction
 
 
 def _texts(raw: Sequence[str]) -> list[str]:
@@ -54,58 +57,6 @@ def _outputs(args: argparse.Namespace, n: int) -> tuple[list[str], str]:
         return [out], fmt
     stem, suffix = os.path.splitext(out)
     return [f"{stem}_{i}{suffix}" for i in range(n)], fmt
-
-
-def _voice(args: argparse.Namespace) -> Voice:
-    """--spk, --seed or --voice NAME|MIX (checked before the model loads; a mix is made once
-    the model is loaded). ``Voice()``: a random voice."""
-    if args.voice is not None:
-        check_voice(library(args.voices), args.voice)
-        return Voice(name=args.voice)
-    if args.spk is not None:
-        from ..voices.speaker import decode_speaker
-
-        decode_speaker(args.spk)  # SpeakerError names the problem
-        return Voice(speaker=args.spk)
-    return Voice(seed=args.seed)
-
-
-def _voice_fields(chat: Chat, args: argparse.Namespace, voice: Voice) -> dict[str, Any]:
-    """The ``InferCodeParams`` fields of ``voice``: its speaker string, or a library voice's
-    speaker sample (``spk_smp`` + ``txt_smp``)."""
-    if voice.name is not None:
-        voice = resolve_voice(chat, library(args.voices), voice.name)
-    if voice.sample is not None:
-        return {"spk_emb": voice.speaker, "spk_smp": voice.sample, "txt_smp": voice.text}
-    if isinstance(voice.speaker, str):
-        return {"spk_emb": voice.speaker}
-    spk = chat.sample_random_speaker(seed=voice.seed)
-    logger.info("speaker%s: %s", "" if voice.seed is None else f" (seed {voice.seed})", spk)
-    return {"spk_emb": spk}
-
-
-def _params(
-    args: argparse.Namespace, chat: Chat, voice: dict[str, Any]
-) -> tuple[RefineTextParams, InferCodeParams]:
-    show = sys.stderr.isatty()
-    code: dict[str, Any] = {**voice, "show_tqdm": show}
-    for key, attr in (
-        ("temperature", "temperature"),
-        ("top_P", "top_p"),
-        ("top_K", "top_k"),
-        ("max_new_token", "max_new_token"),
-        ("manual_seed", "manual_seed"),
-    ):
-        if getattr(args, attr) is not None:
-            code[key] = getattr(args, attr)
-    if args.speed is not None:
-        code["prompt"] = f"[speed_{args.speed}]"
-    refine: dict[str, Any] = {"show_tqdm": show, "manual_seed": args.manual_seed}
-    if args.refine_max_new_token is not None:
-        refine["max_new_token"] = args.refine_max_new_token
-    if args.refine_prompt is not None:
-        refine["prompt"] = args.refine_prompt
-    return chat.RefineTextParams(**refine), chat.InferCodeParams(**code)
 
 
 def _open_out(path: str) -> IO[bytes]:
@@ -148,6 +99,9 @@ def cmd_say(args: argparse.Namespace) -> int:
         wavs = chat.infer(texts, **infer)
         if len(wavs) != len(texts):  # texts that normalise to nothing
             raise UsageError("nothing to say: the texts hold nothing speakable")
+        for text, wav in zip(texts, wavs, strict=True):
+            if wav.size == 0:
+                _warn_silent(text)
         if gap is not None:
             wavs = [_join(wavs, gap)]
         for path, wav in zip(paths, wavs, strict=True):
@@ -162,9 +116,10 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 def _prepared(args: argparse.Namespace) -> tuple[Chat, dict[str, Any]]:
     """The loaded model and the ``infer`` keywords of ``say``'s options."""
-    voice = _voice(args)
+    voice = voice_of(args)
     chat = load_chat(args)
-    refine, code = _params(args, chat, _voice_fields(chat, args, voice))
+    fields = voice_fields(chat, args.voices, voice)
+    refine, code = sampling_params(args, chat, fields, sys.stderr.isatty())
     return chat, {
         "skip_refine_text": not args.refine,
         "params_refine_text": refine,
@@ -192,8 +147,21 @@ def _join(wavs: list[np.ndarray], gap: np.ndarray) -> np.ndarray:
 
 
 def _chunks(chat: Chat, text: str, infer: dict[str, Any]) -> Iterator[np.ndarray]:
+    samples = 0
     for chunk in chat.infer(text, stream=True, split_text=False, **infer):
+        samples += chunk.shape[-1]
         yield chunk[0]
+    if samples == 0:
+        _warn_silent(text)
+
+
+def _warn_silent(text: str) -> None:
+    """A text that gave no audio (the model drew its end at the first step) is said, never
+    silently written as an empty file."""
+    short = text if len(text) <= 60 else text[:59] + "…"
+    logger.warning(
+        "no audio for %r: the model ended it at its first step; try another --manual-seed", short
+    )
 
 
 def _say_streamed(
@@ -231,23 +199,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--join", action="store_true", help="all texts into one file")
     p.add_argument("--gap", type=number(float, 0, 60), default=0.3, help="pause (0.3 s)")
     p.add_argument("--stream", action="store_true", help="write the file as the audio arrives")
-    who = p.add_mutually_exclusive_group()
-    who.add_argument("--spk", metavar="STRING", help="speaker string (see 'chattts speaker')")
-    who.add_argument("--seed", type=int, metavar="N", help="the voice of this seed")
-    who.add_argument(
-        "--voice", metavar="NAME", help="a named voice or a mix ('a*0.7+b*0.3') from --voices"
-    )
-    add_voices_argument(p)
-    s = p.add_argument_group("sampling")
-    s.add_argument("--refine", action=BOOL, default=True, help="refine the text (default)")
-    s.add_argument("--temperature", type=number(float, 1e-5), help="default 0.3")
-    s.add_argument("--top-p", type=number(float, 0, 1), help="default 0.7")
-    s.add_argument("--top-k", type=number(int, 1), help="default 20")
-    s.add_argument("--max-new-token", type=number(int, 1), metavar="N", help="default 2048")
-    s.add_argument("--refine-max-new-token", type=number(int, 1), metavar="N", help="default 384")
-    s.add_argument("--refine-prompt", metavar="TOKENS", help="e.g. '[oral_2][laugh_0][break_6]'")
-    s.add_argument("--speed", type=int, choices=range(10), metavar="0-9", help="[speed_N] (5)")
-    s.add_argument("--manual-seed", type=int, metavar="N", help="seed of the sampling")
+    add_voice_arguments(p)
+    add_sampling_arguments(p)
     add_load_arguments(p)
     p.set_defaults(func=cmd_say)
 

@@ -5,6 +5,14 @@ each streamed chunk final when it is emitted (:mod:`.stream`)."""
 from __future__ import annotations
 
 from .decoder import AudioDecoder, LazyDVAE, load_decoders
-from .stream import WindowedDecoder, stream_batch
+from .stream import RowWindows, Window, decode_windows, stream_batch
 
-__all__ = ["AudioDecoder", "LazyDVAE", "WindowedDecoder", "load_decoders", "stream_batch"]
+__all__ = [
+    "AudioDecoder",
+    "LazyDVAE",
+    "RowWindows",
+    "Window",
+    "decode_windows",
+    "load_decoders",
+    "stream_batch",
+]

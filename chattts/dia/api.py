@@ -22,15 +22,18 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
 
 from ..assets.hub import snapshot_repo
+from ..audio.speech import Piece, Speech, assemble
 from ..errors import AssetNotFoundError, UnsupportedOptionError
 from ..options import LoadOptions
 from ..params import InferCodeParams
 from ..pipeline import Pipeline, Utterance, trim_silence
+from ..pipeline.speech import spoken_words
 from .script import (
     ScriptError,
     Voice,
@@ -72,6 +75,7 @@ class _Sampling(NamedTuple):
 class _Segment(NamedTuple):
     text: str
     params: InferCodeParams
+    speaker: Optional[str] = None  # the script's speaker ("S1"...), None for plain text
 
 
 class _Progress:
@@ -234,7 +238,8 @@ class Dia:
         speakers: Optional[Mapping[Any, VoiceLike]] = None,
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> Union[np.ndarray, list[np.ndarray]]:
+        return_speech: bool = False,
+    ) -> Union[np.ndarray, list[np.ndarray], Speech, list[Speech]]:
         """Speak ``text`` (or a dialogue script); returns float32 mono audio (n,).
 
         Args:
@@ -263,6 +268,9 @@ class Dia:
                 Turn i (from 0) is sampled with ``manual_seed = seed + i``.
             pause: seconds of silence between the turns of a script.
             batch_size: the most texts or turns generated in one batch.
+            return_speech: return a :class:`~chattts.audio.speech.Speech` instead: the audio
+                with each turn's measured start and end, its spoken text and speaker
+                (``"S1"``...), ready for captions.
 
         Raises:
             ScriptError: empty text, a turn with no text; UnsupportedOptionError: cfg_scale;
@@ -288,6 +296,7 @@ class Dia:
             speakers=speakers,
             pause=pause,
             batch_size=batch_size,
+            return_speech=return_speech,
         )
         return wavs if batch else wavs[0]
 
@@ -312,7 +321,8 @@ class Dia:
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         seed: Union[int, list[Optional[int]], None] = None,
-    ) -> list[np.ndarray]:
+        return_speech: bool = False,
+    ) -> Union[list[np.ndarray], list[Speech]]:
         """:meth:`generate` for several texts at once: one float32 waveform (n_i,) per text.
 
         The texts (and the turns of scripts among them) are generated together, in batches of
@@ -320,9 +330,9 @@ class Dia:
         ``generate_batch(texts, seeds=s)[i]`` equals ``generate(texts[i], seed=s[i])``.
         ``audio_prompts``, ``audio_prompt_texts``, ``seeds`` and ``speaker`` take a list (one
         entry per text) or one value for all; a tuple is one ``(waveform, rate)`` prompt.
-        Items with different reference audio go in different batches (the engine shares one
-        audio prompt across a batch). ``seed`` is another name of ``seeds`` (as ``generate``
-        takes it); give one of the two.
+        Items with different reference audio share batches too: each row takes its own
+        prompt. ``seed`` is another name of ``seeds`` (as ``generate`` takes it); give one of
+        the two. ``return_speech``: one :class:`~chattts.audio.speech.Speech` per text.
         """
         if seed is not None:
             if seeds is not None:
@@ -354,6 +364,11 @@ class Dia:
         progress = _Progress(callback, verbose, max_new_tokens)
         turns = _run(pipeline, plans, batch_size, progress)
         rate = pipeline.sample_rate
+        if return_speech:
+            return [
+                _speech(pipeline, plan, parts, pause, int(sample_rate))
+                for plan, parts in zip(plans, turns, strict=True)
+            ]
         gap = np.zeros(round(pause * rate), dtype=np.float32)
         wavs = [_join(parts, gap) for parts in turns]
         if verbose:
@@ -409,20 +424,44 @@ def _plan(
             who = Voice(seed=base + int(name[1:]) - 1)
         fields[name] = voices.fields(who)
     return [
-        _Segment(t.text, sampling.params(fields[t.speaker], None if seed is None else seed + i))
+        _Segment(
+            t.text,
+            sampling.params(fields[t.speaker], None if seed is None else seed + i),
+            t.speaker,
+        )
         for i, t in enumerate(turns)
     ]
+
+
+def _speech(
+    pipeline: Pipeline, plan: list[_Segment], parts: list[np.ndarray], pause: float, rate: int
+) -> Speech:
+    """One text's turns as a Speech: each turn's spoken (normalised) words and speaker, with
+    its measured time; resampled to ``rate`` (times are seconds: they do not change)."""
+    pieces = [
+        Piece(wav, spoken_words(pipeline.normalizer(seg.text)), seg.speaker)
+        for seg, wav in zip(plan, parts, strict=True)
+    ]
+    speech = assemble(pieces, pipeline.sample_rate, gap=pause)
+    if rate == pipeline.sample_rate:
+        return speech
+    from ..audio import resample
+
+    audio = resample(speech.audio, pipeline.sample_rate, rate)
+    end = audio.size / rate
+    segments = tuple(replace(s, end=min(s.end, end)) for s in speech.segments)
+    return Speech(audio, rate, segments)
 
 
 def _run(
     pipeline: Pipeline, plans: list[list[_Segment]], batch_size: int, progress: _Progress
 ) -> list[list[np.ndarray]]:
-    """Generate every segment, batched by shared reference audio; each trimmed of silence."""
+    """Generate every segment, in batches of ``batch_size``; each trimmed of silence."""
     flat = [(p, j, seg) for p, plan in enumerate(plans) for j, seg in enumerate(plan)]
-    groups: dict[Optional[str], list[int]] = {}
-    for k, (_, _, seg) in enumerate(flat):
-        groups.setdefault(seg.params.spk_smp, []).append(k)
-    batches = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+    # every row takes its own prompt (speaker, sample, transcript): any segments batch together
+    batches = [
+        list(range(i, min(i + batch_size, len(flat)))) for i in range(0, len(flat), batch_size)
+    ]
     progress.total = len(batches) * progress.steps
     out: list[list[np.ndarray]] = [[] for _ in plans]
     done: dict[int, np.ndarray] = {}

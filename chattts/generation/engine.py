@@ -1,10 +1,15 @@
-"""One generation loop for the refine and code passes.
+"""One generation loop for the refine and code passes, static or continuous batches.
 
 A pass is described by :class:`PassHeads` (how a drawn token is embedded, how hidden states
-become logits, its EOS); the loop itself is the same: a GPT session (its KV cache sized once
-for the prompt and ``max_new_token`` steps), a prefill, then one-token decode steps.
-:meth:`Engine.steps` yields after every step so that streaming consumers see tokens as they
-are drawn.
+become logits, its EOS); the loop itself is :class:`chattts.generation.run.Run`: a GPT session
+(its KV cache sized once for ``max_batch`` rows), a prefill per joining row (or batch of rows),
+then one-token decode steps of every row, rows leaving as they end.
+
+* :meth:`Engine.steps`: a static batch (the reference's semantics): every item joins at step
+  0, and the generator yields a :class:`GenerationState` after every step so that streaming
+  consumers see tokens as they are drawn; with a batch seed rows stay to the end.
+* :meth:`Engine.open_run`: a :class:`~chattts.generation.run.Run` that a scheduler drives,
+  adding rows at step boundaries and removing them (continuous batching; docs/engine.md).
 """
 
 from __future__ import annotations
@@ -20,33 +25,15 @@ import torch
 from ..model.embed import Embed
 from ..options import EngineOptions
 from .backend import GPTBackend
-from .sampling import ItemSampling, RowSampler
+from .run import PassHeads, RowOutput, Run
+from .sampling import ItemSampling
+
+__all__ = ["Engine", "GenerationState", "Interrupt", "PassHeads", "MAX_RESTARTS"]
 
 logger = logging.getLogger("chattts")
 
 #: Restarts allowed by ``ensure_non_empty`` before empty items are accepted.
 MAX_RESTARTS = 100
-
-
-@dataclass
-class PassHeads:
-    """What distinguishes a pass: token embedding, logits, EOS, outputs kept.
-
-    Attributes:
-        heads: tokens drawn per item and step (1 refine, num_vq code).
-        vocab: size of each head's vocabulary.
-        eos_id: the EOS token of every head.
-        embed_tokens: (B, heads) tokens -> (B, H) embeddings of the next input.
-        logits: (B, H) hidden states -> (B · heads, vocab) float32 logits.
-        keep_hidden: keep each step's hidden state (the code pass feeds the Decoder).
-    """
-
-    heads: int
-    vocab: int
-    eos_id: int
-    embed_tokens: Callable[[torch.Tensor], torch.Tensor]
-    logits: Callable[[torch.Tensor], torch.Tensor]
-    keep_hidden: bool
 
 
 @dataclass
@@ -94,7 +81,8 @@ class Interrupt:
 
 
 class Engine:
-    """Runs passes of the GPT, one :class:`GPTSession` (and so one cache) per generation.
+    """Runs passes of the GPT, one :class:`~chattts.generation.run.Run` (one GPT session, so
+    one cache) per generation.
 
     Built by :func:`chattts.generation.build.build_engine`, which applies the speed options.
 
@@ -130,7 +118,7 @@ class Engine:
             vocab=emb.num_text_tokens,
             eos_id=eos_id,
             embed_tokens=lambda tok: emb.embed_text(tok[:, 0]).to(dtype),
-            logits=lambda h: emb.text_logits(h.to(emb.emb_text.weight.dtype)).float(),
+            logits=lambda h: emb.text_logits(h.to(emb.dtype)).float(),
             keep_hidden=False,
         )
 
@@ -147,6 +135,19 @@ class Engine:
 
     # ---- generation -------------------------------------------------------------------------
 
+    def open_run(
+        self,
+        heads: PassHeads,
+        max_batch: int,
+        capacity: int,
+        *,
+        batch_seed: Optional[int] = None,
+    ) -> Run:
+        """A continuous-batching run of ``heads``' pass: up to ``max_batch`` rows of up to
+        ``capacity`` positions each (prompt and generated tokens); see
+        :mod:`chattts.generation.run`."""
+        return Run(self.backend, heads, max_batch, capacity, self.device, batch_seed)
+
     def steps(
         self,
         embeds: torch.Tensor,
@@ -159,7 +160,7 @@ class Engine:
         ensure_non_empty: bool = False,
         cancelled: Optional[list[Interrupt]] = None,
     ) -> Iterator[GenerationState]:
-        """Generate, yielding the state after every step.
+        """Generate a static batch, yielding the state after every step.
 
         Args:
             embeds: (B, T, H) prompt embeddings (speaker already applied).
@@ -208,56 +209,55 @@ class Engine:
         progress: Optional[Callable[[int, int], None]],
         cancelled: Optional[list[Interrupt]] = None,
     ) -> Iterator[GenerationState]:
+        """The static batch on a run: every item joins at step 0, each item's outputs are its
+        row of the state's buffers."""
         b, t, hidden = embeds.shape
-        device = embeds.device
         max_new = max(it.max_new_token for it in items)
-        item_max = torch.tensor([it.max_new_token for it in items], device=device)
-        sampler = RowSampler(items, heads.heads, heads.vocab, heads.eos_id, device, batch_seed)
-        state = GenerationState(
-            tokens=torch.zeros(b, max_new, heads.heads, dtype=torch.long, device=device),
-            hiddens=(torch.zeros(b, max_new, hidden, device=device) if heads.keep_hidden else None),
-            lengths=torch.zeros(b, dtype=torch.long, device=device),
-            finished=torch.zeros(b, dtype=torch.bool, device=device),
-        )
-        # the reference keeps feeding finished items; with a batch seed their rows must stay
-        # so that every row draws the same random numbers, otherwise finished items leave
-        # (not with the static step, whose shapes must not change)
-        compact = batch_seed is None and not self.backend.fixed_shapes
-        active = torch.arange(b, device=device)
-        history = torch.zeros(b * heads.heads, max_new, dtype=torch.long, device=device)
-        gpt = self.backend.open(b, t + max_new)
-        try:
-            h = gpt.prefill(embeds, attention_mask)
+        if max_new < 1:
+            return
+        state = _new_state(b, max_new, heads, hidden, embeds.device)
+        outputs = [
+            RowOutput(
+                it,
+                state.tokens[i, : it.max_new_token],
+                None if state.hiddens is None else state.hiddens[i, : it.max_new_token],
+            )
+            for i, it in enumerate(items)
+        ]
+        with self.open_run(heads, b, t + max_new, batch_seed=batch_seed) as run:
+            slots = run.add_batch(embeds, attention_mask, items, outputs=outputs)
+            item_of = {slot: i for i, slot in enumerate(slots)}
+            ended = 0
             for step in range(max_new):
                 if interrupt is not None and interrupt.is_set():
                     state.interrupted = True
                     break
-                logits = sampler.process(heads.logits(h), history, step)
-                tok = sampler.draw(logits)
-                history[:, step] = tok
-                tok = tok.view(-1, heads.heads)
-                state.tokens[active, step] = tok
-                if state.hiddens is not None:
-                    state.hiddens[active, step] = h.float()
-                running = ~state.finished[active]
-                eos = (tok == heads.eos_id).any(-1)
-                state.lengths[active] += running & ~eos
-                state.finished[active] |= eos | (step + 1 >= item_max[active])
+                for event in run.step():
+                    i = item_of[event.slot]
+                    state.lengths[i] = event.output.length
+                    if event.finished:
+                        state.finished[i] = True
+                        ended += 1
                 state.step = step + 1
                 if progress is not None:
                     progress(step + 1, max_new)
                 yield state
-                if cancelled is not None:
-                    gone = [i for i, flag in enumerate(cancelled) if flag.is_set()]
-                    state.finished[gone] = True
-                if bool(state.finished.all()) or step + 1 == max_new:
+                for i, flag in enumerate(cancelled or ()):
+                    if flag.is_set() and not outputs[i].finished:
+                        run.remove(slots[i])
+                        state.finished[i] = True
+                        ended += 1
+                if ended == b or step + 1 == max_new:
                     break
-                if compact and bool(state.finished[active].any()):
-                    keep = (~state.finished[active]).nonzero()[:, 0]
-                    active, sampler = active[keep], sampler.select(keep)
-                    gpt.select(keep)
-                    history = history.view(-1, heads.heads, max_new)[keep].view(-1, max_new)
-                    tok = tok[keep]
-                h = gpt.decode(heads.embed_tokens(tok)[:, None])
-        finally:
-            gpt.close()
+
+
+def _new_state(
+    b: int, max_new: int, heads: PassHeads, hidden: int, device: torch.device
+) -> GenerationState:
+    """Empty outputs of a static batch of ``b`` items."""
+    return GenerationState(
+        tokens=torch.zeros(b, max_new, heads.heads, dtype=torch.long, device=device),
+        hiddens=(torch.zeros(b, max_new, hidden, device=device) if heads.keep_hidden else None),
+        lengths=torch.zeros(b, dtype=torch.long, device=device),
+        finished=torch.zeros(b, dtype=torch.bool, device=device),
+    )

@@ -1,19 +1,21 @@
 """The GPT on ONNX Runtime (CPU): the converted graph (:mod:`.ort_convert`) behind
 :class:`chattts.generation.backend.GPTBackend`.
 
-Per generation, a session allocates the keys and values of every layer once, for the prompt
-and every step, and binds each buffer as both the layer's past and its present (I/O binding):
-``GroupQueryAttention`` writes a step's keys and values in place, so nothing is copied per
-step. Embeddings go in and hidden states come out through the memory of torch tensors;
-``seqlens_k`` (each row's length − 1) and ``total_sequence_length`` are two small arrays
-updated in place. Prompts are right-padded (rotary positions 0 … L−1 per row, as the torch
-engine gives left-padded rows) and each row's hidden state is read at its last real token.
+Per generation, a session allocates the keys and values of every layer once, for its rows
+and their positions, and binds each buffer as both the layer's past and its present (I/O
+binding): ``GroupQueryAttention`` writes a step's keys and values in place, so nothing is
+copied per step. Embeddings go in and hidden states come out through the memory of torch
+tensors; ``seqlens_k`` (each row's length − 1) and ``total_sequence_length`` are two small
+arrays updated in place. Rows are kept in front of the buffers (a row that leaves is
+overwritten by the last one), so a step binds the first ``rows`` of every buffer; a joining
+row's prompt runs on its own rows of the buffers (bound at their offset) while the other rows
+keep theirs. Prompts are right-padded (rotary positions 0 … L−1 per row, as the torch engine
+gives) and each row's hidden state is read at its last real token.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Optional
 
 import numpy as np
@@ -21,6 +23,8 @@ import torch
 
 from ..config import GPTConfig
 from ..errors import MissingDependencyError
+from ..model.gpt import right_aligned
+from ..runtime import configured_threads
 from .ort_convert import INSTALL_HINT
 
 logger = logging.getLogger("chattts")
@@ -44,19 +48,23 @@ class OrtBackend:
         graph_path: ``model.onnx`` of a cache entry.
         num_layers, num_kv_heads, head_dim, hidden_size: the body's shape.
         max_positions: the rotary table's length (positions of prompt + steps must fit).
-        threads: ONNX Runtime's intra-op threads (default: torch's thread count).
+        threads: ONNX Runtime's intra-op threads (default: the process's configured torch
+            thread count, :func:`chattts.runtime.configured_threads`).
         spinning: let idle ONNX Runtime threads spin (off: they sleep, which keeps a busy
             or shared machine fast; docs/engine.md has the measurement).
 
-    While a generation runs, torch (which does the step's small work: embeddings, heads,
-    sampling) runs on one thread: its OpenMP threads would otherwise spin against ONNX
+    During a generation step torch (which does the step's small work: embeddings, heads,
+    sampling) runs on one thread (:attr:`torch_threads`, applied by the engine's run through
+    :func:`chattts.runtime.gpt_threads`): its OpenMP threads would otherwise spin against ONNX
     Runtime's (measured: 52 → 76 steps/s quiet with spinning, 22 → 38 under load without).
-    The thread count is restored when the last open session closes.
+    Between steps, where the caller decodes audio, torch has its configured threads.
     """
 
     name = "onnxruntime"
     dtype = torch.float32
     fixed_shapes = False
+    #: torch's threads while a step runs (the engine's own work around ONNX Runtime's)
+    torch_threads: Optional[int] = 1
 
     def __init__(
         self,
@@ -72,7 +80,7 @@ class OrtBackend:
     ) -> None:
         ort = import_onnxruntime()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or configured_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         spin = "1" if spinning else "0"
@@ -86,9 +94,6 @@ class OrtBackend:
         self.num_layers, self.num_kv_heads = num_layers, num_kv_heads
         self.head_dim, self.hidden_size = head_dim, hidden_size
         self.max_positions = max_positions
-        self._torch_threads_lock = threading.Lock()
-        self._open_sessions = 0
-        self._torch_threads = 0
         names = {i.name for i in self.session.get_inputs()}
         for needed in ("inputs_embeds", "seqlens_k", "total_sequence_length"):
             if needed not in names:
@@ -115,24 +120,9 @@ class OrtBackend:
             )
         return OrtSession(self, batch, positions)
 
-    def enter_generation(self) -> None:
-        """A session opens: torch goes to one thread (the first one saves its count)."""
-        with self._torch_threads_lock:
-            if self._open_sessions == 0:
-                self._torch_threads = torch.get_num_threads()
-                torch.set_num_threads(1)
-            self._open_sessions += 1
-
-    def leave_generation(self) -> None:
-        """A session closes: the last one restores torch's thread count."""
-        with self._torch_threads_lock:
-            self._open_sessions -= 1
-            if self._open_sessions == 0:
-                torch.set_num_threads(self._torch_threads)
-
 
 class OrtSession:
-    """One generation on :class:`OrtBackend`: its KV buffers and their bindings."""
+    """One generation on :class:`OrtBackend`: its KV buffers, its rows and their bindings."""
 
     def __init__(self, backend: OrtBackend, batch: int, positions: int) -> None:
         self._backend = backend
@@ -144,23 +134,25 @@ class OrtSession:
         self.values = [np.zeros(shape, np.float32) for _ in range(backend.num_layers)]
         self.seqlens = np.zeros(batch, np.int32)  # each row's length − 1
         self.total = np.zeros((), np.int32)
-        self.batch = batch
+        self.max_rows, self.positions = batch, positions
+        self.rows = 0
+        self._row_bytes = self.keys[0][0].nbytes
+        self._bound = -1  # the rows the KV inputs are bound for (-1: a prompt's rows)
         self._step_out = torch.empty(batch, 1, backend.hidden_size)
-        self._bind_state()
         self._closed = False
-        backend.enter_generation()
 
-    def _bind_state(self) -> None:
-        """Bind the KV buffers (past = present) and the length arrays for ``self.batch`` rows."""
-        io, b = self._io, self.batch
+    def _bind_rows(self, start: int, count: int) -> None:
+        """Bind the KV buffers (past = present) and ``seqlens_k`` of rows [start, start+count)."""
+        io, offset = self._io, start * self._row_bytes
         for i in range(self._backend.num_layers):
             for kind, buffers in (("key", self.keys), ("value", self.values)):
                 buf = buffers[i]
-                shape = [b, *buf.shape[1:]]
-                ptr = buf.ctypes.data
+                shape = [count, *buf.shape[1:]]
+                ptr = buf.ctypes.data + offset
                 io.bind_input(f"past_key_values.{i}.{kind}", "cpu", 0, np.float32, shape, ptr)
                 io.bind_output(f"present.{i}.{kind}", "cpu", 0, np.float32, shape, ptr)
-        io.bind_input("seqlens_k", "cpu", 0, np.int32, [b], self.seqlens.ctypes.data)
+        ptr = self.seqlens.ctypes.data + start * self.seqlens.itemsize
+        io.bind_input("seqlens_k", "cpu", 0, np.int32, [count], ptr)
         io.bind_input("total_sequence_length", "cpu", 0, np.int32, [], self.total.ctypes.data)
 
     def _forward(self, embeds: torch.Tensor, out: torch.Tensor) -> None:
@@ -172,40 +164,57 @@ class OrtSession:
         self._run(io)
 
     def prefill(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """embeds (B, T, H), attention_mask (B, T) -> (B, H) at each row's last real token."""
-        b, t, _ = embeds.shape
-        mask = attention_mask.bool()
-        lengths = mask.sum(-1)
-        if bool((lengths < t).any()):  # right-align: real tokens first, positions 0 … L−1
-            order = torch.argsort((~mask).to(torch.int8), dim=-1, stable=True)
-            embeds = embeds.gather(1, order[..., None].expand_as(embeds))
+        """New rows: embeds (k, T, H), attention_mask (k, T) -> (k, H) at each row's last real
+        token; the prompt runs on the rows' own part of the buffers."""
+        k, t, _ = embeds.shape
+        start = self.rows
+        if start + k > self.max_rows or t > self.positions:
+            raise ValueError(
+                f"{k} prompts of {t} positions after {start} rows in a session of "
+                f"{self.max_rows} rows and {self.positions} positions"
+            )
+        embeds, lengths = right_aligned(embeds, attention_mask)
         embeds = embeds.float().contiguous()
         out = torch.empty_like(embeds)
-        self.seqlens[:] = (lengths - 1).to(torch.int32).numpy()
+        self.seqlens[start : start + k] = (lengths - 1).to(torch.int32).numpy()
         self.total[()] = t
+        self._bind_rows(start, k)
+        self._bound = -1
         self._forward(embeds, out)
-        return out[torch.arange(b), lengths - 1]
+        self.rows += k
+        return out[torch.arange(k), lengths - 1]
 
     def decode(self, embeds: torch.Tensor) -> torch.Tensor:
-        """One step: embeds (B, 1, H) -> (B, H); each row's token goes after its last one."""
-        np.add(self.seqlens, 1, out=self.seqlens)
-        self.total[()] = self.seqlens.max() + 1
-        embeds = embeds.float().contiguous()
-        self._forward(embeds, self._step_out)
-        return self._step_out[:, 0]
+        """One step of every row: embeds (rows, 1, H) -> (rows, H); each row's token goes after
+        its last one."""
+        n = self.rows
+        if embeds.shape[0] != n:
+            raise ValueError(f"{embeds.shape[0]} inputs for {n} rows")
+        if self._bound != n:
+            self._bind_rows(0, n)
+            self._bound = n
+        lengths = self.seqlens[:n]
+        np.add(lengths, 1, out=lengths)
+        self.total[()] = lengths.max() + 1
+        if int(self.total) > self.positions:
+            np.subtract(lengths, 1, out=lengths)
+            raise ValueError(f"the session's rows are full ({self.positions} positions)")
+        out = self._step_out[:n]
+        self._forward(embeds.float().contiguous(), out)
+        return out[:, 0]
 
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep ``rows`` (ascending indices): moved to the front of every buffer in place."""
-        keep = rows.tolist()
-        for dst, src in enumerate(keep):
-            if dst != src:
-                for buf in (*self.keys, *self.values):
-                    buf[dst] = buf[src]
-        self.seqlens[: len(keep)] = self.seqlens[keep]
-        self.batch = len(keep)
-        self.seqlens = self.seqlens[: self.batch]
-        self._step_out = self._step_out[: self.batch]
-        self._bind_state()
+    def remove(self, row: int) -> None:
+        """Row ``row`` leaves: the last row's keys and values (the positions written) move into
+        its place."""
+        last = self.rows - 1
+        if not 0 <= row <= last:
+            raise IndexError(f"row {row} of {self.rows}")
+        if row != last:
+            n = int(self.seqlens[last]) + 1
+            for buf in (*self.keys, *self.values):
+                buf[row, :, :n] = buf[last, :, :n]
+            self.seqlens[row] = self.seqlens[last]
+        self.rows = last
 
     def close(self) -> None:
         if self._closed:
@@ -214,4 +223,3 @@ class OrtSession:
         self.keys, self.values = [], []
         self._io.clear_binding_inputs()
         self._io.clear_binding_outputs()
-        self._backend.leave_generation()

@@ -3,10 +3,11 @@
 Weights are int8 (symmetric, one scale per output channel) and run through torch's dynamic
 quantisation kernels (``torch.ops.quantized.linear_dynamic``, fbgemm / oneDNN): activations
 are quantised per call. The DVAE (whose encoder makes speaker samples) and Vocos' ISTFT head
-stay float32. Quantisation happens once, while a model root is loaded
-(:meth:`chattts.models.Models.load`): each module is quantised right after it is read, and
+stay float32. Quantisation happens once, while a model root is loaded: each module is
+quantised right after it is read (the Embed's heads by its constructor), and
 :func:`int8_layer_hook` lets the GPT loader quantise each layer as it is read, so two
-full-precision copies of a module never exist (docs/engine.md, "int8").
+full-precision copies of a module never exist (docs/engine.md, "int8"). The kernel library is
+selected through :func:`chattts.runtime.use_int8_kernels`, the owner of process-wide settings.
 """
 
 from __future__ import annotations
@@ -16,22 +17,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..errors import BackendUnavailable, UnsupportedOptionError
+from ..errors import UnsupportedOptionError
+from ..runtime import use_int8_kernels
 from .loading import release_free_memory
-
-#: quantised dynamic linear layers need a kernel library; "x86" picks fbgemm / oneDNN per shape
-QUANTIZED_ENGINES = ("x86", "fbgemm", "onednn")
-
-
-def _select_quantized_engine() -> None:
-    supported = torch.backends.quantized.supported_engines
-    if torch.backends.quantized.engine in QUANTIZED_ENGINES:
-        return
-    for name in QUANTIZED_ENGINES:
-        if name in supported:
-            torch.backends.quantized.engine = name
-            return
-    raise BackendUnavailable(f"quantize='int8': no int8 kernel library in this torch ({supported})")
 
 
 def _full_range_activations() -> bool:
@@ -53,6 +41,7 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear, reduce_range: Optional[bool] = None) -> None:
         super().__init__()
+        use_int8_kernels()  # the process-wide kernel library: chattts.runtime's to select
         w = linear.weight.detach().float()
         scale = (w.abs().amax(dim=1).clamp(min=1e-8) / 127.0).double()
         zero = torch.zeros(w.shape[0], dtype=torch.long)
@@ -76,7 +65,6 @@ def quantize_int8(module: nn.Module) -> nn.Module:
     In place, one layer at a time: the float weights of a layer are freed as soon as it is
     replaced. Returns ``module`` (or its replacement when it is itself a linear layer).
     """
-    _select_quantized_engine()
     if type(module) is nn.Linear:
         return Int8Linear(module)
     for name, child in list(module.named_children()):
@@ -127,17 +115,6 @@ def int8_layer_hook(layer: nn.Module) -> None:
     quantize_int8(layer)
     # the layer's float weights are freed now: give them back before the next layer is read
     # (glibc would otherwise keep them in its heap and the peak would grow layer by layer)
-    release_free_memory()
-
-
-def int8_embed_heads(embed: nn.Module, code_heads: bool = True) -> None:
-    """int8 weights for the text head and (``code_heads``) the stacked code heads (after
-    ``fold_weight_norm``)."""
-    embed.head_text = quantize_int8(embed.head_text)
-    if code_heads and embed.code_head_weight is not None and embed.code_head is None:
-        stacked = nn.Linear(embed.hidden_size, embed.code_head_weight.shape[0], bias=False)
-        stacked.weight = nn.Parameter(embed.code_head_weight, requires_grad=False)
-        embed.code_head = Int8Linear(stacked)
     release_free_memory()
 
 

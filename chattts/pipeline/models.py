@@ -31,7 +31,6 @@ from ..model import quant
 from ..model.dvae import DVAE, Decoder
 from ..model.embed import Embed
 from ..model.gpt import GPT
-from ..model.loading import load_module
 from ..model.tokenizer import Tokenizer
 from ..options import EngineOptions
 from ..voices.speaker import SpeakerStats
@@ -133,14 +132,19 @@ class Models:
         on_ort = engine.resolved_backend(device.type) == "onnxruntime"
         coef_tensor = None if coef is None else decode_coef(coef, config.dvae.n_mels)
         dvae = LazyDVAE(path(DVAE_WEIGHTS), device, coef_tensor)
-        embed = Embed(g.hidden_size, g.num_text_tokens, g.num_audio_tokens, g.num_vq)
-        load_module(embed, path(EMBED_WEIGHTS))
-        embed.fold_weight_norm()
         # with int8 each module is quantised as soon as it is loaded, and the decoders come
         # before the GPT: a module's float weights are transient while the resident set is
-        # still small, so the peak stays close to the final size
-        if int8:  # with ONNX Runtime the code heads stay float32: less error, little time
-            quant.int8_embed_heads(embed, code_heads=not on_ort)
+        # still small, so the peak stays close to the final size; with ONNX Runtime the code
+        # heads stay float32 (less error, little time)
+        embed = Embed.from_file(
+            path(EMBED_WEIGHTS),
+            g.hidden_size,
+            g.num_text_tokens,
+            g.num_audio_tokens,
+            g.num_vq,
+            int8_text_head=int8,
+            int8_code_heads=int8 and not on_ort,
+        )
         audio = load_decoders(
             root,
             dvae,

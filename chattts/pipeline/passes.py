@@ -91,6 +91,21 @@ class Passes:
 
     # ---- passes -----------------------------------------------------------------------------
 
+    def refine_inputs(self, texts: list[str], prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, T, H) and attention mask (B, T) of the refine pass prompts."""
+        m = self.m
+        batch = m.tokenizer.encode(
+            [refine_prompt(t, prompt) for t in texts], m.config.gpt.num_vq, None, m.device
+        )
+        embeds = m.embed(batch.input_ids, batch.text_mask).to(m.engine.backend.dtype)
+        return embeds, batch.attention_mask
+
+    def refined_texts(self, rows: list[list[int]]) -> list[str]:
+        """The refine pass's drawn tokens (one list per item) as text: ids from ``[break_0]``
+        on are dropped."""
+        m = self.m
+        return m.tokenizer.decode([[t for t in row if t < m.tokenizer.break_0_id] for row in rows])
+
     def refine(
         self,
         texts: list[str],
@@ -98,17 +113,14 @@ class Passes:
         interrupt: Optional[Interrupt] = None,
         progress: Optional[Callable[[int, int], None]] = None,
     ) -> list[str]:
-        """Rewrite texts with prosody tokens; ids ≥ ``[break_0]`` are removed before decoding."""
+        """Rewrite texts with prosody tokens (:meth:`refined_texts`)."""
         m = self.m
-        batch = m.tokenizer.encode(
-            [refine_prompt(t, params.prompt) for t in texts], m.config.gpt.num_vq, None, m.device
-        )
-        embeds = m.embed(batch.input_ids, batch.text_mask).to(m.engine.backend.dtype)
+        embeds, mask = self.refine_inputs(texts, params.prompt)
         heads = m.engine.refine_heads(m.tokenizer.eos_refine_id)
         state = last(
             m.engine.steps(
                 embeds,
-                batch.attention_mask,
+                mask,
                 heads,
                 [item_sampling(params)] * len(texts),
                 params.manual_seed,
@@ -117,11 +129,11 @@ class Passes:
                 params.ensure_non_empty,
             )
         )
-        ids = []
-        for i in range(len(texts)):
-            row = state.item_tokens(i)[:, 0].tolist() if state is not None else []
-            ids.append([t for t in row if t < m.tokenizer.break_0_id])
-        return m.tokenizer.decode(ids)
+        rows = [
+            state.item_tokens(i)[:, 0].tolist() if state is not None else []
+            for i in range(len(texts))
+        ]
+        return self.refined_texts(rows)
 
     def code_steps(
         self,

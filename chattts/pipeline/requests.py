@@ -87,14 +87,21 @@ def tqdm_progress(params: RefineTextParams, desc: str) -> Optional[Progress]:
     return update  # a bar left open by an early EOS closes when the closure is dropped
 
 
+#: What a streamed row holds after its item has ended: 2**-24 (−144 dBFS), not exact zeros.
+#: Once converted to 16-bit PCM it is digital silence, and a client that scales each row by its
+#: peak (the reference's ``float_to_int16``: ``32767 * 32768 // (ceil(peak) * 32768)``) divides
+#: by 1 instead of 0 (docs/compat.md, "Streaming a list").
+ENDED_ROW = np.float32(2.0**-24)
+
+
 def stacked(chunks: Iterator[list[np.ndarray]]) -> Iterator[np.ndarray]:
-    """Per-item chunks -> (B, n) arrays, rows of shorter items zero-filled (the reference's
-    stream of a list of texts)."""
+    """Per-item chunks -> (B, n) arrays (the reference's stream of a list of texts); past a
+    shorter item's audio its row holds :data:`ENDED_ROW`."""
     for parts in chunks:
         width = max(p.size for p in parts)
         if width == 0:
             continue
-        out = np.zeros((len(parts), width), dtype=np.float32)
+        out = np.full((len(parts), width), ENDED_ROW, dtype=np.float32)
         for i, p in enumerate(parts):
             out[i, : p.size] = p
         yield out
@@ -116,6 +123,7 @@ def in_order(chunks: Iterator[list[np.ndarray]], n: int) -> Iterator[np.ndarray]
 
 
 __all__ = [
+    "ENDED_ROW",
     "TRIM_THRESHOLD",
     "InterruptGroup",
     "Progress",

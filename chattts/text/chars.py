@@ -27,6 +27,8 @@ VALID = re.compile(r"[\u4e00-\u9fffA-Za-z，。、,\. ]")
 _INVALID = re.compile(r"[^\u4e00-\u9fffA-Za-z，。、,\. ]")
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
+_SPOKEN = re.compile(r"[\u4e00-\u9fffA-Za-z]")
+_LAUGH = re.compile(r"\[laugh(?:_[0-2])?\]")
 _EN_WORD = re.compile(r"\b[A-Za-z]+\b")
 
 #: For ``zh`` text: ASCII punctuation to full width (``[``, ``]`` and ``_`` stay).
@@ -135,6 +137,13 @@ def detect_language(text: str) -> str:
     """``"zh"`` if CJK characters outnumber English words, else ``"en"`` (tags not counted)."""
     plain = TAG.sub(" ", text)
     return "zh" if len(CJK.findall(plain)) > len(_EN_WORD.findall(plain)) else "en"
+
+
+def has_speech(text: str) -> bool:
+    """True when normalised ``text`` holds something to speak: a Latin letter or a Chinese
+    character outside tags, or a ``[laugh]`` tag. Pauses (``，。、,.``), spaces and the other
+    control tags alone are not speech (docs/text.md, "Nothing to speak")."""
+    return bool(_SPOKEN.search(TAG.sub(" ", text)) or _LAUGH.search(text))
 
 
 def spaces(text: str) -> str:

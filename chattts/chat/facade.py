@@ -5,43 +5,43 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar, Union, overload
 
 import numpy as np
 import torch
 
-from . import assets
+from .. import assets
+from ..config import ModelConfig, default_device
+from ..dia.api import Dia
+from ..errors import ChatTTSError, NotLoadedError
+from ..generation.engine import Interrupt
+from ..model.loading import release_free_memory
+from ..options import LoadOptions
+from ..params import InferCodeParams, RefineTextParams
+from ..pipeline import InterruptGroup, Pipeline, trim_silence
+from ..pipeline.models import Models
+from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
+from ..validation import MAX_SAMPLE_SECONDS, check_code_params
+from ..voices import VoiceLibrary
 from .compat import ReferenceAttributes
-from .config import ModelConfig, default_device
-from .dia.api import Dia
-from .errors import ChatTTSError, NotLoadedError
-from .generation.engine import Interrupt
-from .model.loading import release_free_memory
-from .options import LoadOptions
-from .params import InferCodeParams, RefineTextParams
-from .pipeline import InterruptGroup, Pipeline, Progress, Utterance, trim_silence
-from .pipeline.models import Models
-from .text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
-from .validation import MAX_SAMPLE_SECONDS, check_code_params
-from .voices import VoiceLibrary
-from .voices.speaker import decode_speaker
+from .speech import SpeechCalls
 
 if TYPE_CHECKING:
-    from .audio import AudioLike
+    from ..audio import AudioLike
 
 logger = logging.getLogger("chattts")
 
 T = TypeVar("T")
 
 
-def _dia_call(method: Callable[..., T]) -> Callable[..., T]:
-    """A ``Chat`` method that forwards to the same method of ``chat.dia`` (with its
-    signature and docstring)."""
+def _forward(method: Callable[..., T], to: str) -> Callable[..., T]:
+    """A ``Chat`` method that forwards to the same method of ``chat.<to>`` (``dia``,
+    ``speech``), with its signature and docstring."""
 
     @functools.wraps(method)
     def call(self: Chat, *args: Any, **kwargs: Any) -> T:
-        return method(self.dia, *args, **kwargs)
+        return method(getattr(self, to), *args, **kwargs)
 
     return call
 
@@ -74,7 +74,10 @@ class Chat(ReferenceAttributes):
         self._pipeline: Optional[Pipeline] = None
         self.voices = VoiceLibrary()
         self._resolver = None  # compat.voice_resolver's cache
-        self._dia = Dia(self._dia_pipeline, self.resolve_voice)
+        #: the Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)
+        self.dia = Dia(self._dia_pipeline, self.resolve_voice)
+        #: finished speech with segment times: ``chat.speak`` is ``chat.speech.speak``
+        self.speech = SpeechCalls(lambda: self.pipeline, self.voice_resolver, self.context)
 
     # ---- loading ----------------------------------------------------------------------------
 
@@ -232,7 +235,7 @@ class Chat(ReferenceAttributes):
         """A speaker sample string (``spk_smp``) from 24 kHz mono speech (array, or a file)."""
         passes = self.pipeline.passes
         if isinstance(wav, (str, bytes)) or hasattr(wav, "read"):
-            from .audio import load_audio
+            from ..audio import load_audio
 
             wav = load_audio(wav, self.config.sample_rate, max_seconds=MAX_SAMPLE_SECONDS)
         return passes.sample_audio_speaker(wav)
@@ -260,6 +263,7 @@ class Chat(ReferenceAttributes):
         params_infer_code: InferCodeParams = ...,
         *,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> list[np.ndarray]: ...
 
     @overload
@@ -279,6 +283,7 @@ class Chat(ReferenceAttributes):
         params_infer_code: InferCodeParams = ...,
         *,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> Iterator[np.ndarray]: ...
 
     @overload
@@ -298,6 +303,7 @@ class Chat(ReferenceAttributes):
         params_refine_text: RefineTextParams = ...,
         params_infer_code: InferCodeParams = ...,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> str: ...
 
     @overload
@@ -317,6 +323,7 @@ class Chat(ReferenceAttributes):
         params_refine_text: RefineTextParams = ...,
         params_infer_code: InferCodeParams = ...,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> list[str]: ...
 
     def infer(
@@ -335,6 +342,7 @@ class Chat(ReferenceAttributes):
         params_infer_code: InferCodeParams = InferCodeParams(),  # noqa: B008 - never mutated
         *,
         max_split_chars: int = DEFAULT_MAX_SPLIT_CHARS,
+        ssml: bool = False,
     ) -> Union[list[np.ndarray], Iterator[np.ndarray], str, list[str]]:
         """Synthesise speech.
 
@@ -342,17 +350,23 @@ class Chat(ReferenceAttributes):
         a list of one waveform (its sentences, when split, each trimmed and concatenated).
         Empty input gives ``[]``. With ``refine_text_only``, the refined text instead (a str
         for a str, a list for a list). With ``stream``, a generator of float32 chunks (B, n):
-        for a list, B = the texts of the current batch (rows of items that have ended are
-        zero); for a str, B = 1 and the chunks follow the sentences in order.
+        for a list, B = the texts of the current batch (rows of items that have ended hold
+        2**-24, silence in 16-bit PCM, so clients that scale rows by their peak work); for a str,
+        B = 1 and the chunks follow the sentences in order.
 
         A str with ``split_text`` is split by the reference rule, each sentence normalised,
         then any sentence longer than ``max_split_chars`` (a ``[...]`` tag counting one) is cut
         further at its last sentence or clause boundary, so no piece runs into
-        ``max_new_token``.
+        ``max_new_token``. With ``ssml`` each text is an SSML document (docs/ssml.md), spoken
+        through :meth:`speak` with the voice and sampling of ``params_infer_code``.
         """
         pipeline = self.pipeline
         if max_split_batch < 1:
             raise ValueError("max_split_batch must be ≥ 1")
+        if ssml and not refine_text_only:
+            refine = None if skip_refine_text else params_refine_text
+            opts = {"lang": lang, "normalize": do_text_normalization}
+            return self.speech.infer_ssml(text, stream, params_infer_code, refine, **opts)
         single = isinstance(text, str)
         texts = pipeline.prepare(
             text,
@@ -363,7 +377,7 @@ class Chat(ReferenceAttributes):
             max_split_chars=max_split_chars,
         )
         if not refine_text_only:
-            params_infer_code = self._voiced(params_infer_code)
+            params_infer_code = self.speech.voiced(params_infer_code)
             check_code_params(params_infer_code)
         if not texts or all(not t.strip() for t in texts):
             return _empty_result(single, stream, refine_text_only)
@@ -376,7 +390,9 @@ class Chat(ReferenceAttributes):
                 return "\n".join(texts) if single else texts
             run = {
                 "carry_voice": single and split_text,
-                "batch_size": max_split_batch,
+                # the reference batches by max_split_batch only when it splits text: a list
+                # without split_text is one batch with one seed
+                "batch_size": max_split_batch if split_text else len(texts),
                 "use_decoder": use_decoder,
                 "cancel": flag,
             }
@@ -397,51 +413,6 @@ class Chat(ReferenceAttributes):
         finally:
             self.context.done(flag)
 
-    def synthesize(
-        self,
-        texts: Sequence[str],
-        params: Union[InferCodeParams, Sequence[InferCodeParams]],
-        *,
-        stream: bool = False,
-        use_decoder: bool = True,
-        refine: Optional[RefineTextParams] = None,
-        do_text_normalization: bool = True,
-        cancelled: Optional[Sequence[Interrupt]] = None,
-        progress: Optional[Progress] = None,
-    ) -> Iterator[list[np.ndarray]]:
-        """Synthesise independent requests as one batch (for servers and batch jobs).
-
-        Unlike ``infer``, each item's ``manual_seed`` seeds only that item, so an item gives
-        the same audio whatever it is batched with (and equals ``infer([text])`` with that
-        seed). No sentence splitting, no voice carry-over. ``refine``: refine each text alone
-        first. ``cancelled``: one flag per item; a set flag ends that item within one step.
-        ``progress``: called with (step, max_steps) after every step of the code pass.
-        Requests with their own refine parameters: :meth:`chattts.pipeline.Pipeline.synthesize`.
-
-        Yields lists with one float32 array (n,) per item: with ``stream``, the new audio of
-        each item (possibly empty) as it is produced; otherwise once, each whole waveform.
-        """
-        pipeline = self.pipeline
-        texts = list(texts)
-        plist = [params] * len(texts) if isinstance(params, InferCodeParams) else list(params)
-        plist = [self._voiced(p) for p in plist]
-        flags = [None] * len(texts) if cancelled is None else list(cancelled)
-        if len(plist) != len(texts) or len(flags) != len(texts):
-            raise ValueError("params and cancelled must be one value or one per text")
-        items = [Utterance(t, p, refine, f) for t, p, f in zip(texts, plist, flags, strict=True)]
-        flag = self.context.new()
-        try:
-            yield from pipeline.synthesize(
-                items,
-                stream=stream,
-                use_decoder=use_decoder,
-                normalize=do_text_normalization,
-                progress=progress,
-                cancel=flag,
-            )
-        finally:
-            self.context.done(flag)
-
     # ---- the Dia-style API (chattts.dia) ------------------------------------------------------
 
     @classmethod
@@ -457,7 +428,7 @@ class Chat(ReferenceAttributes):
     ) -> Chat:
         """A loaded ``Chat`` from a local model root or a Hub model repo; see
         :func:`chattts.dia.pretrained_options` for the arguments."""
-        from .dia.api import pretrained_options
+        from ..dia.api import pretrained_options
 
         options = pretrained_options(
             model_id_or_path,
@@ -471,14 +442,15 @@ class Chat(ReferenceAttributes):
         chat.load_options(options)
         return chat
 
-    @property
-    def dia(self) -> Dia:
-        """The Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)."""
-        return self._dia
-
-    generate = _dia_call(Dia.generate)
-    generate_batch = _dia_call(Dia.generate_batch)
+    generate = _forward(Dia.generate, "dia")
+    generate_batch = _forward(Dia.generate_batch, "dia")
     save_audio = staticmethod(Dia.save_audio)
+
+    # ---- finished speech (chattts.chat.speech) ------------------------------------------------
+
+    speak = _forward(SpeechCalls.speak, "speech")
+    speak_stream = _forward(SpeechCalls.speak_stream, "speech")
+    synthesize = _forward(SpeechCalls.synthesize, "speech")
 
 
 def _empty_result(
@@ -491,4 +463,4 @@ def _empty_result(
     return []
 
 
-__all__ = ["Chat", "trim_silence", "decode_speaker"]
+__all__ = ["Chat"]

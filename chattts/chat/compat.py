@@ -9,20 +9,18 @@ reference's is listed in docs/compat.md.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from .params import InferCodeParams
-from .pipeline.passes import code_prompt, refine_prompt
-from .voices import Voice, VoiceLibrary, VoiceResolver, is_voice_reference
-from .voices.speaker import decode_sample, encode_sample
+from ..pipeline.passes import code_prompt, refine_prompt
+from ..voices import Voice, VoiceLibrary, VoiceResolver
+from ..voices.speaker import decode_sample, encode_sample
 
 if TYPE_CHECKING:
-    from .options import LoadOptions
-    from .pipeline import Pipeline
-    from .pipeline.models import Models
+    from ..options import LoadOptions
+    from ..pipeline import Pipeline
+    from ..pipeline.models import Models
 
 
 class SpeakerView:
@@ -111,7 +109,7 @@ class ReferenceAttributes:
             return self.options.coef
         from safetensors import safe_open
 
-        from .pipeline.models import encode_coef
+        from ..pipeline.models import encode_coef
 
         loader = self.models.dvae_loader
         if loader.coef is not None:
@@ -147,15 +145,6 @@ class ReferenceAttributes:
             VoicesError: unknown names, malformed mixes, voices of another model size.
         """
         return self.voice_resolver().voice(spec)
-
-    def _voiced(self, params: InferCodeParams) -> InferCodeParams:
-        """``params`` with a voice name or mix in ``spk_emb`` replaced by its speaker string
-        (or, for a voice made from a recording, its ``spk_smp`` / ``txt_smp``); a copy, never
-        the caller's object."""
-        if not isinstance(params, InferCodeParams) or not is_voice_reference(params.spk_emb):
-            return params
-        fields = {"spk_emb": None, **self.voice_resolver().fields(params.spk_emb)}
-        return replace(params, **fields)
 
 
 __all__ = ["ReferenceAttributes", "SpeakerView"]
