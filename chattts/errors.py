@@ -92,6 +92,18 @@ class VoicesError(UsageError):
     """A voices file or folder that is missing, not valid JSON, or holds a bad entry."""
 
 
+class UnknownVoiceError(VoicesError):
+    """A voice name that no table (library, voices file, the server's names) holds.
+
+    Attributes:
+        name: the unknown name.
+    """
+
+    def __init__(self, message: str, name: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class MissingDependencyError(ChatTTSError, ImportError):
     """An optional package is not installed; the message names the ``pip install`` to run."""
 
@@ -270,6 +282,7 @@ __all__ = [
     "SsmlWarning",
     "StoreError",
     "TextError",
+    "UnknownVoiceError",
     "UnsupportedOptionError",
     "UsageError",
     "VoicesError",

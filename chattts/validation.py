@@ -194,12 +194,18 @@ def check_code_params(params: InferCodeParams, num_vq: Optional[int] = None) -> 
         )
 
 
-def speaker_audio(wav: Any) -> np.ndarray:
+#: Longest reference audio a speaker sample is made from, in seconds (docs/limits.md): five
+#: minutes is far more than a voice needs (5 to 10 s is plenty), and bounds the DVAE's work.
+MAX_SAMPLE_SECONDS = 300.0
+
+
+def speaker_audio(wav: Any, max_samples: Optional[int] = None) -> np.ndarray:
     """A speaker sample's waveform as float32 (N,) or (1, N) (integer PCM scaled to [-1, 1]).
 
     Raises:
         InputTypeError: not an array of numbers.
-        ParameterError (a ValueError): non-finite samples, or a shape that is not mono.
+        ParameterError (a ValueError): non-finite samples, a shape that is not mono, or more
+            than ``max_samples`` samples.
     """
     if hasattr(wav, "detach"):
         wav = wav.detach().cpu().numpy()
@@ -207,6 +213,11 @@ def speaker_audio(wav: Any) -> np.ndarray:
         arr = np.asarray(wav)
     except Exception as e:
         raise InputTypeError(f"a speaker sample must be an array, not {type(wav).__name__}") from e
+    if max_samples is not None and arr.size > max_samples:  # before any copy is made
+        raise ParameterError(
+            f"a speaker sample is made from at most {MAX_SAMPLE_SECONDS:g} s of audio "
+            f"({max_samples} samples), not {arr.size}: use a shorter recording"
+        )
     if arr.dtype.kind in "iu":
         scale = float(np.iinfo(arr.dtype).max) + 1.0
         offset = scale / 2 if arr.dtype.kind == "u" else 0.0

@@ -24,7 +24,7 @@ os.environ.setdefault("CHATTTS_ONNX_CACHE", tempfile.mkdtemp(prefix="chattts-onn
 
 #: Test modules that run end to end: the command in subprocesses, the web UI in a browser, the
 #: real NeMo / WeTextProcessing grammars.
-E2E_MODULES = {"test_cli", "test_webui", "test_text_real"}
+E2E_MODULES = {"test_cli", "test_webui", "test_text_real", "test_entry_points"}
 #: Fixtures that start a server on a socket (uvicorn) or a browser.
 E2E_FIXTURES = {"server", "client", "page", "browser"}
 

@@ -30,14 +30,15 @@ STEPS = 20  # code steps per request: short audio, fast tests
 
 
 class Server:
-    """uvicorn serving an app on a free loopback port, in a thread."""
+    """uvicorn serving an app on a free loopback port, in a thread (with the settings of
+    ``chattts serve``, and its connection ``limits``)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, limits=None) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        settings = {**uvicorn_settings(), "log_level": "warning"}  # those of chattts serve
+        settings = {**uvicorn_settings(limits), "log_level": "warning"}  # chattts serve's
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, **settings)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -466,7 +467,7 @@ def test_keep_alive_survives_a_500(server, monkeypatch):
     """An unexpected exception is a 500 naming its cause, and the connection stays open."""
     service = server.server.config.app.state.service
 
-    def broken(req):
+    def broken(*args):
         raise RuntimeError("broken on purpose")
 
     body = {"model": "tts-1", "input": "hi", "voice": "alloy", "max_new_token": 4}

@@ -17,7 +17,7 @@ import torch
 import chattts
 from chattts import cli
 from chattts.errors import AudioError, MissingDependencyError, UsageError, VoicesError
-from chattts.server.schemas import Voices
+from chattts.server.voices import Voices
 from chattts.text import Normalizer
 from chattts.voices import VoiceLibrary, default_voices_dir, mix_speakers, parse_mix
 from chattts.voices.speaker import SpeakerStats, decode_speaker, encode_speaker
@@ -219,14 +219,15 @@ def test_say_play_streams_every_chunk_to_the_device(monkeypatch) -> None:
 def test_server_voices_take_mixes_and_name_the_unknown_one() -> None:
     draw = lambda s: encode_speaker(STATS.sample(s))  # noqa: E731
     table = Voices({"alice": A}, STATS.hidden_size, draw)
-    assert table.resolve("alice*0.7+alloy*0.3") == mix_speakers([(A, 0.7), (draw(1000), 0.3)])
-    assert table.resolve("alice+seed_2") == mix_speakers([(A, 1), (B, 1)])
+    spk = lambda spec: table.fields(spec)["spk_emb"]  # noqa: E731
+    assert spk("alice*0.7+alloy*0.3") == mix_speakers([(A, 0.7), (draw(1000), 0.3)])
+    assert spk("alice+seed_2") == mix_speakers([(A, 1), (B, 1)])
     with pytest.raises(chattts.errors.RequestError) as info:
-        table.resolve("alice+zed")
+        table.fields("alice+zed")
     assert info.value.status == 400 and info.value.code == "voice_not_found"
     assert "'zed'" in info.value.message
     with pytest.raises(chattts.errors.RequestError, match="empty term"):
-        table.resolve("alice+")
+        table.fields("alice+")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -37,6 +37,9 @@ MAX_MANIFEST_BYTES = 1 << 20
 HASH_INDEX = "hashes.json"
 #: Blocks of a checkpoint read for its content check (with its first and last block).
 SAMPLE_BLOCKS, SAMPLE_BLOCK_BYTES = 16, 1 << 16
+#: Largest checkpoint-hash index read, and the most checkpoints it remembers (the oldest
+#: are forgotten first: each rewrite of a checkpoint is a new entry).
+MAX_INDEX_BYTES, MAX_INDEX_ENTRIES = 1 << 22, 256
 
 
 def user_cache_dir(*parts: str) -> str:
@@ -56,11 +59,39 @@ def user_cache_dir(*parts: str) -> str:
 
 def sha256_file(path: str, chunk_size: int = 1 << 22) -> str:
     """Hex SHA256 of a file, read in chunks."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
+        return _sha256_of(f, chunk_size)
+
+
+def _sha256_of(f: Any, chunk_size: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    while chunk := f.read(chunk_size):
+        h.update(chunk)
     return h.hexdigest()
+
+
+def _open_regular(path: str) -> Any:
+    """``path`` opened for reading only if it is a regular file itself: never follows a link
+    and never blocks (a FIFO is refused before anything is read).
+
+    Raises:
+        OSError: missing, a link, or not a regular file.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_small(path: str, limit: int) -> bytes:
+    """A regular file's bytes (:func:`_open_regular`); OSError past ``limit`` bytes."""
+    with _open_regular(path) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"{path}: larger than {limit} bytes")
+    return data
 
 
 def sample_digest(path: str) -> str:
@@ -86,12 +117,10 @@ def _file_key(path: str) -> str:
 
 
 def _read_index(index_path: str) -> dict[str, Any]:
+    """The hash index, or {} when it is missing, not a regular file, too large or not JSON."""
     try:
-        if not stat.S_ISREG(os.lstat(index_path).st_mode):
-            return {}
-        with open(index_path, encoding="utf-8") as f:
-            index = json.load(f)
-    except (OSError, ValueError):
+        index = json.loads(_read_small(index_path, MAX_INDEX_BYTES))
+    except (OSError, ValueError, RecursionError):
         return {}
     return index if isinstance(index, dict) else {}
 
@@ -117,7 +146,10 @@ def checkpoint_sha256(path: str, cache_dir: str) -> str:
         if isinstance(digest, str) and len(digest) == 64:
             return digest
     digest = sha256_file(path)
+    index.pop(key, None)
     index[key] = {"sha256": digest, "sample": sample}
+    for old in list(index)[:-MAX_INDEX_ENTRIES]:
+        del index[old]
     try:
         _write_json(index_path, index)
     except OSError as e:  # a read-only cache: the hash is recomputed next time
@@ -172,12 +204,9 @@ def entry_problem(entry: str, want: dict[str, Any]) -> Optional[str]:
     path = os.path.join(entry, MANIFEST_FILE)
     if not _regular(path):
         return "no manifest" if not os.path.lexists(path) else "the manifest is not a file"
-    if os.path.getsize(path) > MAX_MANIFEST_BYTES:
-        return "the manifest is too large"
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, ValueError) as e:
+        manifest = json.loads(_read_small(path, MAX_MANIFEST_BYTES))
+    except (OSError, ValueError, RecursionError) as e:
         return f"unreadable manifest ({e})"
     if not isinstance(manifest, dict):
         return "the manifest is not an object"
@@ -190,13 +219,23 @@ def entry_problem(entry: str, want: dict[str, Any]) -> Optional[str]:
     for name, meta in files.items():
         if not _plain_name(name) or not isinstance(meta, dict):
             return f"the manifest lists {name!r}, not a file of the entry"
-        file = os.path.join(entry, name)
-        if not _regular(file):
-            return f"{name} is missing or not a regular file"
-        if os.path.getsize(file) != meta.get("size"):
-            return f"{name} has {os.path.getsize(file)} bytes, not {meta.get('size')}"
-        if sha256_file(file) != meta.get("sha256"):
-            return f"{name} does not match its SHA256"
+        problem = _file_problem(os.path.join(entry, name), name, meta)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _file_problem(file: str, name: str, meta: dict[str, Any]) -> Optional[str]:
+    """Why the entry's file ``name`` is not what its manifest ``meta`` records (or None)."""
+    try:
+        with _open_regular(file) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != meta.get("size"):
+                return f"{name} has {size} bytes, not {meta.get('size')}"
+            if _sha256_of(f) != meta.get("sha256"):
+                return f"{name} does not match its SHA256"
+    except OSError:
+        return f"{name} is missing or not a regular file"
     return None
 
 

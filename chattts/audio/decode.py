@@ -1,15 +1,24 @@
-"""Decoding any format FFmpeg reads, and resampling."""
+"""Decoding any format FFmpeg reads, and resampling.
+
+Decoding is bounded (docs/limits.md, "Audio input"): the stream's sample rate, channel count
+and declared duration are checked from the container's header before anything is decoded, and
+decoding stops as soon as more than ``max_seconds`` of audio came out, so neither a header
+that lies (a WAV that declares 1 Hz) nor a long file (10 hours of Opus in 13 MB) can take more
+memory than ``max_seconds`` of audio.
+"""
 
 from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from ..errors import AudioError, AudioFileNotFoundError
 from .formats import (
+    MAX_RATE,
+    MIN_RATE,
     AudioSource,
     Waveform,
     as_mono,
@@ -18,6 +27,12 @@ from .formats import (
     import_av,
     normalize_format,
 )
+
+#: Longest audio :func:`load_audio` decodes unless told otherwise, in seconds (an hour at
+#: 24 kHz is 346 MB of float32).
+MAX_AUDIO_SECONDS = 3600.0
+#: Most channels of a file read (they are averaged to mono).
+MAX_CHANNELS = 64
 
 
 def resample(wav: Waveform, orig_rate: int, new_rate: int) -> np.ndarray:
@@ -59,31 +74,45 @@ def _read_source(source: AudioSource) -> tuple[Any, str | None]:
     )
 
 
-def _read_pcm(src: Any) -> np.ndarray:
+def _read_pcm(src: Any, max_samples: Optional[int], label: str) -> np.ndarray:
+    limit = -1 if max_samples is None else 2 * max_samples + 2
     if isinstance(src, str):
         with open(src, "rb") as f:
-            raw = f.read()
+            raw = f.read(limit)
     else:
-        raw = src.read()
+        raw = src.read(limit)
+    if max_samples is not None and len(raw) > 2 * max_samples:
+        raise AudioError(f"{label} is longer than {max_samples} samples")
     if len(raw) % 2:
         raise AudioError("raw 16-bit PCM must have an even number of bytes")
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def load_audio(
-    path_or_bytes: AudioSource, sample_rate: int = 24000, *, format: str | None = None
+    path_or_bytes: AudioSource,
+    sample_rate: int = 24000,
+    *,
+    format: str | None = None,
+    max_seconds: Optional[float] = MAX_AUDIO_SECONDS,
 ) -> np.ndarray:
     """Read an audio file (any format FFmpeg reads) as mono float32 (n,) at ``sample_rate``.
 
     ``path_or_bytes``: a path, the file's bytes, or a binary file object. Channels are averaged
     and the audio resampled with FFmpeg's resampler. Raw PCM has no header: ``format="pcm"``
     (or a ``.pcm``/``.raw`` path) reads 16-bit little-endian mono taken to be at ``sample_rate``.
+    ``max_seconds``: the longest audio accepted (None: no bound), checked against the header
+    first and enforced while decoding (see the module's docstring).
 
     Raises:
-        AudioFileNotFoundError: no such file; AudioError: not audio, or not readable.
+        AudioFileNotFoundError: no such file; AudioError: not audio, not readable, a sample rate
+        outside [1000, 384000] Hz, more than :data:`MAX_CHANNELS` channels, or longer than
+        ``max_seconds``.
     """
     rate = check_rate(sample_rate)
+    if max_seconds is not None and not max_seconds > 0:
+        raise AudioError(f"max_seconds must be a positive number, not {max_seconds!r}")
     src, name = _read_source(path_or_bytes)
+    label = name or "the audio data"
     if (
         format is None
         and isinstance(name, str)
@@ -91,21 +120,67 @@ def load_audio(
     ):
         format = "pcm"
     if format is not None and normalize_format(format) == "pcm":
-        return _read_pcm(src)
+        return _read_pcm(src, None if max_seconds is None else int(max_seconds * rate), label)
     if isinstance(src, io.BytesIO) and src.getbuffer().nbytes == 0:
         raise AudioError("cannot read audio from empty bytes")
     av = import_av()
-    label = name or "the audio data"
     try:
         with av.open(src, mode="r") as container:
             if not container.streams.audio:
                 raise AudioError(f"{label} holds no audio stream")
-            return _decode(av, container, container.streams.audio[0], rate)
+            stream = container.streams.audio[0]
+            _check_header(container, stream, label, max_seconds)
+            return _decode(av, container, stream, rate, _Budget(label, max_seconds))
     except av.FFmpegError as e:
         raise AudioError(f"cannot read audio from {label}: {ffmpeg_reason(e)}") from e
 
 
-def _decode(av: Any, container: Any, stream: Any, rate: int) -> np.ndarray:
+def _too_long(label: str, seconds: float, max_seconds: float) -> AudioError:
+    return AudioError(
+        f"{label} is {seconds:.1f} s long or more: at most {max_seconds:g} s of audio is read"
+    )
+
+
+def _check_header(container: Any, stream: Any, label: str, max_seconds: Optional[float]) -> None:
+    """The stream's rate, channels and declared duration, before anything is decoded."""
+    ctx = stream.codec_context
+    declared = ctx.sample_rate or stream.sample_rate
+    if declared and not MIN_RATE <= declared <= MAX_RATE:
+        raise AudioError(
+            f"{label}: its sample rate is {declared} Hz; audio files must be between "
+            f"{MIN_RATE} and {MAX_RATE} Hz"
+        )
+    if ctx.channels > MAX_CHANNELS:
+        raise AudioError(f"{label} has {ctx.channels} channels: at most {MAX_CHANNELS}")
+    if max_seconds is None:
+        return
+    seconds = 0.0
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000  # FFmpeg's AV_TIME_BASE
+    if seconds > max_seconds + 1:  # a second of slack for rounding in headers
+        raise _too_long(label, seconds, max_seconds)
+
+
+class _Budget:
+    """Seconds of audio decoded so far; :class:`AudioError` once past ``max_seconds``."""
+
+    def __init__(self, label: str, max_seconds: Optional[float]) -> None:
+        self.label, self.max_seconds, self.seconds = label, max_seconds, 0.0
+
+    def take(self, frame: Any) -> None:
+        rate = frame.sample_rate
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise AudioError(f"{self.label}: a frame at {rate} Hz (audio is 1 to 384 kHz)")
+        if frame.layout.nb_channels > MAX_CHANNELS:
+            raise AudioError(f"{self.label}: a frame of more than {MAX_CHANNELS} channels")
+        self.seconds += frame.samples / rate
+        if self.max_seconds is not None and self.seconds > self.max_seconds:
+            raise _too_long(self.label, self.seconds, self.max_seconds)
+
+
+def _decode(av: Any, container: Any, stream: Any, rate: int, budget: _Budget) -> np.ndarray:
     resampler = None
     parts: list[np.ndarray] = []
 
@@ -114,6 +189,7 @@ def _decode(av: Any, container: Any, stream: Any, rate: int) -> np.ndarray:
             parts.append(f.to_ndarray().mean(axis=0, dtype=np.float32))
 
     for frame in container.decode(stream):
+        budget.take(frame)  # stops decoding past max_seconds
         if resampler is None:
             resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
         take(resampler.resample(frame))

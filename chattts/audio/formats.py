@@ -114,12 +114,18 @@ def as_mono(wav: Waveform) -> np.ndarray:
     return arr
 
 
+#: The sample rates accepted, in Hz (of files read, and of waveforms written).
+MIN_RATE, MAX_RATE = 1000, 384_000
+
+
 def check_rate(sample_rate: object) -> int:
     """``sample_rate`` as an int, checked to lie in [1000, 384000] Hz (AudioError if not)."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
         raise AudioError(f"sample_rate must be an integer, not {sample_rate!r}")
-    if not 1000 <= int(sample_rate) <= 384_000:
-        raise AudioError(f"sample_rate must be between 1000 and 384000 Hz, not {sample_rate}")
+    if not MIN_RATE <= int(sample_rate) <= MAX_RATE:
+        raise AudioError(
+            f"sample_rate must be between {MIN_RATE} and {MAX_RATE} Hz, not {sample_rate}"
+        )
     return int(sample_rate)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from ..pipeline.passes import code_prompt, refine_prompt
-from ..voices import Voice, VoiceLibrary
+from ..voices import Voice, VoiceLibrary, VoiceResolver
 from ..voices.speaker import decode_sample, encode_sample
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class ReferenceAttributes:
     options: Optional[LoadOptions]
     voices: VoiceLibrary
     _pipeline: Optional[Pipeline]
+    #: (library, pipeline, resolver): the resolver of :meth:`voice_resolver` and what it is for.
+    _resolver: Optional[tuple[VoiceLibrary, Optional[Pipeline], VoiceResolver]]
 
     tokenizer = _module("tokenizer", "The tokenizer (:class:`chattts.model.tokenizer.Tokenizer`)")
     gpt = _module("gpt", "The GPT body (:class:`chattts.model.gpt.GPT`)")
@@ -117,17 +119,32 @@ class ReferenceAttributes:
 
     # ---- voices -----------------------------------------------------------------------------
 
+    def voice_resolver(self) -> VoiceResolver:
+        """The :class:`~chattts.voices.VoiceResolver` over ``self.voices`` with this model's
+        draw and sizes; kept while the library and the loaded model stay the same, so seed
+        draws and mixes are made once."""
+        pipeline = self._pipeline
+        held = self._resolver
+        if held is not None and held[0] is self.voices and held[1] is pipeline:
+            return held[2]
+        models = None if pipeline is None else pipeline.models
+        resolver = VoiceResolver(
+            self.voices,
+            draw=None if pipeline is None else pipeline.random_speaker,
+            hidden_size=None if models is None else models.config.gpt.hidden_size,
+            num_vq=None if models is None else models.config.gpt.num_vq,
+        )
+        self._resolver = (self.voices, pipeline, resolver)
+        return resolver
+
     def resolve_voice(self, spec: str) -> Voice:
-        """A library voice name or mix (``"alice"``, ``"alice*0.7+bob*0.3"``) -> its
-        :class:`Voice`, seeds drawn with this model (see :mod:`chattts.voices.library`).
+        """A library voice name, ``seed_N`` or mix (``"alice"``, ``"alice*0.7+bob*0.3"``) ->
+        its :class:`Voice`, seeds drawn with this model (:meth:`voice_resolver`).
 
         Raises:
             VoicesError: unknown names, malformed mixes, voices of another model size.
         """
-        pipeline = self._pipeline
-        draw = None if pipeline is None else pipeline.random_speaker
-        size = None if self.models is None else self.models.config.gpt.hidden_size
-        return self.voices.resolve(spec, draw, size)
+        return self.voice_resolver().voice(spec)
 
 
 __all__ = ["ReferenceAttributes", "SpeakerView"]

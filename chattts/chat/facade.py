@@ -20,7 +20,7 @@ from ..params import InferCodeParams, RefineTextParams
 from ..pipeline import InterruptGroup, Pipeline, trim_silence
 from ..pipeline.models import Models
 from ..text import DEFAULT_MAX_SPLIT_CHARS, Normalizer
-from ..validation import check_code_params
+from ..validation import MAX_SAMPLE_SECONDS, check_code_params
 from ..voices import VoiceLibrary
 from .compat import ReferenceAttributes
 from .loading import ModelLoading
@@ -83,10 +83,11 @@ class Chat(ModelLoading, ReferenceAttributes):
         if voices is None or isinstance(voices, (str, os.PathLike)):
             voices = VoiceLibrary() if voices is None else VoiceLibrary(voices)
         self.voices = voices
+        self._resolver = None  # compat.voice_resolver's cache
         #: the Dia-style calls over this chat's pipeline (``chat.generate`` etc. are these)
         self.dia = Dia(self._dia_pipeline, self.resolve_voice)
         #: finished speech with segment times: ``chat.speak`` is ``chat.speech.speak``
-        self.speech = SpeechCalls(lambda: self.pipeline, self.resolve_voice, self.context)
+        self.speech = SpeechCalls(lambda: self.pipeline, self.voice_resolver, self.context)
 
     @property
     def pipeline(self) -> Pipeline:
@@ -125,7 +126,7 @@ class Chat(ModelLoading, ReferenceAttributes):
         if isinstance(wav, (str, bytes)) or hasattr(wav, "read"):
             from ..audio import load_audio
 
-            wav = load_audio(wav, sample_rate=self.config.sample_rate)
+            wav = load_audio(wav, self.config.sample_rate, max_seconds=MAX_SAMPLE_SECONDS)
         return passes.sample_audio_speaker(wav)
 
     def interrupt(self) -> None:

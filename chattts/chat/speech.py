@@ -5,7 +5,6 @@ chunks as they are made (docs/captions.md). ``infer`` keeps the reference's retu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Optional, Union
@@ -23,15 +22,12 @@ from ..pipeline.speech import (
     plan_speech,
     render_speech,
 )
-from ..voices import is_voice_reference
+from ..voices import SEED_VOICE, is_voice_reference
 
 if TYPE_CHECKING:
     from ..generation.engine import Interrupt
     from ..pipeline import InterruptGroup, Pipeline
-    from ..voices import Voice
-
-#: ``seed_N``: the voice of seed N.
-SEED_VOICE = re.compile(r"seed[_:-]?(\d{1,18})")
+    from ..voices import VoiceResolver
 
 
 class SpeechCalls:
@@ -40,18 +36,18 @@ class SpeechCalls:
 
     Args:
         pipeline: returns the loaded pipeline (raises ``NotLoadedError`` before ``load``).
-        resolve: a library voice name or mix -> its :class:`~chattts.voices.Voice`.
+        resolver: the chat's :class:`~chattts.voices.VoiceResolver` (``Chat.voice_resolver``).
         context: the chat's cancel flags (``chat.interrupt()`` stops these calls too).
     """
 
     def __init__(
         self,
         pipeline: Callable[[], Pipeline],
-        resolve: Callable[[str], Voice],
+        resolver: Callable[[], VoiceResolver],
         context: InterruptGroup,
     ) -> None:
         self._pipeline = pipeline
-        self._resolve = resolve
+        self._resolver = resolver
         self.context = context
 
     @property
@@ -60,23 +56,11 @@ class SpeechCalls:
 
     def voice_fields(self, spec: Optional[str], seed: Optional[int] = None) -> dict[str, object]:
         """The ``InferCodeParams`` fields of a voice spec: a library name or mix, ``seed_N``,
-        a speaker string; None: the voice of ``seed`` (a random one without)."""
-        pipeline = self.pipeline
+        a speaker string (:meth:`chattts.voices.VoiceResolver.fields`); None: the voice of
+        ``seed`` (a random one without)."""
         if spec is None:
-            return {"spk_emb": pipeline.random_speaker(seed)}
-        spec = spec.strip()
-        if (m := SEED_VOICE.fullmatch(spec)) is not None:
-            return {"spk_emb": pipeline.random_speaker(int(m.group(1)))}
-        if is_voice_reference(spec):
-            voice = self._resolve(spec)
-            out: dict[str, object] = {"spk_emb": voice.speaker}
-            if voice.sample is not None:
-                out.update(spk_smp=voice.sample, txt_smp=voice.text)
-            return out
-        from ..voices.speaker import decode_speaker
-
-        decode_speaker(spec, int(pipeline.models.config.gpt.hidden_size))  # a SpeakerError
-        return {"spk_emb": spec}
+            return {"spk_emb": self.pipeline.random_speaker(seed)}
+        return {"spk_emb": None, **self._resolver().fields(spec)}
 
     def voiced(self, params: InferCodeParams) -> InferCodeParams:
         """``params`` with a voice name, mix or ``seed_N`` in ``spk_emb`` replaced by its

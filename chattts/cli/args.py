@@ -113,9 +113,12 @@ class ServerOptions:
         host, port: where it listens; ``host`` is also accepted in the Host header.
         api_key, voices, max_batch, batch_wait_ms, max_queue, max_new_token, cors_origins:
             as in :func:`chattts.server.create_app` (:meth:`app_kwargs`).
+        header_timeout, body_timeout, max_connections: the connection limits
+            (:class:`chattts.server.protocol.ConnectionLimits`, docs/limits.md).
 
     Raises:
-        UsageError: ``max_batch`` or ``max_queue`` below 1, a malformed CORS origin.
+        UsageError: ``max_batch``, ``max_queue`` or ``max_connections`` below 1, a timeout
+            that is not a positive number, a malformed CORS origin.
     """
 
     host: str = "127.0.0.1"
@@ -127,12 +130,17 @@ class ServerOptions:
     max_queue: int = 256
     max_new_token: int = 2048
     cors_origins: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 512
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise UsageError("--max-batch must be at least 1")
-        if self.max_queue < 1:
-            raise UsageError("--max-queue must be at least 1")
+        for name in ("max_batch", "max_queue", "max_connections"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive number")
         object.__setattr__(self, "cors_origins", check_origins(self.cors_origins or ()))
 
     def app_kwargs(self) -> dict[str, Any]:
@@ -187,6 +195,27 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.max_queue,
         metavar="N",
         help=f"most waiting requests before 429 ({d.max_queue})",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=number(float, 0.001),
+        default=d.header_timeout,
+        metavar="S",
+        help=f"seconds a client may take to send a request head ({d.header_timeout:g})",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=number(float, 0.001),
+        default=d.body_timeout,
+        metavar="S",
+        help=f"seconds a client may take to send a request body ({d.body_timeout:g})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=number(int, 1),
+        default=d.max_connections,
+        metavar="N",
+        help=f"most open connections; more get 503 ({d.max_connections})",
     )
     from .ray_args import add_ray_arguments  # --ray, --replicas, --autoscale, --ray-address
 

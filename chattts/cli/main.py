@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import NoReturn, Optional
 
@@ -90,21 +90,29 @@ def _setup_logging(verbose: bool) -> None:
     logger.propagate = False
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+def guarded(prog: str, run: Callable[[], Optional[int]]) -> int:
+    """Run ``run()`` as a command: a user mistake (a :class:`ChatTTSError`, ``ValueError`` or
+    ``OSError``) ends as one line on stderr and status 1, never a traceback (``-v`` logs the
+    details); Ctrl-C is status 130. The entry points ``chattts``, ``python -m chattts.server``
+    and ``python -m chattts.webui`` all run through it."""
     try:
-        return args.func(args)
+        return int(run() or 0)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 1
     except (ChatTTSError, ValueError, OSError) as e:
-        logger.debug("details", exc_info=True)
-        print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
+        logging.getLogger("chattts").debug("details", exc_info=True)
+        print(f"{prog}: error: {_message(e)}", file=sys.stderr)
         return 1
 
 
-__all__ = ["PROG", "build_parser", "main"]
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return guarded(PROG, lambda: args.func(args))
+
+
+__all__ = ["PROG", "build_parser", "guarded", "main"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..voices import Voice
@@ -26,7 +25,6 @@ logger = logging.getLogger("chattts")
 
 BOOL = argparse.BooleanOptionalAction
 VOICE_HELP = "a voice from --voices (name or mix 'a*0.7+b*0.3'), seed_N, or a speaker string"
-_SEED_VOICE = re.compile(r"seed_(\d{1,18})")
 
 
 def add_voice_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,23 +57,14 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGrou
 
 
 def parse_voice(spec: str, voices: Optional[str]) -> Voice:
-    """A ``--voice`` value, checked before the model loads: a name or mix of the voice
-    library ``voices`` (which wins), ``seed_N``, or a speaker string.
+    """A ``--voice`` value, checked before the model loads
+    (:meth:`chattts.voices.VoiceResolver.check`): a name or mix of the voice library
+    ``voices`` (which wins), ``seed_N``, or a speaker string.
 
     Raises:
-        VoicesError, UsageError: an unknown name, a malformed mix; SpeakerError: a bad
-            speaker string.
+        VoicesError: an unknown name, a malformed or too long mix, a bad speaker string.
     """
-    lib = library(voices)
-    seed = _SEED_VOICE.fullmatch(spec.strip())
-    if seed is not None and spec.strip() not in lib.records():
-        return Voice(seed=int(seed.group(1)))
-    if not spec.isascii():  # speaker strings are never ASCII; names always are
-        from ..voices.speaker import decode_speaker
-
-        decode_speaker(spec)  # SpeakerError names the problem
-        return Voice(speaker=spec)
-    check_voice(lib, spec)
+    check_voice(library(voices), spec)
     return Voice(name=spec)
 
 

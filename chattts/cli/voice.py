@@ -10,17 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..errors import UsageError, VoicesError
-from ..voices import (
-    Voice,
-    VoiceLibrary,
-    default_voices_dir,
-    is_mix,
-    looks_like_voice_name,
-    parse_mix,
-)
+from ..errors import UnknownVoiceError, UsageError
+from ..voices import Voice, VoiceLibrary, VoiceResolver, default_voices_dir
 from .args import VOICES_ENV, add_load_arguments, default_source, load_options, open_chat
 
 if TYPE_CHECKING:
@@ -33,25 +27,30 @@ def library(path: Optional[str]) -> VoiceLibrary:
 
 
 def check_voice(lib: VoiceLibrary, spec: str) -> None:
-    """A voice name or mix whose names all exist (checked before a model loads).
+    """A voice name, ``seed_N``, mix or speaker string whose names all exist (checked before a
+    model loads; :meth:`chattts.voices.VoiceResolver.check`).
 
     Raises:
-        VoicesError: a malformed mix or an unknown name (a ``UsageError``).
+        VoicesError: a malformed or too long mix, or an unknown name (a ``UsageError``).
     """
-    if spec in lib.records():
-        return
-    if not looks_like_voice_name(spec):
-        raise UsageError(f"--voice {spec!r}: not a voice name or a mix such as 'a*0.7+b*0.3'")
-    for name, _ in parse_mix(spec) if is_mix(spec) else [(spec.strip(), 1.0)]:
-        try:
-            lib.get(name)
-        except VoicesError as e:
-            raise VoicesError(f"{e}; --voices PATH (or ${VOICES_ENV}) names the library") from e
+    try:
+        VoiceResolver(lib).check(spec)
+    except UnknownVoiceError as e:
+        raise UnknownVoiceError(
+            f"{e}; --voices PATH (or ${VOICES_ENV}) names the library", name=e.name
+        ) from e
 
 
 def resolve_voice(chat: Chat, lib: VoiceLibrary, spec: str) -> Voice:
     """The voice ``spec`` names, seeds drawn with ``chat``'s model."""
-    return lib.resolve(spec, chat.sample_random_speaker, chat.config.gpt.hidden_size)
+    config = chat.config.gpt
+    resolver = VoiceResolver(
+        lib,
+        draw=chat.sample_random_speaker,
+        hidden_size=config.hidden_size,
+        num_vq=config.num_vq,
+    )
+    return resolver.voice(spec)
 
 
 # ---- seeds without a model ---------------------------------------------------------------------
@@ -72,12 +71,19 @@ def spk_stat_path(args: argparse.Namespace) -> str:
     return os.path.join(root, SPK_STAT)
 
 
-def _draw(args: argparse.Namespace) -> Any:
-    """Draws a seed's speaker string from the model's ``spk_stat.pt`` (no model loaded)."""
+def _draw(args: argparse.Namespace) -> Callable[[Optional[int]], str]:
+    """Draws a seed's speaker string from the model's ``spk_stat.pt`` (no model loaded; the
+    file is read on the first draw)."""
     from ..voices.speaker import SpeakerStats, encode_speaker
 
-    stats = SpeakerStats.from_file(spk_stat_path(args))
-    return lambda seed: encode_speaker(stats.sample(seed))
+    stats: list[SpeakerStats] = []
+
+    def draw(seed: Optional[int]) -> str:
+        if not stats:
+            stats.append(SpeakerStats.from_file(spk_stat_path(args)))
+        return encode_speaker(stats[0].sample(seed))
+
+    return draw
 
 
 # ---- the commands ------------------------------------------------------------------------------
@@ -136,9 +142,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_mix(args: argparse.Namespace) -> int:
     lib = library(args.voices)
     check_voice(lib, args.mix)
-    seeds = any(lib.get(n).kind == "seed" for n, _ in parse_mix(args.mix))
-    draw = _draw(args) if seeds else None
-    voice = lib.resolve(args.mix, draw)
+    voice = VoiceResolver(lib, draw=_draw(args)).voice(args.mix)
     if args.save:
         lib.add(args.save, speaker=voice.speaker, notes=f"mix: {args.mix}", overwrite=args.force)
     print(voice.speaker)

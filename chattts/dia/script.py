@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import AudioError, ScriptError, ScriptWarning
 from ..text.chars import CONTROL_TOKEN
+from ..validation import MAX_SAMPLE_SECONDS
 from ..voices import Voice, VoiceLike, as_voice
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def load_prompt(
                 raise AudioError("an audio prompt tuple is (waveform, sample_rate)")
             wav = resample(as_mono(audio[0]), audio[1], sample_rate)
         elif isinstance(audio, (str, os.PathLike, bytes, bytearray)) or hasattr(audio, "read"):
-            wav = load_audio(audio, sample_rate)
+            wav = load_audio(audio, sample_rate, max_seconds=MAX_SAMPLE_SECONDS)
         else:
             wav = as_mono(audio)
     except AudioError as e:

@@ -170,9 +170,9 @@ def load_layer_by_layer(body: LlamaBody, path: str, hook: Optional[LayerHook]) -
                 k[len(prefix) :]: f.get_tensor(v) for k, v in names.items() if k.startswith(prefix)
             }
 
-        load_strict(body.norm, part("norm."), path)
+        load_strict(body.norm, part("norm."), path, prefix="norm.")
         for i, layer in enumerate(body.layers):
-            load_strict(layer, part(f"layers.{i}."), path)
+            load_strict(layer, part(f"layers.{i}."), path, prefix=f"layers.{i}.")
             fuse_layer(layer)
             if hook is not None:
                 hook(layer)

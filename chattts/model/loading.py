@@ -34,11 +34,18 @@ def load_strict(
     state: dict[str, torch.Tensor],
     path: str,
     ignore: Iterable[str] = (),
+    prefix: str = "",
 ) -> None:
-    """Load ``state`` into ``module``: every key present, none unexpected, every shape equal.
+    """Load ``state`` into ``module``: every key present, none unexpected, every shape equal,
+    every value finite.
 
-    Float tensors of any accepted dtype are cast to the dtype of the module's own tensor.
-    ``ignore`` names keys of the file that the module does not use.
+    Float tensors of any accepted dtype are cast to the dtype of the module's own tensor; a
+    float parameter given as an integer tensor (an int8 file), as float64, or holding NaN or
+    infinity is refused. ``ignore`` names keys of the file that the module does not use;
+    ``prefix``: what the file's names carry before ``state``'s (for the messages).
+
+    Raises:
+        WeightsError: naming ``path`` and the tensor.
     """
     own = module.state_dict()
     ignored = set(ignore)
@@ -56,16 +63,36 @@ def load_strict(
     converted = {}
     for name, target in own.items():
         t = state[name]
+        shown = prefix + name
         if tuple(t.shape) != tuple(target.shape):
             raise WeightsError(
-                f"{path}: tensor {name!r} has shape {list(t.shape)}, expected {list(target.shape)}"
+                f"{path}: tensor {shown!r} has shape {list(t.shape)}, expected {list(target.shape)}"
             )
-        if t.is_floating_point():
-            if t.dtype not in ACCEPTED_DTYPES:
-                raise WeightsError(f"{path}: tensor {name!r} has unsupported dtype {t.dtype}")
-            t = t.to(target.dtype)
-        converted[name] = t
+        converted[name] = _checked(t, target, shown, path)
     module.load_state_dict(converted, strict=True, assign=True)
+
+
+def _checked(t: torch.Tensor, target: torch.Tensor, name: str, path: str) -> torch.Tensor:
+    """``t`` in ``target``'s dtype, or WeightsError: a dtype that does not fit (an int8 tensor
+    where floats belong, float64), or values that are not finite."""
+    if target.is_floating_point():
+        if t.dtype not in ACCEPTED_DTYPES:
+            accepted = ", ".join(str(d).removeprefix("torch.") for d in ACCEPTED_DTYPES)
+            raise WeightsError(
+                f"{path}: tensor {name!r} has unsupported dtype {t.dtype} (expected {accepted})"
+            )
+        if t.numel() and not all(bool(v.isfinite()) for v in torch.aminmax(t)):
+            # aminmax: one pass, NaN and infinity carried through (16x isfinite().all())
+            bad = int((~torch.isfinite(t)).sum())
+            raise WeightsError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s)")
+        return t.to(target.dtype)
+    if (
+        t.is_floating_point()
+        or t.is_complex()
+        or (t.dtype == torch.bool) != (target.dtype == torch.bool)
+    ):
+        raise WeightsError(f"{path}: tensor {name!r} has dtype {t.dtype}, expected {target.dtype}")
+    return t.to(target.dtype)
 
 
 def load_module(

@@ -20,7 +20,7 @@ from ..errors import ParameterError
 from ..generation.engine import GenerationState, Interrupt
 from ..generation.sampling import ItemSampling
 from ..params import InferCodeParams, RefineTextParams
-from ..validation import speaker_audio
+from ..validation import MAX_SAMPLE_SECONDS, speaker_audio
 from ..voices.speaker import decode_sample, decode_speaker, encode_sample, speaker_embedding
 from .models import Models
 
@@ -222,7 +222,8 @@ class Passes:
     @torch.inference_mode()
     def sample_audio_speaker(self, wav: Union[np.ndarray, torch.Tensor]) -> str:
         """24 kHz mono waveform (N,) -> speaker sample string of its DVAE codes (num_vq, T)."""
-        x = torch.from_numpy(speaker_audio(wav))
+        most = int(MAX_SAMPLE_SECONDS * self.m.config.sample_rate)
+        x = torch.from_numpy(speaker_audio(wav, most))
         if x.dim() == 2 and x.shape[0] == 1:
             x = x[0]
         if x.dim() != 1:

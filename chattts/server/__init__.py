@@ -28,17 +28,17 @@ from ..cli.args import (
 from ..errors import MissingDependencyError
 from ..options import EngineOptions, LoadOptions
 from .batcher import Batcher, BatchStats, SpeechJob
+from .protocol import ConnectionLimits, limited_h11
 from .schemas import (
     MAX_INPUT_CHARS,
     MODEL_NAMES,
-    OPENAI_VOICES,
     RESPONSE_FORMATS,
     RequestError,
     SpeechRequest,
-    Voices,
     parse_request,
     speed_to_prompt,
 )
+from .voices import OPENAI_VOICES, Voices
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -91,9 +91,11 @@ def create_app(
         options: how to open the model when ``chat`` is None (the keywords above are then
             ignored).
         voices: named voices: a JSON file or folder (format: docs/server.md) or a dict
-            name -> seed or speaker string; None: the voices of ``chat.voices``, the voice
-            library (``chattts voice add``). OpenAI's voice names are always there.
-        api_key: require ``Authorization: Bearer <api_key>`` on ``/v1/*``.
+            name -> seed, speaker string or :class:`chattts.voices.Voice`; None: the voices
+            of ``chat.voices``, the voice library (``chattts voice add``). OpenAI's voice
+            names are always there.
+        api_key: require ``Authorization: Bearer <api_key>`` on ``/v1/*`` and on the OpenAPI
+            document (``/openapi.json``, ``/docs``), which lists the voice names.
         max_batch: most requests synthesised together; ``batch_wait_ms``: how long the first
             request waits for others to join; ``max_queue``: more waiting requests get 429.
         max_new_token: the most code steps a request may ask for (and its default).
@@ -120,8 +122,14 @@ def create_app(
         chat = open_chat(options)
     elif not chat.has_loaded():
         raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
-    hidden = int(chat.config.gpt.hidden_size)
-    table = Voices.load(voices, hidden, chat.sample_random_speaker, library=chat.voices)
+    gpt = chat.config.gpt
+    table = Voices.load(
+        voices,
+        int(gpt.hidden_size),
+        chat.sample_random_speaker,
+        library=chat.voices,
+        num_vq=int(gpt.num_vq),
+    )
     batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
     service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
     return build_app(service, origins)
@@ -157,19 +165,28 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     )
     logging.getLogger("chattts.server").setLevel(logging.INFO)
     logger.info("serving on http://%s:%d", settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_settings())
+    limits = ConnectionLimits(
+        header_timeout_s=settings.header_timeout,
+        body_timeout_s=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_settings(limits))
     return 0
 
 
-def uvicorn_settings() -> dict:
+def uvicorn_settings(limits: Optional[ConnectionLimits] = None) -> dict:
     """uvicorn options of ``chattts serve`` (docs/limits.md): the h11 parser, whose bound on an
     incomplete request head (twice the app's 431 limit) stops headers of any size from being
-    read into memory before the app sees them (httptools has no such bound)."""
+    read into memory before the app sees them (httptools has no such bound), with the
+    deadlines and the connection cap of ``limits`` (:func:`.protocol.limited_h11`; default
+    :class:`ConnectionLimits`)."""
     from .app import MAX_HEADER_BYTES
 
+    limits = limits or ConnectionLimits()
     return {
-        "http": "h11",
+        "http": limited_h11(limits),
         "h11_max_incomplete_event_size": 2 * MAX_HEADER_BYTES,
+        "timeout_keep_alive": limits.keep_alive_s,
         "log_level": "info",
         "access_log": False,
     }
@@ -182,6 +199,7 @@ __all__ = [
     "RESPONSE_FORMATS",
     "BatchStats",
     "Batcher",
+    "ConnectionLimits",
     "MissingDependencyError",
     "RequestError",
     "SpeechJob",

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import audio
 from ..errors import EmptyInputError, InputTypeError, ParameterError
@@ -30,12 +31,12 @@ from .schemas import (
     MODEL_NAMES,
     RequestError,
     SpeechRequest,
-    Voices,
     error_response,
     parse_request,
     speech_openapi,
     speed_to_prompt,
 )
+from .voices import Voices
 
 logger = logging.getLogger("chattts.server")
 
@@ -53,6 +54,8 @@ RETRY_AFTER_S = 1
 _WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
 _CREATED = 1_700_000_000  # a fixed "created" time for /v1/models
 _CLIENT_CLOSED = 499  # nginx's code for "the client closed the request": nobody reads it
+#: The OpenAPI document and its page: behind the API key when there is one.
+DOC_PATHS = ("/openapi.json", "/docs")
 
 
 def _error(e: RequestError) -> JSONResponse:
@@ -82,22 +85,18 @@ class SpeechService:
         self.max_new_token_limit = min(max_new_token_limit, MAX_NEW_TOKEN)
         self.rate = int(chat.config.sample_rate)
         self.per_step = int(chat.config.samples_per_step)
-        self._speakers: dict[int, str] = {}
         extra = [h for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
         hosts = [h.strip().lower() for h in [*LOCAL_HOSTS, *(allowed_hosts or []), *extra]]
         self.allowed_hosts = {h for h in hosts if h not in _WILDCARD_BINDS}
 
-    def speaker_of_seed(self, seed: int) -> str:
-        if seed not in self._speakers:
-            if len(self._speakers) > 4096:
-                self._speakers.clear()
-            self._speakers[seed] = self.chat.sample_random_speaker(seed)
-        return self._speakers[seed]
+    def job(self, req: SpeechRequest, voice: Optional[dict[str, Any]] = None) -> SpeechJob:
+        """A worker job for a validated request (parameters mapped), on the event loop.
 
-    def job(self, req: SpeechRequest) -> SpeechJob:
-        """A worker job for a validated request (voice resolved, parameters mapped)."""
-        voice = self.voices.resolve(req.voice)
-        spk = self.speaker_of_seed(voice) if isinstance(voice, int) else voice
+        ``voice``: the request's voice already resolved (:meth:`Voices.fields`), which may
+        draw speakers and mix them (cached, at most ``MAX_MIX_TERMS`` terms): the route does it
+        in a thread, never on the event loop.
+        """
+        voice = self.voices.fields(req.voice) if voice is None else voice
         if req.max_new_token is not None and req.max_new_token > self.max_new_token_limit:
             raise RequestError(
                 f"'max_new_token' must be at most {self.max_new_token_limit}",
@@ -105,7 +104,7 @@ class SpeechService:
                 "invalid_value",
             )
         code: dict[str, Any] = {
-            "spk_emb": spk,
+            **voice,
             "prompt": speed_to_prompt(req.speed),
             "manual_seed": req.seed,
             "show_tqdm": False,
@@ -142,6 +141,11 @@ class SpeechService:
                 "host_not_allowed",
                 status=403,
             )
+
+    def needs_key(self, path: str) -> bool:
+        """Whether ``path`` is behind the API key: ``/v1/*``, and the OpenAPI document and its
+        pages (they list the voice names)."""
+        return path.startswith("/v1/") or path in DOC_PATHS or path.startswith("/docs/")
 
     def check_auth(self, request: Request) -> None:
         if not self.api_key:
@@ -252,10 +256,13 @@ async def _read_body(request: Request) -> bytes:
     if size.isdigit() and int(size) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+    try:
+        async for part in request.stream():
+            body += part
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+    except ClientDisconnect:  # gone, or closed for sending too slowly (protocol.py)
+        raise RequestError("the client closed the connection", status=_CLIENT_CLOSED) from None
     return bytes(body)
 
 
@@ -353,7 +360,7 @@ def _install_guard(app: FastAPI, service: SpeechService) -> None:
             return _error(RequestError(msg, code="headers_too_large", status=431))
         try:
             service.check_host(request)
-            if request.url.path.startswith("/v1/"):
+            if service.needs_key(request.url.path):
                 service.check_auth(request)
         except RequestError as e:
             return _error(e)
@@ -392,7 +399,8 @@ def _install_routes(app: FastAPI, service: SpeechService) -> None:
             if len(body) < 65536
             else await run_in_threadpool(parse_request, body)
         )
-        job = service.job(req)
+        voice = await run_in_threadpool(service.voices.fields, req.voice)  # draws, mixes
+        job = service.job(req, voice)
         _metrics.note_job(request, job)
         try:
             service.batcher.submit(job)

@@ -1,4 +1,5 @@
-"""Requests of the OpenAI-compatible server: validation, voices and the ``speed`` mapping.
+"""Requests of the OpenAI-compatible server: validation, the ``speed`` mapping, the OpenAPI
+document (voices: :mod:`chattts.server.voices`).
 
 Nothing here imports FastAPI: the rules are plain functions and a pydantic model, so they can
 be tested (and reused) without a web server.
@@ -7,23 +8,15 @@ be tested (and reused) without a web server.
 from __future__ import annotations
 
 import json
-import logging
 import math
-import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..errors import EmptyInputError, RequestError, SpeakerError, VoicesError
-from ..validation import MAX_SEED, MIN_TEMPERATURE, check_int
-
-if TYPE_CHECKING:
-    from ..voices import VoiceLibrary
-
-logger = logging.getLogger("chattts.server")
+from ..errors import EmptyInputError, RequestError
+from ..validation import MAX_SEED, MIN_TEMPERATURE
+from ..voices.mix import MAX_MIX_TERMS, MAX_VOICE_CHARS
 
 #: Longest ``input`` accepted, in characters (OpenAI's limit).
 MAX_INPUT_CHARS = 4096
@@ -35,32 +28,6 @@ MAX_INT_DIGITS = 100
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 #: The model names accepted (``chattts`` and OpenAI's TTS names, so clients work unchanged).
 MODEL_NAMES = ("chattts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-#: OpenAI's built-in voice names, each mapped to the voice of a fixed seed unless the voices
-#: file defines it.
-OPENAI_VOICES: dict[str, int] = {
-    name: 1000 + i
-    for i, name in enumerate(
-        (
-            "alloy",
-            "ash",
-            "ballad",
-            "coral",
-            "echo",
-            "fable",
-            "nova",
-            "onyx",
-            "sage",
-            "shimmer",
-            "verse",
-            "marin",
-            "cedar",
-        )
-    )
-}
-_SEED_VOICE = re.compile(r"^seed[_:-]?(\d{1,18})$")
-
-#: A voice: a seed (int) or a speaker string (str).
-Voice = Union[int, str]
 
 
 def speed_to_prompt(speed: float) -> str:
@@ -82,11 +49,15 @@ def _integral(value: Any) -> Any:
     return value
 
 
+#: The ``voice`` field: at most MAX_VOICE_CHARS characters (a mix: at most MAX_MIX_TERMS terms).
+VoiceText = Annotated[str, Field(max_length=MAX_VOICE_CHARS)]
+
+
 class VoiceId(BaseModel):
     """OpenAI's custom voice object, ``{"id": "..."}``."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str
+    id: VoiceText
 
 
 class SpeechRequest(BaseModel):
@@ -98,9 +69,10 @@ class SpeechRequest(BaseModel):
     input: str = Field(
         max_length=MAX_INPUT_CHARS, json_schema_extra={"minLength": 1, "pattern": r"\S"}
     )
-    voice: Union[str, VoiceId] = Field(
-        description="a named voice (GET /v1/audio/voices), seed_N, {'id': ...}, or a speaker "
-        "string (chattts speaker)"
+    voice: Union[VoiceText, VoiceId] = Field(
+        description="a named voice (GET /v1/audio/voices), seed_N, a mix ('alloy*0.7+nova*0.3', "
+        f"at most {MAX_MIX_TERMS} terms), {{'id': ...}}, or a speaker string (chattts speaker); "
+        f"at most {MAX_VOICE_CHARS} characters"
     )
     instructions: Optional[str] = None
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
@@ -199,169 +171,6 @@ def parse_request(body: bytes) -> SpeechRequest:
             status=404,
         )
     return req
-
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    """A named voice as ``GET /v1/audio/voices`` lists it."""
-
-    name: str
-    voice: Voice
-
-    def describe(self) -> dict[str, Any]:
-        kind = "seed" if isinstance(self.voice, int) else "speaker"
-        out: dict[str, Any] = {"id": self.name, "object": "voice", "name": self.name, "kind": kind}
-        if isinstance(self.voice, int):
-            out["seed"] = self.voice
-        return out
-
-
-class Voices:
-    """Named voices (OpenAI's names by default, then those of the voices file or folder).
-
-    A request's ``voice`` is, in order: a named voice; ``seed_N`` (the voice of seed N); a mix
-    of those (``"alloy+nova"``, ``"alice*0.7+bob*0.3"``, see :mod:`chattts.voices.library`); or a
-    speaker string (from ``chattts speaker`` or ``Chat.sample_random_speaker``). ``draw``
-    gives a seed's speaker string (``Chat.sample_random_speaker``), for mixes of seed voices.
-    """
-
-    def __init__(
-        self,
-        named: Optional[dict[str, Voice]] = None,
-        hidden_size: int = 768,
-        draw: Optional[Callable[[int], str]] = None,
-    ) -> None:
-        table: dict[str, Voice] = dict(OPENAI_VOICES)
-        table.update(named or {})
-        self.table = table
-        self.hidden_size = hidden_size
-        self.draw = draw
-        for name, value in (named or {}).items():
-            self._check(name, value)
-
-    def _check(self, name: Any, value: Any) -> None:
-        """A voices-file entry is a seed in [0, 2**63 − 1] or a valid speaker string."""
-        if not isinstance(name, str) or not name.strip():
-            raise VoicesError(f"voice names must be non-empty strings, not {name!r}")
-        if isinstance(value, str):
-            try:
-                from ..voices.speaker import decode_speaker
-
-                decode_speaker(value, self.hidden_size)
-            except SpeakerError as e:
-                raise VoicesError(f"voice {name!r}: {e}") from e
-            return
-        try:
-            check_int(f"voice {name!r}: the seed", value, 0, MAX_SEED)
-        except (TypeError, ValueError) as e:
-            raise VoicesError(f"{e} (or give a speaker string)") from e
-
-    @classmethod
-    def load(
-        cls,
-        source: Any,
-        hidden_size: int,
-        draw: Optional[Callable[[int], str]] = None,
-        library: Optional[VoiceLibrary] = None,
-    ) -> Voices:
-        """From a dict (name -> seed or speaker string), a path (JSON file or folder), or None:
-        then the voices of ``library`` (:meth:`from_library`), if given."""
-        if source is None:
-            if library is not None:
-                return cls.from_library(library, hidden_size, draw)
-            return cls(None, hidden_size, draw)
-        if isinstance(source, dict):
-            return cls(dict(source), hidden_size, draw)
-        from ..voices import load_voices  # the voices format is shared with ``chattts say``
-
-        return cls(load_voices(source), hidden_size, draw)
-
-    @classmethod
-    def from_library(
-        cls, library: VoiceLibrary, hidden_size: int, draw: Optional[Callable[[int], str]] = None
-    ) -> Voices:
-        """OpenAI's voices and those of a voice library (what ``chattts voice add`` saves).
-
-        A library voice this model cannot speak with (one made from a recording, or a speaker
-        of a model of another size) is left out, with a warning; a missing folder holds none.
-
-        Raises:
-            VoicesError: a library file that cannot be read (bad JSON or a bad entry).
-        """
-        from ..voices import load_voices
-
-        found = load_voices(library.path) if os.path.exists(library.path) else {}
-        probe, named = cls(None, hidden_size), {}
-        for name, value in found.items():
-            try:
-                probe._check(name, value)
-            except VoicesError as e:
-                logger.warning("voice library %s: %s: left out", library.path, e)
-                continue
-            named[name] = value
-        return cls(named, hidden_size, draw)
-
-    def list(self) -> list[VoiceInfo]:
-        return [VoiceInfo(n, v) for n, v in sorted(self.table.items())]
-
-    def resolve(self, voice: Union[str, VoiceId]) -> Voice:
-        """A request's voice -> a seed or a speaker string; RequestError when unknown."""
-        name = voice.id if isinstance(voice, VoiceId) else voice
-        name = name.strip()
-        if name in self.table:
-            value = self.table[name]
-        elif ("+" in name or "*" in name) and name.isascii():
-            value = self._mix(name)
-        elif _SEED_VOICE.match(name):
-            value = int(_SEED_VOICE.match(name).group(1))
-        elif len(name) > 32:  # speaker strings are long; voice names are not
-            value = name
-        else:
-            known = ", ".join(sorted(self.table))
-            raise RequestError(
-                f"unknown voice {name!r}: use a named voice ({known}), seed_N, or a speaker string",
-                "voice",
-                "voice_not_found",
-            )
-        if isinstance(value, str):
-            try:
-                from ..voices.speaker import decode_speaker
-
-                decode_speaker(value, self.hidden_size)
-            except SpeakerError as e:
-                raise RequestError(f"invalid voice: {e}", "voice", "invalid_voice") from e
-        return value
-
-    def _mix(self, spec: str) -> str:
-        """The speaker string of a mix of named or ``seed_N`` voices; RequestError naming the
-        unknown voice or what is malformed."""
-        from ..voices import mix_speakers, parse_mix
-
-        try:
-            parts = parse_mix(spec)
-        except VoicesError as e:
-            raise RequestError(f"invalid voice: {e}", "voice", "invalid_voice") from e
-        speakers = []
-        for name, weight in parts:
-            seed = _SEED_VOICE.match(name)
-            value = self.table.get(name, int(seed.group(1)) if seed else None)
-            if value is None:
-                known = ", ".join(sorted(self.table))
-                raise RequestError(
-                    f"unknown voice {name!r} in the mix {spec!r}: use named voices ({known}) "
-                    "or seed_N",
-                    "voice",
-                    "voice_not_found",
-                )
-            if isinstance(value, int):
-                if self.draw is None:
-                    raise RequestError("mixes of seed voices need the model", "voice")
-                value = self.draw(value)
-            speakers.append((value, weight))
-        try:
-            return mix_speakers(speakers, [n for n, _ in parts])
-        except VoicesError as e:
-            raise RequestError(f"invalid voice: {e}", "voice", "invalid_voice") from e
 
 
 # ---- the OpenAPI document ------------------------------------------------------------------

@@ -97,8 +97,26 @@ def decode_speaker(
     return emb
 
 
+#: Largest dimension the reference's uint16 shape header of a speaker sample holds: T codes
+#: at about 47 codes per second is 23 minutes, well over the 5 minutes of audio accepted
+#: for a sample (``validation.MAX_SAMPLE_SECONDS``).
+MAX_SAMPLE_DIM = 0xFFFF
+
+
 def encode_sample(codes: torch.Tensor) -> str:
-    """Codes (num_vq, T) -> speaker sample string (``spk_smp``)."""
+    """Codes (num_vq, T) -> speaker sample string (``spk_smp``), in the reference's format.
+
+    Raises:
+        SpeakerError: not a 2-D tensor, a dimension over :data:`MAX_SAMPLE_DIM` (the uint16
+            header cannot hold it), or a code outside [0, 65535].
+    """
+    if codes.dim() != 2 or max(codes.shape) > MAX_SAMPLE_DIM:
+        raise SpeakerError(
+            f"a speaker sample holds (num_vq, T) codes with both at most {MAX_SAMPLE_DIM}, "
+            f"not {tuple(codes.shape)}: use a shorter recording"
+        )
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) > MAX_SAMPLE_DIM):
+        raise SpeakerError("a speaker sample's codes must lie in [0, 65535]")
     arr = codes.detach().to("cpu").numpy().astype("<u2")
     header = np.array(arr.shape, dtype="<u2").tobytes()
     return _b14_encode(header + _compress(arr.tobytes()))

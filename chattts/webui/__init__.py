@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+#: Largest file the page accepts as an upload, in bytes (five minutes of 48 kHz stereo 16-bit
+#: WAV is 58 MB); how much audio is decoded from it is bounded separately (docs/limits.md).
+MAX_UPLOAD_BYTES = 100 << 20
+
 logger = logging.getLogger("chattts.webui")
 INSTALL_HINT = "pip install 'chattts[webui]'"
 
@@ -88,6 +92,7 @@ def launch(
         mcp_server=False,
         theme=theme(),
         quiet=not block,  # blocking: Gradio says where it listens
+        max_file_size=MAX_UPLOAD_BYTES,
     )
 
 
@@ -110,4 +115,11 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
     return 0
 
 
-__all__ = ["MissingDependencyError", "build_parser", "create_ui", "launch", "main"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "MissingDependencyError",
+    "build_parser",
+    "create_ui",
+    "launch",
+    "main",
+]

@@ -2,7 +2,8 @@
 
 import sys
 
+from ..cli.main import guarded
 from . import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded("chattts-webui", main))  # a user mistake is one line, not a traceback
