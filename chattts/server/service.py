@@ -29,8 +29,6 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: reached under another name without an API key.
 ALLOWED_HOSTS_ENV = "CHATTTS_ALLOWED_HOSTS"
 WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
-#: The OpenAPI document and its page: behind the API key when there is one.
-DOC_PATHS = ("/openapi.json", "/docs")
 
 
 class SpeechService:
@@ -115,17 +113,22 @@ class SpeechService:
             )
 
     def needs_key(self, path: str) -> bool:
-        """Whether ``path`` is behind the API key: ``/v1/*``, and the OpenAPI document and its
-        pages (they list the voice names)."""
-        return path.startswith("/v1/") or path in DOC_PATHS or path.startswith("/docs/")
+        """Whether ``path`` is behind the API key: ``/v1/*``. (The OpenAPI document is open,
+        but without a valid key it does not list the voice names; the documentation pages
+        are static files.)"""
+        return path.startswith("/v1/")
+
+    def authorized(self, request: Request) -> bool:
+        """The request carries the API key (or the server has none)."""
+        if not self.api_key:
+            return True
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.api_key.encode()
+        )
 
     def check_auth(self, request: Request) -> None:
-        if not self.api_key:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), self.api_key.encode()
-        ):
+        if not self.authorized(request):
             raise RequestError(
                 "invalid or missing API key: send 'Authorization: Bearer KEY'",
                 code="invalid_api_key",
@@ -133,4 +136,4 @@ class SpeechService:
             )
 
 
-__all__ = ["ALLOWED_HOSTS_ENV", "DOC_PATHS", "LOCAL_HOSTS", "SpeechService"]
+__all__ = ["ALLOWED_HOSTS_ENV", "LOCAL_HOSTS", "SpeechService"]
