@@ -39,6 +39,12 @@ def _pedalboard() -> Any:
     return pedalboard
 
 
+def check_stretch() -> None:
+    """Raise :class:`MissingDependencyError` now (before a model loads) when tempo and pitch
+    changes cannot be made: pedalboard is not installed."""
+    _pedalboard()
+
+
 def _pyloudnorm() -> Any:
     try:
         import pyloudnorm

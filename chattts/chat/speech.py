@@ -141,6 +141,7 @@ class SpeechCalls:
             "show_tqdm": p.show_tqdm,
             "refine": refine is not None,
             "refine_prompt": refine.prompt if refine is not None and refine.prompt else None,
+            "refine_max_new_token": None if refine is None else refine.max_new_token,
             "ssml": True,
             **options,
         }
@@ -176,9 +177,10 @@ class SpeechCalls:
         Options (all keyword, see :class:`~chattts.pipeline.speech.SpeechRequest`):
         ``voice`` (a name, a mix, ``seed_N`` or a speaker string), ``ssml``, ``seed``,
         ``temperature``, ``top_p``, ``top_k``, ``max_new_token``, ``speed`` (ChatTTS's
-        ``[speed_N]``), ``refine``, ``refine_prompt``, ``lang``, ``normalize``, ``tempo``,
-        ``pitch``, ``gain``, ``loudness``, ``true_peak``, ``captions`` (cut sentences too
-        long for a caption into clauses), ``gap``. ``batch``: segments synthesised together.
+        ``[speed_N]``), ``refine``, ``refine_prompt``, ``refine_max_new_token``, ``lang``,
+        ``normalize``, ``tempo``, ``pitch``, ``gain``, ``loudness``, ``true_peak``,
+        ``captions`` (cut sentences too long for a caption into clauses), ``gap``.
+        ``batch``: segments synthesised together.
 
         >>> speech = chat.speak("Hello there. How are you?", seed=7, loudness=-16)  # doctest: +SKIP
         >>> speech.save("hello.mp3"); speech.save_captions("hello.srt")             # doctest: +SKIP
