@@ -24,7 +24,7 @@ from _speech import RATE, assert_same_audio, decode, pcm
 import chattts
 from chattts.audio import load_audio
 from chattts.errors import UsageError
-from chattts.server import OPENAI_VOICES, create_app, speed_to_prompt, uvicorn_settings
+from chattts.server import OPENAI_VOICES, create_app, uvicorn_settings
 
 STEPS = 20  # code steps per request: short audio, fast tests
 
@@ -67,7 +67,7 @@ def chat(tiny_root) -> chattts.Chat:
 
 @pytest.fixture(scope="module")
 def server(chat):
-    app = create_app(chat, max_batch=8, batch_wait_ms=100, max_new_token=2048)
+    app = create_app(chat, max_batch=8, max_new_token=2048)
     srv = Server(app)
     yield srv
     srv.stop()
@@ -89,15 +89,12 @@ def speak(client, text="hello world", voice="alloy", seed=1, fmt="pcm", stream=F
         return b"".join(r.iter_bytes())
 
 
-def test_speed_mapping():
-    assert [speed_to_prompt(s) for s in (0.25, 0.5, 1.0, 2.0, 4.0)] == [
-        "[speed_1]",
-        "[speed_3]",
-        "[speed_5]",
-        "[speed_7]",
-        "[speed_9]",
-    ]
-    assert speed_to_prompt(1.2) == "[speed_6]" and speed_to_prompt(0.8) == "[speed_4]"
+@pytest.mark.parametrize("speed", [0.5, 1.5, 2.0])
+def test_speed_is_exact_tempo(client, speed):
+    """OpenAI's speed: the answer lasts the speed-1 answer's duration / speed (±3 %)."""
+    plain = pcm(speak(client, "chat speech model test", seed=6, max_new_token=40))
+    fast = pcm(speak(client, "chat speech model test", seed=6, max_new_token=40, speed=speed))
+    assert fast.size == pytest.approx(plain.size / speed, rel=0.03)
 
 
 def test_main_reads_the_server_options_once(monkeypatch, tiny_root):
@@ -109,7 +106,9 @@ def test_main_reads_the_server_options_once(monkeypatch, tiny_root):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(run=kw))
     args = argparse.Namespace(model_dir=tiny_root, verify=False, max_batch=3, port=9)
     assert server_module.main(args) == 0
-    assert (seen["max_batch"], seen["max_queue"], seen["voices"]) == (3, 256, None)
+    settings = seen["settings"]
+    assert (settings.max_batch, settings.max_queue, settings.voices) == (3, 256, None)
+    assert settings.scheduling == "continuous"
     assert seen["allowed_hosts"] == ["127.0.0.1"]
     assert (seen["run"]["host"], seen["run"]["port"]) == ("127.0.0.1", 9)
     with pytest.raises(UsageError, match="--max-batch must be at least 1"):
@@ -125,24 +124,22 @@ def test_models_voices_health(client, server):
     names = {v["id"]: v for v in voices["data"]}
     assert names["alloy"]["seed"] == OPENAI_VOICES["alloy"]
     health = httpx.get(f"{server.url}/health").json()
-    assert health["status"] == "ok" and {"batches", "batched_requests"} <= set(health["worker"])
+    assert health["status"] == "ok" and {"batches", "rows", "running"} <= set(health["worker"])
     assert "chattts_server_batches" in httpx.get(f"{server.url}/metrics").text
 
 
 def test_pcm_is_the_library_output(client, chat):
-    """Voice, speed, seed and max_new_token reach the model as documented."""
-    data = speak(client, "chat speech model", voice="nova", seed=5, speed=2.0)
-    params = chattts.InferCodeParams(
-        spk_emb=chat.sample_random_speaker(OPENAI_VOICES["nova"]),
-        prompt="[speed_7]",
-        manual_seed=5,
-        max_new_token=STEPS,
-        show_tqdm=False,
-    )
-    chunks = chat.synthesize(["chat speech model"], [params], stream=True)
-    expected = np.concatenate([c[0] for c in chunks])
+    """Voice, ChatTTS's speed prompt, seed and max_new_token reach the model as documented:
+    the answer is Chat.speak's audio."""
+    data = speak(client, "chat speech model", voice="nova", seed=5, chattts_speed=7)
+    spk = chat.sample_random_speaker(OPENAI_VOICES["nova"])
+    expected = chat.speak(
+        "chat speech model", voice=spk, seed=5, speed=7, max_new_token=STEPS, captions=False
+    ).audio
     assert expected.size > 0
-    assert_same_audio(pcm(data), expected, "pcm vs Chat.synthesize")
+    assert_same_audio(pcm(data), expected, "pcm vs Chat.speak")
+    plain = pcm(speak(client, "chat speech model", voice="nova", seed=5))
+    assert not np.array_equal(pcm(data), plain)  # the [speed_7] prompt changed the codes
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +332,7 @@ def test_32_concurrent_requests_are_batched_and_not_mixed_up(client, server):
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         together = list(pool.map(one, reqs))  # raises unless every request answered 200
     after = server.health()
-    assert after["batched_requests"] > before["batched_requests"], after
+    assert after["rows"] >= before["rows"] + 32, after
     assert after["largest_batch"] > 1
     for req, got in zip(reqs, together, strict=True):
         alone = one(req)
@@ -375,40 +372,36 @@ def stream_first_chunk(client, text: str, seed: int, steps: int = 2000):
     return ctx, chunks, next(chunks)
 
 
-def test_a_request_that_leaves_does_not_disturb_its_batch(client, server):
-    """Two requests batched together; one client leaves; the other gets its whole audio."""
+def test_a_request_that_leaves_does_not_disturb_the_others(client, server):
+    """Three requests generate together; one client leaves; its rows leave at the next step,
+    and the two others get their whole audio, equal to each made alone."""
     before = server.health()
-    stay = ("chat speech model", "seed_3", 21)
+    stays = [("chat speech model", "seed_3", 21), ("hello again world", "seed_4", 22)]
     got: dict = {}
 
-    def staying() -> None:
-        got["stay"] = speak(client, stay[0], voice=stay[1], seed=stay[2], max_new_token=60)
+    def staying(i: int) -> None:
+        text, voice, seed = stays[i]
+        got[i] = speak(client, text, voice=voice, seed=seed, max_new_token=60)
 
-    def leaving() -> None:
-        ctx, _, got["left"] = stream_first_chunk(client, "hello world", seed=3)
-        ctx.__exit__(None, None, None)
-
-    # a long request holds the worker while the two others queue up; when it is dropped, the
-    # worker takes both queued requests as one batch
-    busy, busy_chunks, _ = stream_first_chunk(client, "hello world", seed=3)
-    threads = [threading.Thread(target=staying), threading.Thread(target=leaving)]
+    leaving, leaving_chunks, got["left"] = stream_first_chunk(client, "hello world", seed=3)
+    threads = [threading.Thread(target=staying, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 120
-    while server.health()["queued"] < 2:
-        assert time.monotonic() < deadline, f"the requests did not queue: {server.health()}"
-        time.sleep(0.02)
-    assert server.health()["cancelled"] == before["cancelled"]  # the long one is still there
-    busy.__exit__(None, None, None)
-    del busy_chunks
+    while server.health()["running"] < 3 and any(t.is_alive() for t in threads):
+        assert time.monotonic() < deadline, f"the requests did not join: {server.health()}"
+        time.sleep(0.01)
+    leaving.__exit__(None, None, None)
+    del leaving_chunks
     for t in threads:
         t.join(300)
     after = server.health()
     assert len(got["left"]) > 0
-    assert after["cancelled"] == before["cancelled"] + 2
-    assert after["batches"] == before["batches"] + 2, "the two queued requests ran together"
-    alone = speak(client, stay[0], voice=stay[1], seed=stay[2], max_new_token=60)
-    assert_same_audio(pcm(got["stay"]), pcm(alone), "the request that stayed")
+    assert after["cancelled"] == before["cancelled"] + 1
+    assert after["largest_batch"] >= 3, "the three requests generated together"
+    for i, (text, voice, seed) in enumerate(stays):
+        alone = speak(client, text, voice=voice, seed=seed, max_new_token=60)
+        assert_same_audio(pcm(got[i]), pcm(alone), f"the request that stayed ({text})")
 
 
 # ---- the examples that go with the server (examples/api) and the notebook -------------------
@@ -467,7 +460,7 @@ def test_keep_alive_survives_a_500(server, monkeypatch):
     """An unexpected exception is a 500 naming its cause, and the connection stays open."""
     service = server.server.config.app.state.service
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("broken on purpose")
 
     body = {"model": "tts-1", "input": "hi", "voice": "alloy", "max_new_token": 4}
@@ -477,7 +470,7 @@ def test_keep_alive_survives_a_500(server, monkeypatch):
             return r.extensions["network_stream"].get_extra_info("socket").getsockname()[1]
 
         first = http.get("/v1/models")
-        monkeypatch.setattr(service, "job", broken)
+        monkeypatch.setattr(service, "plan", broken)
         r = http.post("/v1/audio/speech", json=body)
         assert r.status_code == 500 and "broken on purpose" in r.json()["error"]["message"]
         assert r.json()["error"]["type"] == "server_error"

@@ -104,6 +104,10 @@ def add_voices_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: How the server batches requests (``ServerOptions.scheduling``).
+SCHEDULING = ("continuous", "static")
+
+
 @dataclass(frozen=True)
 class ServerOptions:
     """The speech server's options besides the model's, with their defaults (those of
@@ -111,8 +115,14 @@ class ServerOptions:
 
     Attributes:
         host, port: where it listens; ``host`` is also accepted in the Host header.
-        api_key, voices, max_batch, batch_wait_ms, max_queue, max_new_token, cors_origins:
-            as in :func:`chattts.server.create_app` (:meth:`app_kwargs`).
+        api_key: require ``Authorization: Bearer KEY`` on ``/v1/*`` and the API documents.
+        voices: named voices (a voices file or folder, or a dict); None: the voice library.
+        max_batch: rows (segments) generated together; max_queue: segments that may wait
+            (more: 429); max_new_token: the most code steps of a segment (and its default).
+        scheduling: ``"continuous"`` (requests join the running generation at every step)
+            or ``"static"`` (a batch runs to its end; ``batch_wait_ms``: how long its first
+            request waits for others), for comparison (docs/server.md, "Scheduling").
+        cors_origins: web origins whose pages may call the server (none: CORS off).
         header_timeout, body_timeout, max_connections: the connection limits
             (:class:`chattts.server.protocol.ConnectionLimits`, docs/limits.md).
 
@@ -124,11 +134,12 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: Optional[str] = None
-    voices: Optional[str] = None
+    voices: Union[None, str, dict[str, object]] = None
     max_batch: int = 8
     batch_wait_ms: float = 20.0
     max_queue: int = 256
     max_new_token: int = 2048
+    scheduling: str = "continuous"
     cors_origins: tuple[str, ...] = ()
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -141,12 +152,9 @@ class ServerOptions:
         for name in ("header_timeout", "body_timeout"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive number")
+        if self.scheduling not in SCHEDULING:
+            raise UsageError(f"--scheduling must be one of {', '.join(SCHEDULING)}")
         object.__setattr__(self, "cors_origins", check_origins(self.cors_origins or ()))
-
-    def app_kwargs(self) -> dict[str, Any]:
-        """The keywords of ``create_app`` (and of the Ray replicas' options) they set."""
-        keys = ("voices", "api_key", "max_batch", "batch_wait_ms", "max_queue", "max_new_token")
-        return {k: getattr(self, k) for k in (*keys, "cors_origins")}
 
 
 SERVER_DEFAULTS = ServerOptions()
@@ -177,10 +185,16 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-new-token", type=number(int, 1), default=d.max_new_token, help="code steps at most"
     )
     p.add_argument(
+        "--scheduling",
+        choices=SCHEDULING,
+        default=d.scheduling,
+        help="continuous batching (default), or static batches for comparison",
+    )
+    p.add_argument(
         "--batch-wait-ms",
         type=number(float, 0),
         default=d.batch_wait_ms,
-        help=f"batching wait ({d.batch_wait_ms:g})",
+        help=f"static batching's wait for more requests ({d.batch_wait_ms:g})",
     )
     p.add_argument(
         "--cors-origin",

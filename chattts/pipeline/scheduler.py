@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -68,8 +69,9 @@ class Ticket:
     priority: int = LIVE
     cancel: Interrupt = field(default_factory=Interrupt)
     samples: int = 0
-    steps: int = 0
     finished: bool = False
+    #: the scheduler's step count when ``cancel`` was set (for the statistics), if known
+    cancel_step: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.segments = [x for x in self.items if isinstance(x, SegmentPlan)]
@@ -99,9 +101,12 @@ class SchedulerStats:
     failed: int = 0
     rows: int = 0  # segments admitted into the code run
     preempted: int = 0  # background rows that gave their slot to a live one
+    batches: int = 0  # code runs opened (a run lasts while it has rows)
     largest_batch: int = 0
     steps: int = 0
     audio_seconds: float = 0.0
+    # steps run between the last cancel and its rows leaving (0: before or between steps)
+    last_cancel_steps: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -115,6 +120,8 @@ class SpeechScheduler:
         max_batch: rows generated together, in each run.
         max_new_token: the most code steps of a segment (sizes each row's cache).
         continuous: admit rows at every step (False: only into an empty run).
+        batch_wait: with static batching, seconds an empty run waits for more rows once the
+            first arrived (up to ``max_batch``).
         autostart: start the worker thread on the first :meth:`submit` (False: the caller
             drives the scheduler with :meth:`tick`, e.g. a test, step by step).
     """
@@ -125,12 +132,15 @@ class SpeechScheduler:
         max_batch: int = 8,
         max_new_token: int = 2048,
         continuous: bool = True,
+        batch_wait: float = 0.0,
         autostart: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be ≥ 1")
         self.pipeline = pipeline
         self.max_batch, self.continuous, self.autostart = max_batch, continuous, autostart
+        self.batch_wait = batch_wait
+        self._first_wait: Optional[float] = None  # when the oldest waiting row arrived
         self.capacity = PROMPT_POSITIONS + max_new_token
         self.stats = SchedulerStats()
         self._waiting: dict[int, collections.deque[_Row]] = {
@@ -248,6 +258,8 @@ class SpeechScheduler:
                 heads = engine.refine_heads(self.pipeline.models.tokenizer.eos_refine_id)
             run = engine.open_run(heads, self.max_batch, self.capacity)
             setattr(self, f"_{name}", run)
+            if name == "code":
+                self.stats.batches += 1
         return run
 
     def _next(self, queue: collections.deque[_Row]) -> Optional[_Row]:
@@ -261,8 +273,8 @@ class SpeechScheduler:
 
     def _admit_code(self) -> None:
         run = self._code
-        if not self.continuous and run is not None and run.active:
-            return  # static batching: a batch runs to its end
+        if not self.continuous and not self._static_batch_ready(run):
+            return  # static batching: a batch runs to its end, then waits for the next one
         with self._lock:
             while True:
                 queue = self._waiting[LIVE] if self._next(self._waiting[LIVE]) else self._waiting[1]
@@ -274,6 +286,24 @@ class SpeechScheduler:
                     return
                 queue.popleft()
                 self._add_code(run, row)
+
+    def _static_batch_ready(self, run: Optional[Run]) -> bool:
+        """Static batching: the run is empty, and ``max_batch`` rows wait or the first of them
+        has waited ``batch_wait`` seconds."""
+        if run is not None and run.active:
+            return False
+        waiting = len(self._waiting[LIVE]) + len(self._waiting[BACKGROUND])
+        if waiting == 0:
+            self._first_wait = None
+            return False
+        now = time.monotonic()
+        if self._first_wait is None:
+            self._first_wait = now
+        if waiting < self.max_batch and now - self._first_wait < self.batch_wait:
+            time.sleep(min(0.005, self.batch_wait))
+            return False
+        self._first_wait = None
+        return True
 
     def _add_code(self, run: Run, row: _Row) -> None:
         seg = row.ticket.segments[row.index]
@@ -350,8 +380,8 @@ class SpeechScheduler:
         if name == "refine":
             self._refined([e for e in events if e.finished])
         else:
-            self.stats.steps += 1
             self._decoded(events)
+            self.stats.steps += 1  # after: a cancel seen at this step's start ran 0 steps
 
     def _refined(self, events: list) -> None:
         """Refined rows wait for the code run with their new text (first in line)."""
@@ -428,6 +458,8 @@ class SpeechScheduler:
         if not ticket.finished:
             ticket.finished = True
             self.stats.cancelled += 1
+            at = ticket.cancel_step
+            self.stats.last_cancel_steps = 0 if at is None else self.stats.steps - at
             ticket.sink(DONE)
 
     def _fail(self, ticket: Ticket, error: BaseException) -> None:

@@ -203,25 +203,26 @@ def plan_speech(
     doc = _document(request)
     items: list[PlanItem] = []
     voices: dict[Optional[str], dict[str, object]] = {}
-    seed = request.sampling.seed
+    seed, n = request.sampling.seed, 0
     for item in doc.items:
         if isinstance(item, Break):
             items.append(Pause(item.seconds))
         elif isinstance(item, Mark):
             items.append(Bookmark(item.name))
         else:
-            if item.voice not in voices:
-                voices[item.voice] = voice_fields(item.voice)
+            spec = item.voice if item.voice is not None else request.voice
+            if spec not in voices:
+                voices[spec] = voice_fields(spec)
             finish, silent = _finish(item)
             for text in _pieces(pipeline, item, request):
-                i = sum(isinstance(x, SegmentPlan) for x in items)
-                own = None if seed is None else seed + i
-                params = request.sampling.code_params(own, item.speed, **voices[item.voice])
+                own = None if seed is None else seed + n
+                n += 1
+                params = request.sampling.code_params(own, item.speed, **voices[spec])
                 refine = None
                 if request.refine or item.refine_prompt is not None:
                     refine = request.sampling.refine_params(own, item.refine_prompt)
                 caption = spoken_words(text)
-                items.append(SegmentPlan(text, caption, item.voice, params, refine, finish, silent))
+                items.append(SegmentPlan(text, caption, spec, params, refine, finish, silent))
     if not any(isinstance(x, SegmentPlan) and has_speech(x.text) for x in items):
         raise EmptyInputError(request.text)
     return items

@@ -12,31 +12,32 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional, Union
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..cli.args import (
+    SERVER_DEFAULTS,
+    ServerOptions,
     add_load_arguments,
     add_server_arguments,
     app_args,
-    check_origins,
     load_options,
     open_chat,
     server_options,
 )
 from ..errors import MissingDependencyError
-from ..options import EngineOptions, LoadOptions
-from .batcher import Batcher, BatchStats, SpeechJob
+from ..options import LoadOptions
+from ..validation import MAX_NEW_TOKEN
+from .batcher import SpeechJob, Worker
 from .protocol import ConnectionLimits, limited_h11
 from .schemas import (
     MAX_INPUT_CHARS,
     MODEL_NAMES,
     RESPONSE_FORMATS,
     RequestError,
-    SpeechRequest,
+    SpeechBody,
     parse_request,
-    speed_to_prompt,
 )
 from .voices import OPENAI_VOICES, Voices
 
@@ -68,71 +69,63 @@ def create_app(
     *,
     options: Optional[LoadOptions] = None,
     model_dir: Optional[str] = None,
-    source: str = "custom",
-    verify: bool = True,
-    device: Optional[str] = None,
-    dtype: str = "float32",
-    quantize: Optional[str] = None,
-    voices: Union[None, str, os.PathLike, dict] = None,
-    api_key: Optional[str] = None,
-    max_batch: int = 8,
-    batch_wait_ms: float = 20.0,
-    max_queue: int = 256,
-    max_new_token: int = 2048,
-    allowed_hosts: Optional[list[str]] = None,
-    cors_origins: Sequence[str] = (),
+    settings: ServerOptions = SERVER_DEFAULTS,
+    allowed_hosts: Sequence[str] = (),
+    replica: Optional[str] = None,
+    **overrides: Any,
 ) -> FastAPI:
-    """The FastAPI app of the server.
+    """The FastAPI app of the server, complete: nothing is set on it afterwards.
 
     Args:
-        chat: a loaded :class:`chattts.Chat` (used by the server's worker thread only); when
-            None, one is opened from ``options``, or else from ``model_dir`` / ``source``
-            (``verify``, ``device``, ``dtype``, ``quantize`` as in :meth:`chattts.Chat.load`).
-        options: how to open the model when ``chat`` is None (the keywords above are then
-            ignored).
-        voices: named voices: a JSON file or folder (format: docs/server.md) or a dict
-            name -> seed, speaker string or :class:`chattts.voices.Voice`; None: the voices
-            of ``chat.voices``, the voice library (``chattts voice add``). OpenAI's voice
-            names are always there.
-        api_key: require ``Authorization: Bearer <api_key>`` on ``/v1/*`` and on the OpenAPI
-            document (``/openapi.json``, ``/docs``), which lists the voice names.
-        max_batch: most requests synthesised together; ``batch_wait_ms``: how long the first
-            request waits for others to join; ``max_queue``: more waiting requests get 429.
-        max_new_token: the most code steps a request may ask for (and its default).
+        chat: a loaded :class:`chattts.Chat` (the server's worker thread is its only user);
+            when None, one is opened from ``options``, or else from ``model_dir`` (a model
+            folder, not verified against the official hashes).
+        settings: the server's options (:class:`chattts.cli.args.ServerOptions`, the same
+            as ``chattts serve``'s: voices, api_key, max_batch, max_queue, max_new_token,
+            cors_origins, scheduling...); ``overrides`` replace some of them
+            (``create_app(chat, api_key="k")``).
         allowed_hosts: Host header names accepted besides localhost when there is no API key
             (docs/server.md, Host check).
-        cors_origins: web origins (``http://localhost:3000``, or ``*``) whose pages may call
-            the server (CORS, docs/server.md, "Browsers"); none: CORS is off.
+        replica: the name the metrics and the replica header carry (Ray Serve's replicas).
 
     Raises:
         MissingDependencyError: FastAPI or uvicorn is not installed.
         ChatTTSError, OSError, ValueError: the model or the voices cannot be loaded.
-        UsageError: a malformed CORS origin.
+        UsageError: a bad option (a malformed CORS origin, a batch size below 1...).
     """
     _require_web()
-    origins = check_origins(cors_origins)  # before the model loads
-    from .app import SpeechService, build_app
+    settings = replace(settings, **overrides) if overrides else settings
+    from .app import build_app
+    from .service import SpeechService
 
     if chat is None:
         if options is None:
-            if source == "custom" and not model_dir:
+            if not model_dir:
                 raise ValueError("create_app: give a loaded chat, options or model_dir")
-            engine = EngineOptions(dtype=dtype, quantize=quantize)
-            options = LoadOptions(source, model_dir, verify=verify, device=device, engine=engine)
+            options = LoadOptions("custom", model_dir, verify=False)
         chat = open_chat(options)
     elif not chat.has_loaded():
         raise ValueError("create_app: the chat's models are not loaded (call chat.load())")
     gpt = chat.config.gpt
     table = Voices.load(
-        voices,
+        settings.voices,
         int(gpt.hidden_size),
         chat.sample_random_speaker,
         library=chat.voices,
         num_vq=int(gpt.num_vq),
     )
-    batcher = Batcher(chat, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue)
-    service = SpeechService(chat, table, batcher, api_key, max_new_token, allowed_hosts)
-    return build_app(service, origins)
+    worker = Worker(
+        chat.pipeline,
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+        max_new_token=min(settings.max_new_token, MAX_NEW_TOKEN),
+        continuous=settings.scheduling == "continuous",
+        batch_wait_ms=settings.batch_wait_ms,
+    )
+    service = SpeechService(
+        chat, table, worker, settings.max_new_token, settings.api_key, allowed_hosts
+    )
+    return build_app(service, settings.cors_origins, replica)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,8 +153,8 @@ def main(argv: Union[None, Sequence[str], argparse.Namespace] = None) -> int:
 
     app = create_app(
         options=load_options(args),
+        settings=settings,
         allowed_hosts=[settings.host],  # besides localhost: the Host check of docs/server.md
-        **settings.app_kwargs(),
     )
     logging.getLogger("chattts.server").setLevel(logging.INFO)
     logger.info("serving on http://%s:%d", settings.host, settings.port)
@@ -197,17 +190,16 @@ __all__ = [
     "MODEL_NAMES",
     "OPENAI_VOICES",
     "RESPONSE_FORMATS",
-    "BatchStats",
-    "Batcher",
     "ConnectionLimits",
     "MissingDependencyError",
     "RequestError",
+    "ServerOptions",
+    "SpeechBody",
     "SpeechJob",
-    "SpeechRequest",
     "Voices",
+    "Worker",
     "create_app",
     "main",
     "parse_request",
-    "speed_to_prompt",
     "uvicorn_settings",
 ]

@@ -87,7 +87,7 @@ class Metrics:
     """What the middleware saw, and the worker's counters at the time of a scrape.
 
     Args:
-        batcher: the server's :class:`~chattts.server.batcher.Batcher` (read through
+        batcher: the server's :class:`~chattts.server.batcher.Worker` (read through
             ``snapshot()``).
         replica: the name in :data:`REPLICA_HEADER` and in every series' ``replica`` label.
     """
@@ -185,7 +185,7 @@ def install(app: Any, service: Any, replica: Optional[str] = None) -> Metrics:
     the :class:`Metrics` is also ``app.state.metrics``."""
     from fastapi.responses import PlainTextResponse
 
-    metrics = Metrics(service.batcher, replica)
+    metrics = Metrics(service.worker, replica)
     app.state.metrics = metrics
 
     @app.get("/metrics", response_class=PlainTextResponse, response_model=None)

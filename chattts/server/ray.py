@@ -25,8 +25,9 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
+from ..cli.args import ServerOptions
 from ..errors import MissingDependencyError, ReplicaUnhealthy, UsageError
 from ..options import EngineOptions, LoadOptions
 
@@ -57,33 +58,29 @@ class ReplicaOptions:
 
     Attributes:
         load: how the replica opens its model (a model folder must exist on every node).
-        voices: named voices: a dict (travels with the options) or a path on every node;
-            None: the voice library of each replica's node (``chattts voice add``).
-        api_key, max_batch, batch_wait_ms, max_queue, max_new_token: as in ``create_app``.
+        server: the server's options (:class:`~chattts.cli.args.ServerOptions`, as
+            ``chattts serve`` takes them); its ``voices``: a dict (travels with the options)
+            or a path on every node; None: the voice library of each replica's node.
         allowed_hosts: extra names accepted in the Host header without an API key.
-        cors_origins: web origins whose pages may call the replicas (``create_app``).
         threads: torch threads of each replica (None: Ray's ``OMP_NUM_THREADS``, the
             replica's CPUs).
     """
 
     load: LoadOptions = field(default_factory=LoadOptions)
-    voices: Union[None, str, dict] = None
-    api_key: Optional[str] = None
-    max_batch: int = 8
-    batch_wait_ms: float = 20.0
-    max_queue: int = 256
-    max_new_token: int = 2048
+    server: ServerOptions = field(default_factory=ServerOptions)
     allowed_hosts: tuple[str, ...] = ()
     threads: Optional[int] = None
-    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_model(cls, model_dir: str, **kwargs: Any) -> ReplicaOptions:
-        """Options for a model folder (``source="custom"``, not verified by default)."""
+        """Options for a model folder (``source="custom"``, not verified by default);
+        ``kwargs``: ``verify``, ``device``, ``allowed_hosts``, ``threads`` and the fields of
+        :class:`~chattts.cli.args.ServerOptions`."""
         verify = kwargs.pop("verify", False)
         device = kwargs.pop("device", "cpu")
         load = LoadOptions("custom", model_dir, verify=verify, device=device)
-        return cls(load=load, **kwargs)
+        own = {k: kwargs.pop(k) for k in ("allowed_hosts", "threads") if k in kwargs}
+        return cls(load=load, server=ServerOptions(**kwargs), **own)
 
 
 class SpeechReplica:
@@ -98,25 +95,18 @@ class SpeechReplica:
 
         from . import create_app
 
-        if options.threads:
+        if options.threads:  # the replica is a documented entry point: it owns its process
             import torch
 
             torch.set_num_threads(options.threads)
-        self._chattts_app = create_app(
-            options=options.load,
-            voices=options.voices,
-            api_key=options.api_key,
-            max_batch=options.max_batch,
-            batch_wait_ms=options.batch_wait_ms,
-            max_queue=options.max_queue,
-            max_new_token=options.max_new_token,
-            cors_origins=options.cors_origins,
-        )
-        service = self._chattts_app.state.service
-        service.allowed_hosts |= {h.strip().lower() for h in options.allowed_hosts if h.strip()}
         context = serve.get_replica_context()
         self.name = f"{context.deployment}#{context.replica_tag}"
-        self._chattts_app.state.metrics.replica = self.name
+        self._chattts_app = create_app(
+            options=options.load,
+            settings=options.server,
+            allowed_hosts=options.allowed_hosts,
+            replica=self.name,
+        )
         logger.info("replica %s ready", self.name)
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -132,7 +122,7 @@ class SpeechReplica:
         service = self._chattts_app.state.service
         if not service.chat.has_loaded():
             raise ReplicaUnhealthy(f"replica {self.name}: the model is not loaded")
-        if not service.batcher.alive:
+        if not service.worker.alive:
             raise ReplicaUnhealthy(f"replica {self.name}: the inference worker is not running")
 
 
@@ -155,7 +145,7 @@ def deployment_options(
     """
     if replicas < 1:
         raise UsageError("replicas must be at least 1")
-    ongoing = max_ongoing_requests or 2 * options.max_batch
+    ongoing = max_ongoing_requests or 2 * options.server.max_batch
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     actor: dict[str, Any] = {"num_cpus": replica_cpus}
     if env:
@@ -176,7 +166,7 @@ def deployment_options(
             "min_replicas": low,
             "max_replicas": high,
             "initial_replicas": max(low, 1),
-            "target_ongoing_requests": options.max_batch,
+            "target_ongoing_requests": options.server.max_batch,
         }
     else:
         out["num_replicas"] = replicas
@@ -226,9 +216,11 @@ def app_builder(args: dict[str, Any]) -> Any:
 
         scale["autoscale"] = autoscale_range(str(args.pop("autoscale")))
     args.pop("autoscale", None)
-    args["allowed_hosts"] = tuple(args.get("allowed_hosts") or ())
+    own = {"allowed_hosts": tuple(args.pop("allowed_hosts", None) or ())}
+    if "threads" in args:
+        own["threads"] = args.pop("threads")
     try:
-        options = ReplicaOptions(load=load, **args)
+        options = ReplicaOptions(load=load, server=ServerOptions(**args), **own)
     except TypeError as e:
         raise UsageError(f"app_builder: unknown argument ({e})") from e
     return build_app(options, **scale)
@@ -240,7 +232,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[ReplicaOptions, dict[st
 
     settings = server_options(args)
     options = ReplicaOptions(
-        load=load_options(args), allowed_hosts=(settings.host,), **settings.app_kwargs()
+        load=load_options(args), server=settings, allowed_hosts=(settings.host,)
     )
     scale = {
         "replicas": getattr(args, "replicas", None) or 1,

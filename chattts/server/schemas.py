@@ -8,13 +8,14 @@ be tested (and reused) without a web server.
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ..errors import EmptyInputError, RequestError
+from ..pipeline.speech import SpeechRequest
+from ..ssml import is_ssml
 from ..validation import MAX_SEED, MIN_TEMPERATURE
 from ..voices.mix import MAX_MIX_TERMS, MAX_VOICE_CHARS
 
@@ -28,18 +29,6 @@ MAX_INT_DIGITS = 100
 RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 #: The model names accepted (``chattts`` and OpenAI's TTS names, so clients work unchanged).
 MODEL_NAMES = ("chattts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-
-
-def speed_to_prompt(speed: float) -> str:
-    """OpenAI's ``speed`` (0.25–4.0, 1.0 normal) -> ChatTTS's ``[speed_N]`` prompt (N = 0–9).
-
-    N = 5 + 2·log2(speed), rounded half up and clipped to 1–9: 0.25 → 1, 0.5 → 3, 1 → 5,
-    2 → 7, 4 → 9 (each doubling of the speed is two steps). ``[speed_N]`` asks the model for a
-    speaking rate; it does not time-stretch the audio, so the real rate is only roughly
-    proportional.
-    """
-    n = math.floor(5 + 2 * math.log2(speed) + 0.5)
-    return f"[speed_{min(9, max(1, n))}]"
 
 
 def _integral(value: Any) -> Any:
@@ -60,8 +49,11 @@ class VoiceId(BaseModel):
     id: VoiceText
 
 
-class SpeechRequest(BaseModel):
-    """The body of ``POST /v1/audio/speech`` (OpenAI's fields and ChatTTS's extras)."""
+class SpeechBody(BaseModel):
+    """The body of ``POST /v1/audio/speech`` and ``/v1/audio/captioned_speech`` (OpenAI's
+    fields and ChatTTS's extras). ``input`` that starts with ``<speak`` is SSML
+    (docs/ssml.md); ``speed`` is exact tempo (the answer lasts 1/speed of the speed-1
+    answer, pitch kept); ChatTTS's ``[speed_N]`` prompt is ``chattts_speed``."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -85,6 +77,34 @@ class SpeechRequest(BaseModel):
     top_k: Optional[Annotated[int, Field(ge=1, le=1000), BeforeValidator(_integral)]] = None
     refine: bool = False
     max_new_token: Optional[Annotated[int, Field(ge=1), BeforeValidator(_integral)]] = None
+    chattts_speed: Optional[Annotated[int, Field(ge=0, le=9), BeforeValidator(_integral)]] = None
+    # finished audio (docs/captions.md)
+    loudness: Optional[float] = Field(None, ge=-70.0, le=0.0)
+    pitch: Optional[float] = Field(None, ge=-12.0, le=12.0)
+    gain: Optional[float] = Field(None, ge=-60.0, le=40.0)
+
+
+def speech_request(body: SpeechBody, captions: bool, max_new_token: int) -> SpeechRequest:
+    """The one mapping of a request body onto the speech path's request: ``input`` (SSML when
+    it starts with ``<speak``), sampling, ``speed`` as exact tempo, ChatTTS's ``[speed_N]``
+    from ``chattts_speed``, finishing; ``captions``: cut sentences too long for a cue into
+    clauses. The voice is resolved by the caller (the server's voice table)."""
+    return SpeechRequest.of(
+        body.input,
+        ssml=is_ssml(body.input),
+        seed=body.seed,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        max_new_token=body.max_new_token or max_new_token,
+        speed=body.chattts_speed,
+        refine=body.refine,
+        tempo=body.speed,
+        pitch=body.pitch or 0.0,
+        gain=body.gain or 0.0,
+        loudness=body.loudness,
+        captions=captions,
+    )
 
 
 def _first_error(e: ValidationError) -> RequestError:
@@ -138,12 +158,12 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def parse_request(body: bytes) -> SpeechRequest:
+def parse_request(body: bytes) -> SpeechBody:
     """Parse and validate a request body (JSON) or raise :class:`RequestError`.
 
     Refused with 400: an empty body, invalid UTF-8 or JSON, ``NaN``/``Infinity``, integers of
     more than :data:`MAX_INT_DIGITS` digits, nesting deeper than :data:`MAX_JSON_DEPTH`, and
-    whatever :class:`SpeechRequest` does not accept; an unknown model is 404.
+    whatever :class:`SpeechBody` does not accept; an unknown model is 404.
     """
     if not body.strip():
         raise RequestError("the request body is empty: send a JSON object", code="invalid_json")
@@ -158,7 +178,7 @@ def parse_request(body: bytes) -> SpeechRequest:
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object", code="invalid_json")
     try:
-        req = SpeechRequest.model_validate(data)
+        req = SpeechBody.model_validate(data)
     except ValidationError as e:
         raise _first_error(e) from e
     if not req.input.strip():
@@ -250,13 +270,13 @@ def speech_openapi(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``POST /v1/audio/speech`` operation fields and the component schemas it uses.
 
-    The request body is :class:`SpeechRequest`'s own JSON schema, with ``voice`` narrowed to
+    The request body is :class:`SpeechBody`'s own JSON schema, with ``voice`` narrowed to
     the named voices and ``seed_N`` (speaker strings are accepted too but have no pattern) and
     ``max_new_token`` bounded by the server's limit. Responses: the audio of each
     ``response_format`` (its media type), ``text/event-stream`` for ``stream_format: sse``,
     and the error body for each 4xx/5xx status.
     """
-    schema = SpeechRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema = SpeechBody.model_json_schema(ref_template="#/components/schemas/{model}")
     components: dict[str, Any] = dict(schema.pop("$defs", {}))
     props = schema["properties"]
     names = {"type": "string", "enum": sorted(voice_names)}
@@ -273,7 +293,7 @@ def speech_openapi(
         "default": None,
     }
     components.pop("VoiceId", None)
-    components["SpeechRequest"] = schema
+    components["SpeechBody"] = schema
     components["Error"] = _ERROR_SCHEMA
     audio_types = sorted({media_types[f] for f in RESPONSE_FORMATS})
     content = {t: {"schema": {"type": "string", "format": "binary"}} for t in audio_types}
@@ -288,7 +308,7 @@ def speech_openapi(
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/SpeechRequest"}}
+                "application/json": {"schema": {"$ref": "#/components/schemas/SpeechBody"}}
             },
         },
         "responses": responses,
