@@ -197,15 +197,16 @@ def test_generate_gives_audio_captions_and_named_downloads(page, chat, app):
     page.screenshot(path=os.path.join(ARTIFACTS, "webui.png"), full_page=True)
 
 
-def test_empty_text_shows_the_error_in_the_page(page):
+def test_empty_text_shows_the_error_in_the_page(page, capfd):
     settings(page, "   ", steps=20)
     page.click("#generate")
     line = status(page, "Error")
     assert "nothing to speak" in line
     assert "nothing to speak" in page.locator(".toast-body").first.inner_text()
+    assert "Traceback" not in capfd.readouterr().err  # a user's mistake: no traceback
 
 
-def test_ssml_error_names_line_and_column(page):
+def test_ssml_error_names_line_and_column(page, capfd):
     page.fill("#input-text textarea", "Hello & goodbye")
     page.check("#ssml input")  # ticking it wraps the text in <speak>, escaped
     page.wait_for_function(
@@ -216,6 +217,8 @@ def test_ssml_error_names_line_and_column(page):
     page.click("#generate")
     line = status(page, "Error")
     assert re.search(r"line 3, column \d+", line), line
+    assert re.search(r"line 3, column \d+", page.locator(".toast-body").first.inner_text())
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_interrupt_keeps_what_was_made_and_says_so(page, app):

@@ -16,6 +16,7 @@ from chattts.audio import dsp, load_audio, save_audio
 from chattts.captions import read_captions
 from chattts.errors import InputTypeError, ParameterError
 from chattts.generation.engine import Interrupt
+from chattts.params import InferCodeParams
 from chattts.voices import VoiceLibrary, mix_speakers
 from chattts.webui.callbacks import WebUI
 from chattts.webui.generate import Settings
@@ -89,7 +90,10 @@ def test_the_page_speaks_as_chat_speak_does(ui, chat):
     expected = chat.speak(text, **speak_options())
     np.testing.assert_array_equal(speech.audio, expected.audio)
     assert speech.segments == expected.segments
-    assert last["status"].startswith("**Done**") and "hello-there-good-morning.wav" in last["status"]
+    assert {s.voice for s in speech.segments} == {DEFAULT_VOICE}
+    assert (
+        last["status"].startswith("**Done**") and "hello-there-good-morning.wav" in last["status"]
+    )
     # the files are named after the words, in the chosen format, with the same captions
     assert [os.path.basename(f) for f in last["files"]] == [
         "hello-there-good-morning.wav", "hello-there-good-morning.srt",
@@ -238,11 +242,14 @@ def test_mistakes_are_shown_in_the_page(ui, caplog, settings, words):
 
 
 def test_library_warnings_reach_the_page(ui):
-    last = run(ui, text="Hello ☃ there.")[-1]
+    # gr.Warning is a toast in the page; outside a request Gradio issues it as a UserWarning
+    with pytest.warns(UserWarning, match="U\\+2603"):
+        last = run(ui, text="Hello ☃ there.")[-1]
     assert any("'☃' (U+2603)" in w for w in last["warnings"])
     assert "⚠ removed 1 character" in last["status"]
     doc = '<speak><phoneme alphabet="ipa" ph="x">hello</phoneme> there</speak>'
-    last = run(ui, text=doc, ssml=True)[-1]
+    with pytest.warns(UserWarning, match="phoneme"):
+        last = run(ui, text=doc, ssml=True)[-1]
     assert any("phoneme" in w for w in last["warnings"])
 
 
@@ -283,9 +290,13 @@ def test_seeds_and_edits_pick_the_voice(ui):
 
 
 def recording(chat, tmp_path) -> str:
-    params = dict(voice="seed_7", seed=1, max_new_token=40, refine=False)
+    """A second of speech in the voice of seed 7, as a WAV file."""
+    params = InferCodeParams(
+        spk_emb=chat.sample_random_speaker(7), manual_seed=1, min_new_token=40,
+        max_new_token=50, show_tqdm=False,
+    )  # fmt: skip
     path = str(tmp_path / "sample.wav")
-    save_audio(path, chat.speak("hello", **params).audio, RATE)
+    save_audio(path, next(chat.synthesize(["hello"], [params]))[0], RATE)
     return path
 
 
@@ -297,6 +308,8 @@ def test_a_sample_recording_speaks_as_the_same_library_voice(ui, chat, tmp_path)
     assert "Saved" in note
     saved = run(ui, voice="sampled", stream=False)[-1]["speech"]
     np.testing.assert_array_equal(custom.audio, saved.audio)
+    default = run(ui, stream=False)[-1]["speech"]
+    assert default.audio.shape != custom.audio.shape or not np.allclose(default.audio, custom.audio)
     # a voice made from a recording has no speaker vector: not offered to the mix
     assert "sampled" in [v for _, v in ui.voices.choices()]
     assert "sampled" not in [v for _, v in ui.voices.mixable()]
@@ -323,6 +336,8 @@ def test_voices_file_names_are_offered_and_spoken(chat, tmp_path):
     host = run(ui, voice="host", stream=False)[-1]["speech"]
     seed = run(ui, voice="seed_42", stream=False)[-1]["speech"]
     np.testing.assert_array_equal(host.audio, seed.audio)
+    other = run(ui, voice="seed_1111", stream=False)[-1]["speech"]
+    assert other.audio.shape != host.audio.shape or not np.allclose(other.audio, host.audio)
 
 
 def test_a_bad_sample_recording_is_an_error(ui, tmp_path):

@@ -66,11 +66,13 @@ def _text_column(c: dict[str, Any]) -> None:
             file_types=list(TEXT_FILE_TYPES),
             type="filepath",
             size="sm",
+            scale=1,
             elem_id="open-file",
         )
         c["ssml"] = gr.Checkbox(
             label="SSML document (pauses, voices, prosody: docs/ssml.md)",
             value=False,
+            scale=2,
             elem_id="ssml",
         )
     with gr.Row():
@@ -87,7 +89,13 @@ def _text_column(c: dict[str, Any]) -> None:
         buttons=[],
         elem_id="stream-audio",
     )
-    c["audio"] = gr.Audio(label="Audio", type="filepath", interactive=False, elem_id="final-audio")
+    c["audio"] = gr.Audio(
+        label="Audio",
+        type="filepath",
+        interactive=False,
+        buttons=["download"],
+        elem_id="final-audio",
+    )
     c["captions"] = gr.Dataframe(
         headers=["start", "end", "caption"],
         value=[],
@@ -102,6 +110,7 @@ def _text_column(c: dict[str, Any]) -> None:
         label="Downloads: the audio, and its captions as .srt and .vtt",
         file_count="multiple",
         interactive=False,
+        height=150,
         elem_id="downloads",
     )
 
@@ -113,7 +122,7 @@ def _main_controls(ui: WebUI, c: dict[str, Any]) -> None:
         value=DEFAULT_VOICE,
         allow_custom_value=True,
         label="Voice",
-        info=r"A name, seed_N, or a mix such as seed_2\*0.6+seed_1111\*0.4",
+        info="A name, seed_N, or a mix (the Mix button below makes one)",
         elem_id="voice",
     )
     c["tempo"] = gr.Slider(
@@ -122,16 +131,17 @@ def _main_controls(ui: WebUI, c: dict[str, Any]) -> None:
     with gr.Row():
         c["lang"] = gr.Dropdown(LANGUAGES, value="auto", label="Language", elem_id="lang")
         c["format"] = gr.Dropdown(list(FORMATS), value="mp3", label="Format", elem_id="format")
-    with gr.Row(equal_height=True):
-        c["refine"] = gr.Checkbox(label="Refine text", value=True, elem_id="refine")
-        c["speed"] = gr.Slider(
-            0, 9, value=5, step=1, label="ChatTTS speed prompt [speed_N]", elem_id="speed"
-        )
-    c["refine_prompt"] = gr.Textbox(
-        label="Refine prompt (oral, laughter, breaks)",
-        placeholder="[oral_2][laugh_0][break_6]",
-        elem_id="refine-prompt",
+    c["speed"] = gr.Slider(
+        0, 9, value=5, step=1, label="ChatTTS speed prompt [speed_N], 0–9", elem_id="speed"
     )
+    with gr.Row(equal_height=True):
+        c["refine"] = gr.Checkbox(label="Refine text", value=True, elem_id="refine", scale=1)
+        c["refine_prompt"] = gr.Textbox(
+            label="Refine prompt",
+            placeholder="[oral_2][laugh_0][break_6]",
+            elem_id="refine-prompt",
+            scale=2,
+        )
 
 
 def _voice_section(ui: WebUI, c: dict[str, Any]) -> None:

@@ -53,9 +53,11 @@ def user_error(e: BaseException) -> gr.Error:
 
 @dataclass
 class _Session:
-    """One browser session: its cancel flag and the folder of its last generation's files."""
+    """One browser session: its cancel flag, whether it is generating, and the folder of its
+    last generation's files."""
 
     flag: Interrupt = field(default_factory=Interrupt)
+    running: bool = False
     folder: Optional[str] = None
 
 
@@ -107,9 +109,12 @@ class WebUI:
         session.folder = tempfile.mkdtemp(dir=self._files.name)
         return session.folder
 
-    def interrupt(self, request: gr.Request = None) -> str:
+    def interrupt(self, request: gr.Request = None) -> Any:
         """Stop this session's generation within one step (other sessions go on)."""
-        self._session(request).flag.set()
+        session = self._session(request)
+        session.flag.set()
+        if not session.running:
+            return gr.update()
         logger.info("interrupt asked for")
         return "**Stopping…** the audio made so far will be kept."
 
@@ -139,6 +144,7 @@ class WebUI:
             folder=self._new_folder(session),
             on_step=on_step,
         )
+        session.running = True
         try:
             for update in updates:
                 if "warnings" in update:
@@ -147,6 +153,8 @@ class WebUI:
         except ChatTTSError as e:
             yield {"status": f"**Error:** {markdown_text(str(e))}"}
             raise user_error(e) from None
+        finally:
+            session.running = False
         with self._lock:
             self.runs += 1
             self.interrupted += flag.is_set()
