@@ -110,7 +110,7 @@ def _text_column(c: dict[str, Any]) -> None:
         label="Downloads: the audio, and its captions as .srt and .vtt",
         file_count="multiple",
         interactive=False,
-        height=150,
+        height=180,
         elem_id="downloads",
     )
 
@@ -147,9 +147,9 @@ def _main_controls(ui: WebUI, c: dict[str, Any]) -> None:
 def _voice_section(ui: WebUI, c: dict[str, Any]) -> None:
     """The folded Voice section: seed, speaker string, mix, sample recording, saving."""
     mixable = ui.voices.mixable()
-    default = ui.voices.resolver().voice(DEFAULT_VOICE).speaker
+    default, _, note = ui.on_voice(DEFAULT_VOICE)
     with gr.Accordion("Voice: seed, speaker string, mix, sample, save", open=False):
-        c["voice_note"] = gr.Markdown(elem_id="voice-note")
+        c["voice_note"] = gr.Markdown(note, elem_id="voice-note")
         with gr.Row(equal_height=True):
             c["audio_seed"] = gr.Number(2, label="Voice seed", precision=0, elem_id="audio-seed")
             c["audio_dice"] = gr.Button("Random voice", elem_id="audio-dice", size="sm")
