@@ -237,10 +237,7 @@ def _wire_voice(ui: WebUI, c: dict[str, Any]) -> None:
     c["audio_seed"].input(ui.on_seed, c["audio_seed"], c["voice"], queue=False)
     for edited in ("speaker", "sample", "sample_text"):
         c[edited].input(ui.to_custom, c[edited], c["voice"], queue=False)
-    c["mix"].click(
-        ui.mix, [c["mix_a"], c["mix_b"], c["mix_weight"]], [c["voice"], c["voice_note"]],
-        queue=False,
-    )  # fmt: skip
+    c["mix"].click(ui.mix, [c["mix_a"], c["mix_b"], c["mix_weight"]], c["voice"], queue=False)
     # the encoder shares the model with generation: one at a time
     c["sample_audio"].change(
         ui.sample_code,

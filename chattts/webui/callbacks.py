@@ -210,8 +210,9 @@ class WebUI:
         """A speaker string or sample edited: the Custom voice speaks."""
         return CUSTOM
 
-    def mix(self, a: str, b: str, share: float) -> tuple[str, str]:
-        """Mix ``a`` and ``b`` (``share``: b's part, 0–1) -> (the voice list's value, a note)."""
+    def mix(self, a: str, b: str, share: float) -> str:
+        """Mix ``a`` and ``b`` (``share``: b's part, 0–1) -> the voice list's value, the mix's
+        spec (the list's change then shows its speaker string)."""
         if not a or not b:
             raise user_error(ChatTTSError("pick two voices to mix"))
         spec = mix_spec(a, b, share)
@@ -219,7 +220,7 @@ class WebUI:
             self.voices.resolver().voice(spec)
         except ChatTTSError as e:
             raise user_error(e) from None
-        return spec, f"Mixed: **{markdown_text(spec)}** (use it anywhere a voice goes)."
+        return spec
 
     def sample_code(self, path: Optional[str]) -> tuple[str, Any]:
         """A sample recording uploaded -> (its speaker sample code, the Custom voice)."""
