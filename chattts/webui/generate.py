@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -158,23 +159,36 @@ class _Heard(logging.Handler):
             self.messages.append(record.getMessage())
 
 
+#: Held while a :class:`Warned` records Python's warnings (its filters are process-wide).
+_RECORDING = threading.Lock()
+
+
 class Warned:
     """Collects the library's warnings (its :class:`~chattts.errors.ChatTTSWarning` s and its
     log's warnings) while open; other warnings are shown as usual once it closes.
-    Generations run one at a time (the page's queue), as Python's warning filters are
-    process-wide."""
+
+    Python's warning filters are process-wide: one Warned at a time records them (the page's
+    queue runs one generation at a time); another one open meanwhile (two generations called
+    from Python at once) collects only the log's warnings.
+    """
 
     def __enter__(self) -> Warned:
-        self._catcher = warnings.catch_warnings(record=True)
-        self._caught = self._catcher.__enter__()
-        warnings.simplefilter("always", ChatTTSWarning)
+        self._caught: list[warnings.WarningMessage] = []
+        self._catcher: Optional[warnings.catch_warnings] = None
+        if _RECORDING.acquire(blocking=False):
+            self._catcher = warnings.catch_warnings(record=True)
+            self._caught = self._catcher.__enter__()
+            warnings.simplefilter("always", ChatTTSWarning)
         self._heard = _Heard()
         logging.getLogger("chattts").addHandler(self._heard)
         return self
 
     def __exit__(self, *exc: object) -> None:
         logging.getLogger("chattts").removeHandler(self._heard)
+        if self._catcher is None:
+            return
         self._catcher.__exit__(*exc)
+        _RECORDING.release()
         for w in self._caught:
             if not issubclass(w.category, ChatTTSWarning):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
