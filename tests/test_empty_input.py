@@ -118,7 +118,7 @@ def test_cli_blank_text_fails_before_the_model_loads(capsys, restore_logger):
 def server(tiny_root):
     c = chattts.Chat()
     c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    srv = Server(create_app(c, max_batch=4, batch_wait_ms=300))
+    srv = Server(create_app(c, max_batch=4))
     yield srv
     srv.stop()
 

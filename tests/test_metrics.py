@@ -35,7 +35,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def client(chat):
-    app = create_app(chat, max_batch=4, batch_wait_ms=50)
+    app = create_app(chat, max_batch=4)
     with TestClient(app, base_url="http://localhost") as c:
         yield c
 

@@ -95,15 +95,10 @@ def test_server_options_have_one_set_of_defaults_and_one_check(monkeypatch) -> N
     assert server_options(p.parse_args([])) == defaults == server_options(argparse.Namespace())
     got = server_options(p.parse_args(["--max-batch", "3", "--host", "0.0.0.0", "--voices", "v"]))
     assert (got.max_batch, got.host, got.voices, got.port) == (3, "0.0.0.0", "v", defaults.port)
-    assert got.app_kwargs() == {
-        "voices": "v",
-        "api_key": None,
-        "max_batch": 3,
-        "batch_wait_ms": defaults.batch_wait_ms,
-        "max_queue": defaults.max_queue,
-        "max_new_token": defaults.max_new_token,
-        "cors_origins": (),
-    }
+    assert got.scheduling == "continuous" and got.max_queue == defaults.max_queue
+    assert server_options(p.parse_args(["--scheduling", "static"])).scheduling == "static"
+    with pytest.raises(UsageError, match="--scheduling"):
+        ServerOptions(scheduling="eventually")
     for bad in ("max_batch", "max_queue"):  # a Namespace made by hand skips argparse's bounds
         with pytest.raises(UsageError, match=f"--{bad.replace('_', '-')} must be at least 1"):
             server_options(argparse.Namespace(**{bad: 0}))

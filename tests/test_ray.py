@@ -27,6 +27,7 @@ import yaml
 from _speech import assert_same_audio, decode
 from ray import serve
 
+from chattts.cli.args import ServerOptions
 from chattts.cli.ray_args import autoscale_range
 from chattts.errors import ReplicaUnhealthy, UsageError
 from chattts.server import create_app
@@ -55,7 +56,7 @@ except ImportError:
 
 
 def test_deployment_options():
-    opts = ReplicaOptions(max_batch=4)
+    opts = ReplicaOptions(server=ServerOptions(max_batch=4))
     fixed = deployment_options(opts, replicas=3, replica_cpus=2)
     assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
     assert fixed["ray_actor_options"]["num_cpus"] == 2
@@ -94,7 +95,7 @@ def test_app_builder_reads_the_config_args(tiny_root):
     assert deployment.name == DEPLOYMENT_NAME
     options = deployment.init_args[0]
     assert options.load.custom_path == tiny_root and options.load.verify is False
-    assert options.max_batch == 4 and options.allowed_hosts == ("tts.example",)
+    assert options.server.max_batch == 4 and options.allowed_hosts == ("tts.example",)
     assert deployment.ray_actor_options["num_cpus"] == 2
     with pytest.raises(UsageError, match="unknown argument"):
         app_builder({"model_dir": tiny_root, "bogus": 1})
@@ -112,7 +113,8 @@ def test_the_example_config_is_a_valid_serve_config(tiny_root, monkeypatch):
     monkeypatch.setenv("CHATTTS_API_KEY", "from-env")
     built = app_builder({**app.args, "model_dir": tiny_root})
     options = built._bound_deployment.init_args[0]
-    assert options.api_key == "from-env" and options.max_batch == app.args["max_batch"]
+    assert options.server.api_key == "from-env"
+    assert options.server.max_batch == app.args["max_batch"]
 
 
 def test_serve_ray_options(tiny_root, capsys):
@@ -123,7 +125,7 @@ def test_serve_ray_options(tiny_root, capsys):
     args = build_parser().parse_args([*base, "--ray", "--autoscale", "1:3", "--host", "tts.lan"])
     options, scale = options_from_args(args)
     assert args.ray and scale["autoscale"] == (1, 3) and scale["max_ongoing_requests"] is None
-    assert options.max_batch == 4 and options.allowed_hosts == ("tts.lan",)
+    assert options.server.max_batch == 4 and options.allowed_hosts == ("tts.lan",)
     assert options.load.custom_path == tiny_root and options.load.verify is False
     args = build_parser().parse_args([*base, "--ray", "--replicas", "3", "--replica-cpus", "2"])
     assert options_from_args(args)[1]["replicas"] == 3 and args.replica_cpus == 2
@@ -133,7 +135,8 @@ def test_serve_ray_options(tiny_root, capsys):
     # the plain server's defaults and checks, read by the same helper
     bare = argparse.Namespace(model_dir=tiny_root, verify=False)
     options = options_from_args(bare)[0]
-    assert (options.max_batch, options.max_queue, options.allowed_hosts) == (8, 256, ("127.0.0.1",))
+    server = options.server
+    assert (server.max_batch, server.max_queue, options.allowed_hosts) == (8, 256, ("127.0.0.1",))
     with pytest.raises(UsageError, match="--max-queue must be at least 1"):
         options_from_args(argparse.Namespace(model_dir=tiny_root, verify=False, max_queue=0))
 
@@ -143,7 +146,7 @@ def test_check_health_follows_the_worker(chat):
     replica = SpeechReplica.__new__(SpeechReplica)  # no Serve context: the app built by hand
     replica.name = "test#1"
     replica._chattts_app = create_app(chat)
-    batcher = replica._chattts_app.state.service.batcher
+    batcher = replica._chattts_app.state.service.worker
     with pytest.raises(ReplicaUnhealthy, match="worker"):
         replica.check_health()  # not started
     batcher.start()

@@ -132,49 +132,62 @@ def test_web_ui_interrupt_of_one_session_leaves_the_other_whole(chat, spk):
     np.testing.assert_array_equal(out["b"]["speech"].audio, alone)
 
 
-def test_a_failing_batch_fails_only_its_bad_request(chat, spk):
-    from chattts.server.batcher import DONE, Batcher, SpeechJob
+def _job_plan(chat, text: str, **fields):
+    """A one-segment plan with these code-pass fields (a bad one gets past planning)."""
+    from chattts.pipeline.speech import SegmentPlan, SpeechRequest
+
+    request = SpeechRequest(text)
+    params = P(manual_seed=4, max_new_token=12, show_tqdm=False, **fields)
+    return [SegmentPlan(text, text, None, params)], request
+
+
+def test_a_failing_request_fails_only_itself(chat, spk):
+    """A request whose prompt cannot be built (a speaker sample that does not decode) fails
+    with a JobFailed; the request next to it completes, as it would alone."""
+    from chattts.server.batcher import DONE, SpeechJob, Worker
 
     async def run() -> tuple:
-        batcher = Batcher(chat, max_batch=4, batch_wait_ms=200)
-        good = SpeechJob("chat speech", code(spk, 4, steps=12))
-        # passes validation (it is a str) but cannot be decoded: the batch raises
-        bad = SpeechJob("hello world", P(spk_smp="not a speaker sample", txt_smp="hello"))
-        batcher.submit(good)
-        batcher.submit(bad)
+        worker = Worker(chat.pipeline, max_batch=4)
+        good = SpeechJob(*_job_plan(chat, "chat speech", spk_emb=spk))
+        bad = SpeechJob(*_job_plan(chat, "hello world", spk_smp="not a sample", txt_smp="hi"))
+        worker.submit(good)
+        worker.submit(bad)
         results = []
         for job in (good, bad):
             parts = []
             while (item := await job.get()) is not DONE:
-                if isinstance(item, JobFailed):
-                    parts.append(item)
-                    break
                 parts.append(item)
+                if isinstance(item, JobFailed):
+                    break
             results.append(parts)
-        batcher.stop()
-        return results, batcher.stats
+        worker.stop()
+        return results, worker.stats
 
     (good_parts, bad_parts), stats = asyncio.run(run())
     assert isinstance(bad_parts[-1], JobFailed)
-    assert good_parts and all(isinstance(p, np.ndarray) for p in good_parts)
-    alone = next(chat.synthesize(["chat speech"], [code(spk, 4, steps=12)]))[0]
-    same_audio(np.concatenate(good_parts), alone)
+    assert good_parts and not any(isinstance(p, JobFailed) for p in good_parts)
+    from chattts.pipeline.assembler import collect
+    from chattts.pipeline.speech import render_speech
+
+    items, request = _job_plan(chat, "chat speech", spk_emb=spk)
+    alone = render_speech(chat.pipeline, items, request).audio
+    same_audio(collect(iter(good_parts), 24000).audio, alone)
     assert stats.failed == 1 and stats.completed == 1
 
 
-def test_the_batcher_is_alive_from_start_to_stop(chat):
-    from chattts.server.batcher import Batcher
+def test_the_worker_is_alive_from_start_to_stop(chat):
+    from chattts.server.batcher import Worker
 
-    batcher = Batcher(chat)
-    assert not batcher.alive  # no thread before the first start or submit
-    batcher.start()
-    assert batcher.alive
-    batcher.stop()
-    assert not batcher.alive
-    batcher.start()  # a stopped batcher starts a new thread
-    assert batcher.alive
-    batcher.stop()
-    assert not batcher.alive
+    worker = Worker(chat.pipeline)
+    assert not worker.alive  # no thread before the first start or submit
+    worker.start()
+    assert worker.alive
+    worker.stop()
+    assert not worker.alive
+    worker.start()  # a stopped worker starts a new thread
+    assert worker.alive
+    worker.stop()
+    assert not worker.alive
 
 
 def test_generate_takes_keywords_after_the_text(chat):

@@ -67,7 +67,7 @@ def health_answers(url: str, timeout: float = 0.5, tries: int = 5) -> bool:
 def test_health_answers_while_a_voice_mix_is_being_resolved(chat, monkeypatch) -> None:
     blocking = BlockingDraw(chat.sample_random_speaker)
     monkeypatch.setattr(chat, "sample_random_speaker", blocking)
-    srv = Server(create_app(chat, batch_wait_ms=0))
+    srv = Server(create_app(chat))
     try:
         result: list[httpx.Response] = []
         spec = f"seed_{BlockingDraw.held}+alloy"
@@ -86,7 +86,7 @@ def test_health_answers_while_a_voice_mix_is_being_resolved(chat, monkeypatch) -
 
 @pytest.fixture(scope="module")
 def server(chat):
-    srv = Server(create_app(chat, batch_wait_ms=0))
+    srv = Server(create_app(chat))
     yield srv
     srv.stop()
 
@@ -122,7 +122,7 @@ def test_a_library_voice_made_from_a_recording_speaks(chat, tmp_path, monkeypatc
     lib = VoiceLibrary(tmp_path / "voices")
     lib.add("dan", sample=chat.sample_audio_speaker(wav), text="hello")
     monkeypatch.setattr(chat, "voices", lib)
-    srv = Server(create_app(chat, batch_wait_ms=0))
+    srv = Server(create_app(chat))
     try:
         listed = httpx.get(f"{srv.url}/v1/audio/voices", timeout=60).json()["data"]
         assert {v["id"]: v["kind"] for v in listed}["dan"] == "sample"
@@ -141,7 +141,7 @@ def test_a_library_voice_made_from_a_recording_speaks(chat, tmp_path, monkeypatc
 def strict(chat):
     """A server that gives 1 s for a request head and 1 s for a body."""
     limits = ConnectionLimits(header_timeout_s=1.0, body_timeout_s=1.0, max_connections=64)
-    srv = Server(create_app(chat, batch_wait_ms=0), limits)
+    srv = Server(create_app(chat), limits)
     yield srv
     srv.stop()
 
@@ -198,7 +198,7 @@ def test_a_silent_connection_is_closed(strict) -> None:
 
 def test_connections_past_the_cap_get_503(chat) -> None:
     limits = ConnectionLimits(header_timeout_s=60.0, max_connections=4)
-    srv = Server(create_app(chat, batch_wait_ms=0), limits)
+    srv = Server(create_app(chat), limits)
     try:
         held = [socket.create_connection(("127.0.0.1", srv.port), timeout=60) for _ in range(4)]
         with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as extra:
@@ -216,18 +216,23 @@ def test_connections_past_the_cap_get_503(chat) -> None:
         srv.stop()
 
 
-# ---- 12: the OpenAPI document lists voices: behind the key --------------------------------------
+# ---- 12: the OpenAPI document lists voices only with the key ------------------------------------
 
 
-def test_the_openapi_document_needs_the_key_when_there_is_one(chat) -> None:
+def test_the_openapi_document_lists_voices_only_with_the_key(chat) -> None:
+    """With an API key, the document (and the /docs page that reads it) is open, but without
+    the key it names no voice: only GET /v1/audio/voices, behind the key, lists them."""
     from fastapi.testclient import TestClient
 
-    with TestClient(create_app(chat, api_key="k"), base_url="http://localhost") as client:
-        for path in ("/openapi.json", "/docs"):
-            r = client.get(path)
-            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    app = create_app(chat, api_key="k", voices={"private_voice": 5})
+    with TestClient(app, base_url="http://localhost") as client:
+        anonymous = client.get("/openapi.json")
+        assert anonymous.status_code == 200 and "private_voice" not in anonymous.text
+        assert "/v1/audio/speech" in anonymous.json()["paths"]
+        assert client.get("/docs").status_code == 200
+        assert client.get("/v1/audio/voices").status_code == 401
         r = client.get("/openapi.json", headers={"Authorization": "Bearer k"})
-        assert r.status_code == 200 and "alloy" in r.text
+        assert r.status_code == 200 and "private_voice" in r.text
         assert client.get("/health").status_code == 200
     with TestClient(create_app(chat), base_url="http://localhost") as client:
         assert client.get("/openapi.json").status_code == 200  # no key: open, as /v1 is

@@ -195,19 +195,23 @@ def test_openapi_documents_body_and_audio(app):
         doc = client.get("/openapi.json").json()
     op = doc["paths"]["/v1/audio/speech"]["post"]
     body = op["requestBody"]["content"]["application/json"]["schema"]
-    assert body == {"$ref": "#/components/schemas/SpeechRequest"}
-    props = doc["components"]["schemas"]["SpeechRequest"]["properties"]
+    assert body == {"$ref": "#/components/schemas/SpeechBody"}
+    props = doc["components"]["schemas"]["SpeechBody"]["properties"]
     assert {"model", "input", "voice", "response_format", "seed", "temperature"} <= set(props)
     content = op["responses"]["200"]["content"]
     assert {"audio/mpeg", "audio/wav", "audio/pcm", "text/event-stream"} <= set(content)
     assert "Retry-After" in op["responses"]["429"]["headers"]
 
 
-def test_queue_full_is_429_with_retry_after(tiny_root):
+def test_queue_full_is_429_with_retry_after(tiny_root, monkeypatch):
+    from chattts.pipeline.scheduler import SpeechScheduler
+
     c = chattts.Chat()
     c.normalizer = Normalizer(builtin_normalizers=False)
     c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu")
-    application = create_app(c, max_queue=0, allowed_hosts=["testserver"])
+    application = create_app(c, max_queue=1, allowed_hosts=["testserver"])
+    # one segment already waits for a slot: the queue is full
+    monkeypatch.setattr(SpeechScheduler, "queued", property(lambda self: 1))
     with TestClient(application) as client:
         r = client.post("/v1/audio/speech", json=GOOD)
     assert r.status_code == 429 and r.headers["retry-after"] == "1"

@@ -219,3 +219,22 @@ def test_infer_takes_ssml(chat):
     assert wav.size == speech.audio.size
     with pytest.raises(SsmlError):
         chat.infer("<speak><audio src='x.wav'/></speak>", ssml=True)
+
+
+def test_tempo_without_pedalboard_fails_before_any_synthesis(chat, monkeypatch):
+    import sys
+
+    from chattts.errors import MissingDependencyError
+    from chattts.pipeline import Pipeline
+
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if not installed
+
+    def never(*a, **k):
+        raise AssertionError("synthesis ran before the missing dependency was reported")
+
+    monkeypatch.setattr(Pipeline, "synthesize", never)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'chattts\[stretch\]'"):
+        chat.speak("Hello there.", tempo=1.5)
+    ssml = '<speak><prosody pitch="+2st">Hello there.</prosody></speak>'
+    with pytest.raises(MissingDependencyError):
+        chat.speak(ssml, ssml=True)

@@ -1,13 +1,14 @@
 """The FastAPI application of the OpenAI-compatible speech server (see docs/server.md): the
-service the routes share, the guard every request passes, and the app's assembly. The speech
-routes are :mod:`.routes`'."""
+guard every request passes, the small routes, the OpenAPI document, and the app's assembly.
+The routes share a :class:`~.service.SpeechService`; the speech routes are :mod:`.routes`'."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -17,17 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import audio
 from . import metrics as _metrics
 from .browser import install_cors, install_docs
+from .openapi import captioned_openapi, error_response, speech_openapi
 from .routes import install_speech_routes
-from .schemas import (
-    MODEL_NAMES,
-    RequestError,
-    error_response,
-    speech_openapi,
-)
+from .schemas import MODEL_NAMES, RequestError
 from .service import SpeechService
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("chattts.server")
 
@@ -108,6 +102,8 @@ def _install_guard(app: FastAPI, service: SpeechService) -> None:
             service.check_host(request)
             if service.needs_key(request.url.path):
                 service.check_auth(request)
+            elif request.url.path == "/openapi.json" and not service.authorized(request):
+                return JSONResponse(app.public_openapi())  # type: ignore[attr-defined]
         except RequestError as e:
             return _error(e)
         try:
@@ -138,21 +134,30 @@ def _install_routes(app: FastAPI, service: SpeechService) -> None:
 
 
 class _SpeechApp(FastAPI):
-    """FastAPI, with an OpenAPI document that carries the speech route's real body and
-    responses (built once, on first request of ``/openapi.json``)."""
+    """FastAPI, with an OpenAPI document that carries the speech routes' real bodies and
+    responses (built once, on first request of ``/openapi.json``). With an API key, a request
+    without it gets the document without the voice names (:meth:`public_openapi`), which only
+    ``GET /v1/audio/voices`` gives, behind the key."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            _complete_openapi(super().openapi(), self.state.service)
+            base = super().openapi()
+            self._public = _complete_openapi(copy.deepcopy(base), self.state.service, False)
+            _complete_openapi(base, self.state.service, True)
         return self.openapi_schema
 
+    def public_openapi(self) -> dict[str, Any]:
+        self.openapi()
+        return self._public
 
-def _complete_openapi(doc: dict[str, Any], service: SpeechService) -> None:
-    """Add the speech route's body, audio responses and the shared error responses."""
-    names = [v.name for v in service.voices.list()]
+
+def _complete_openapi(doc: dict[str, Any], service: SpeechService, named: bool) -> dict:
+    """Add the speech routes' bodies (with the voice names when ``named``), audio responses
+    and the shared error responses; returns ``doc``."""
+    names = [v.name for v in service.voices.list()] if named else None
     operation, components = speech_openapi(audio.MEDIA_TYPES, names, service.max_new_token_limit)
-    for route in ("/v1/audio/speech", "/v1/audio/captioned_speech"):
-        doc["paths"][route]["post"].update(operation)
+    doc["paths"]["/v1/audio/speech"]["post"].update(operation)
+    doc["paths"]["/v1/audio/captioned_speech"]["post"].update(captioned_openapi(operation))
     doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
     for path, item in doc["paths"].items():
         for op in item.values():
@@ -164,6 +169,7 @@ def _complete_openapi(doc: dict[str, Any], service: SpeechService) -> None:
                 extra["401"] = error_response("missing or wrong API key")
             for status, resp in extra.items():
                 op["responses"].setdefault(status, resp)
+    return doc
 
 
 __all__ = ["SpeechService", "build_app"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import Request
 
-from ..errors import EmptyInputError, RequestError, SsmlError
+from ..errors import EmptyInputError, MissingDependencyError, RequestError, SsmlError
 from ..pipeline.speech import PlanItem, SpeechRequest, plan_speech
 from ..validation import MAX_NEW_TOKEN
 from .batcher import Worker
@@ -29,8 +29,6 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: reached under another name without an API key.
 ALLOWED_HOSTS_ENV = "CHATTTS_ALLOWED_HOSTS"
 WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
-#: The OpenAPI document and its page: behind the API key when there is one.
-DOC_PATHS = ("/openapi.json", "/docs")
 
 
 class SpeechService:
@@ -76,7 +74,8 @@ class SpeechService:
 
         Raises:
             RequestError: 400 naming the field: nothing to speak or bad SSML (``input``), an
-            unknown or bad voice (``voice``), ``max_new_token`` over the limit.
+            unknown or bad voice (``voice``), ``max_new_token`` over the limit; a ``speed``
+            or ``pitch`` other than 1 and 0 on a server without ``chattts[stretch]``.
         """
         if body.max_new_token is not None and body.max_new_token > self.max_new_token_limit:
             raise RequestError(
@@ -96,6 +95,12 @@ class SpeechService:
             raise RequestError(f"'input': {e}", "input", "empty_input") from e
         except SsmlError as e:
             raise RequestError(f"'input' is not valid SSML: {e}", "input", "invalid_ssml") from e
+        except MissingDependencyError as e:  # tempo or pitch without pedalboard
+            field = "speed" if request.finish.tempo != 1.0 else "pitch"
+            if not request.finish.stretches:
+                field = "input"  # SSML prosody asked for it
+            msg = f"'{field}': this server cannot change tempo or pitch ({e})"
+            raise RequestError(msg, field, "unsupported_value") from e
 
     def check_host(self, request: Request) -> None:
         """Without an API key, only local hosts (and the configured ones) may be named in
@@ -115,17 +120,22 @@ class SpeechService:
             )
 
     def needs_key(self, path: str) -> bool:
-        """Whether ``path`` is behind the API key: ``/v1/*``, and the OpenAPI document and its
-        pages (they list the voice names)."""
-        return path.startswith("/v1/") or path in DOC_PATHS or path.startswith("/docs/")
+        """Whether ``path`` is behind the API key: ``/v1/*``. (The OpenAPI document is open,
+        but without a valid key it does not list the voice names; the documentation pages
+        are static files.)"""
+        return path.startswith("/v1/")
+
+    def authorized(self, request: Request) -> bool:
+        """The request carries the API key (or the server has none)."""
+        if not self.api_key:
+            return True
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.api_key.encode()
+        )
 
     def check_auth(self, request: Request) -> None:
-        if not self.api_key:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), self.api_key.encode()
-        ):
+        if not self.authorized(request):
             raise RequestError(
                 "invalid or missing API key: send 'Authorization: Bearer KEY'",
                 code="invalid_api_key",
@@ -133,4 +143,4 @@ class SpeechService:
             )
 
 
-__all__ = ["ALLOWED_HOSTS_ENV", "DOC_PATHS", "LOCAL_HOSTS", "SpeechService"]
+__all__ = ["ALLOWED_HOSTS_ENV", "LOCAL_HOSTS", "SpeechService"]
