@@ -19,7 +19,7 @@ from chattts.generation.engine import Interrupt
 from chattts.params import InferCodeParams
 from chattts.voices import VoiceLibrary, mix_speakers
 from chattts.webui.callbacks import WebUI
-from chattts.webui.generate import Settings
+from chattts.webui.generate import FORMATS, Settings, write_files
 from chattts.webui.text import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
@@ -108,6 +108,15 @@ def test_the_page_speaks_as_chat_speak_does(ui, chat):
         assert [c.text for c in cues] == [s.text for s in speech.segments]
     assert last["captions"] == caption_rows(speech.segments)
     assert [row[2] for row in last["captions"]] == ["Hello there.", "Good morning."]
+
+
+def test_every_format_is_written_and_reads_back(ui, tmp_path):
+    speech = run(ui, text="Hello there.", stream=False, format="wav")[-1]["speech"]
+    for name, (fmt, suffix) in FORMATS.items():
+        audio, files = write_files(speech, str(tmp_path / fmt), name)
+        assert os.path.basename(audio) == f"hello-there{suffix}" and audio == files[0]
+        assert abs(load_audio(audio, RATE).size - speech.audio.size) < 0.1 * RATE, name
+        assert sorted(os.listdir(tmp_path / fmt)) == sorted(os.path.basename(f) for f in files)
 
 
 def test_streaming_shows_audio_and_captions_as_they_come(ui):

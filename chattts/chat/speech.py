@@ -182,9 +182,9 @@ class SpeechCalls:
         ``pitch``, ``gain``, ``loudness``, ``true_peak``, ``captions`` (cut sentences too
         long for a caption into clauses), ``gap``. ``batch``: segments synthesised together.
         ``progress``: called with (step, max_steps) after every step of the code pass.
-        ``cancel``: the caller's own flag (a web page's session): once set, the segment being
-        made ends within one step and no further segment is started; the speech made so far
-        is returned (``chat.interrupt()`` stops the call too).
+        ``cancel``: the caller's own flag (a web page's session): once set, the code pass ends
+        within one step and later segments give no audio; the speech made so far is returned
+        (``chat.interrupt()`` stops the call too).
 
         >>> speech = chat.speak("Hello there. How are you?", seed=7, loudness=-16)  # doctest: +SKIP
         >>> speech.save("hello.mp3"); speech.save_captions("hello.srt")             # doctest: +SKIP

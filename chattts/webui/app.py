@@ -11,6 +11,7 @@ one at a time (Gradio's queue); each browser session has its own cancel flag.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
 import shutil
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from ..chat import Chat
 
 logger = logging.getLogger("chattts.webui")
+
+#: Tempo and pitch need Rubber Band (pedalboard, the optional ``stretch`` extra: GPLv3);
+#: without it their sliders stay at 1× and 0 and say what to install.
+_CAN_STRETCH = importlib.util.find_spec("pedalboard") is not None
+_STRETCH_NOTE = "" if _CAN_STRETCH else " — needs pip install 'chattts[stretch]'"
 
 #: The controls :class:`~.generate.Settings` is read from, by field name.
 SETTINGS = tuple(f.name for f in fields(Settings))
@@ -126,7 +132,13 @@ def _main_controls(ui: WebUI, c: dict[str, Any]) -> None:
         elem_id="voice",
     )
     c["tempo"] = gr.Slider(
-        0.5, 2.0, value=1.0, step=0.05, label="Speed (× tempo, pitch kept)", elem_id="tempo"
+        0.5,
+        2.0,
+        value=1.0,
+        step=0.05,
+        label="Speed (× tempo, pitch kept)" + _STRETCH_NOTE,
+        interactive=_CAN_STRETCH,
+        elem_id="tempo",
     )
     with gr.Row():
         c["lang"] = gr.Dropdown(LANGUAGES, value="auto", label="Language", elem_id="lang")
@@ -221,7 +233,13 @@ def _more_sections(c: dict[str, Any]) -> None:
                 -40, -5, value=-16, step=1, label="Target (LUFS)", elem_id="loudness"
             )
         c["pitch"] = gr.Slider(
-            -12, 12, value=0, step=0.5, label="Pitch (semitones)", elem_id="pitch"
+            -12,
+            12,
+            value=0,
+            step=0.5,
+            label="Pitch (semitones)" + _STRETCH_NOTE,
+            interactive=_CAN_STRETCH,
+            elem_id="pitch",
         )
         c["gain"] = gr.Slider(-20, 20, value=0, step=0.5, label="Gain (dB)", elem_id="gain")
     with gr.Accordion("Long text", open=False, elem_id="long-text"):

@@ -272,9 +272,11 @@ def write_files(speech: Speech, folder: str, format: str) -> tuple[str, list[str
 
 def _status_done(speech: Speech, seconds: float, interrupted: bool, name: str) -> str:
     n = len(speech.segments)
-    if interrupted:
-        if speech.duration == 0:
+    if speech.duration == 0:
+        if interrupted:
             return "**Stopped** before any audio was made."
+        return "**Done**, but the model made no audio: try another seed or voice."
+    if interrupted:
         return (
             f"**Stopped after {speech.duration:.1f} s**: the audio made so far is kept "
             f"({n} caption{'s' * (n != 1)}), ready to play and download as `{name}`."
