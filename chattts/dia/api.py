@@ -163,7 +163,7 @@ def pretrained_options(
     *,
     cache_dir: Optional[str] = None,
     revision: Optional[str] = None,
-    **kwargs: Any,
+    **kwargs: Any,  # Any: LoadOptions' fields, each with its own type
 ) -> LoadOptions:
     """The :class:`LoadOptions` of ``Chat.from_pretrained`` (fetching a Hub snapshot first
     when ``model_id_or_path`` is a repo other than the official one).

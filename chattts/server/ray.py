@@ -75,7 +75,11 @@ class ReplicaOptions:
     threads: Optional[int] = None
 
     @classmethod
-    def from_model(cls, model_dir: str, **kwargs: Any) -> ReplicaOptions:
+    def from_model(
+        cls,
+        model_dir: str,
+        **kwargs: Any,  # Any: ServerOptions' fields and the replica's, typed there
+    ) -> ReplicaOptions:
         """Options for a model folder (``source="custom"``, not verified by default);
         ``kwargs``: ``verify``, ``device``, ``allowed_hosts``, ``threads`` and the fields of
         :class:`~chattts.cli.args.ServerOptions`."""
