@@ -238,3 +238,22 @@ def test_tempo_without_pedalboard_fails_before_any_synthesis(chat, monkeypatch):
     ssml = '<speak><prosody pitch="+2st">Hello there.</prosody></speak>'
     with pytest.raises(MissingDependencyError):
         chat.speak(ssml, ssml=True)
+
+
+def test_a_cancel_stops_the_refine_passes_still_to_run(chat, monkeypatch):
+    from chattts.generation.engine import Interrupt
+    from chattts.pipeline.passes import Passes
+
+    flag, calls = Interrupt(), []
+    refine = Passes.refine
+
+    def first_then_cancel(self, *args, **kwargs):
+        calls.append(1)
+        out = refine(self, *args, **kwargs)
+        flag.set()  # the user stops while the first sentence is refined
+        return out
+
+    monkeypatch.setattr(Passes, "refine", first_then_cancel)
+    text = " ".join(f"Sentence number {w} is here." for w in ("one", "two", "three", "four"))
+    chat.speak(text, refine=True, seed=1, max_new_token=8, cancel=flag)
+    assert len(calls) == 1

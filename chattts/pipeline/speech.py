@@ -247,7 +247,7 @@ def synthesize_segments(
     batch (segments of a batch come interleaved; each one's chunks in order)."""
     for start in range(0, len(segments), batch):
         part = list(segments[start : start + batch])
-        utterances = [s.utterance() for s in part]
+        utterances = [s.utterance(cancel) for s in part]  # a cancel also stops refining
         stream = pipeline.synthesize(
             utterances, stream=True, normalize=False, progress=progress, cancel=cancel
         )
