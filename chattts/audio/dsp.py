@@ -39,12 +39,6 @@ def _pedalboard() -> Any:
     return pedalboard
 
 
-def check_stretch() -> None:
-    """Raise :class:`MissingDependencyError` now (before a model loads) when tempo and pitch
-    changes cannot be made: pedalboard is not installed."""
-    _pedalboard()
-
-
 def _pyloudnorm() -> Any:
     try:
         import pyloudnorm
@@ -63,6 +57,16 @@ def _soxr() -> Any:
             "true-peak measurement needs soxr: pip install 'soxr==1.1.*'"
         ) from e
     return soxr
+
+
+def require_stretch() -> None:
+    """Check, before any work, that tempo and pitch changes can run.
+
+    Raises:
+        MissingDependencyError: pedalboard is not installed (the message names the
+        ``pip install`` that fixes it).
+    """
+    _pedalboard()
 
 
 def stretched_length(n: int, tempo: float) -> int:

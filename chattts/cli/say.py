@@ -128,9 +128,9 @@ def _check_before_load(args: argparse.Namespace, texts: Sequence[str]) -> None:
             check_voice(lib, spec)
         stretch = stretch or any(x.prosody.rate != 1 or x.prosody.pitch != 0 for x in items)
     if stretch:
-        from ..audio.dsp import check_stretch
+        from ..audio.dsp import require_stretch
 
-        check_stretch()
+        require_stretch()
 
 
 def load_chat(args: argparse.Namespace) -> Chat:

@@ -19,7 +19,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -166,7 +166,7 @@ def timeline(
     return cues, at
 
 
-def digest(*parts: Any) -> str:
+def digest(*parts: object) -> str:
     """A SHA-256 of JSON values (what a file holds, to skip rewriting an unchanged one)."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -220,7 +220,7 @@ def captions_json(cues: Sequence[Cue], rate: int) -> str:
     return json.dumps({"captions": items}, ensure_ascii=False, indent=1) + "\n"
 
 
-def write_json(path: str, value: Any) -> None:
+def write_json(path: str, value: object) -> None:
     write_bytes(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
 
 

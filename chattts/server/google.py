@@ -384,7 +384,8 @@ def install_google(app: FastAPI, service: SpeechService) -> None:
             req = speech_request(body, service.max_new_token_limit)
             name = body.voice.name or DEFAULT_VOICE
             field = "input.ssml" if body.input.ssml is not None else "input.text"
-            items = await run_in_threadpool(service.plan_request, req, name, field)
+            names = ("audioConfig.speakingRate", "audioConfig.pitch")
+            items = await run_in_threadpool(service.plan_request, req, name, field, names)
             job, first = await queue_job(service, request, req, items)
         except RequestError as e:
             return busy_response(_voice_named(e))

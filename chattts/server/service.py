@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import Request
 
-from ..errors import EmptyInputError, RequestError, SsmlError
+from ..errors import EmptyInputError, MissingDependencyError, RequestError, SsmlError
 from ..pipeline.speech import PlanItem, SpeechRequest, plan_speech
 from ..validation import MAX_NEW_TOKEN
 from .batcher import Worker
@@ -76,7 +76,8 @@ class SpeechService:
 
         Raises:
             RequestError: 400 naming the field: nothing to speak or bad SSML (``input``), an
-            unknown or bad voice (``voice``), ``max_new_token`` over the limit.
+            unknown or bad voice (``voice``), ``max_new_token`` over the limit; a ``speed``
+            or ``pitch`` other than 1 and 0 on a server without ``chattts[stretch]``.
         """
         if body.max_new_token is not None and body.max_new_token > self.max_new_token_limit:
             raise RequestError(
@@ -88,15 +89,21 @@ class SpeechService:
         return request, self.plan_request(request, body.voice)
 
     def plan_request(
-        self, request: SpeechRequest, voice: Any, field: str = "input"
+        self,
+        request: SpeechRequest,
+        voice: Any,
+        field: str = "input",
+        names: tuple[str, str] = ("speed", "pitch"),
     ) -> list[PlanItem]:
         """A request's planned speech in the server's voices: ``voice`` (a request's voice
         value, :meth:`Voices.fields`) speaks what has no SSML ``<voice>``; ``field`` names the
-        text in error messages. Called in a thread (it draws voices and normalises text).
+        text and ``names`` the tempo and pitch fields in error messages. Called in a thread
+        (it draws voices and normalises text).
 
         Raises:
             RequestError: 400: nothing to speak or bad SSML (``field``), an unknown or bad
-            voice (``voice``).
+            voice (``voice``); a tempo or pitch change on a server without
+            ``chattts[stretch]`` (naming the field, or ``field`` for SSML prosody).
         """
         default = self.voices.fields(voice)
 
@@ -109,6 +116,12 @@ class SpeechService:
             raise RequestError(f"'{field}': {e}", field, "empty_input") from e
         except SsmlError as e:
             raise RequestError(f"'{field}' is not valid SSML: {e}", field, "invalid_ssml") from e
+        except MissingDependencyError as e:  # tempo or pitch without pedalboard
+            asked = names[0] if request.finish.tempo != 1.0 else names[1]
+            if not request.finish.stretches:
+                asked = field  # SSML prosody asked for it
+            msg = f"'{asked}': this server cannot change tempo or pitch ({e})"
+            raise RequestError(msg, asked, "unsupported_value") from e
 
     def check_host(self, request: Request) -> None:
         """Without an API key, only local hosts (and the configured ones) may be named in
