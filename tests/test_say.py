@@ -257,3 +257,16 @@ def test_a_stream_that_fails_removes_its_file(chat, capsys, tmp_path, monkeypatc
 def test_refine_max_new_token_reaches_the_refine_pass():
     assert Sampling(refine_max_new_token=8).refine_params(1).max_new_token == 8
     assert Sampling().refine_params(1).max_new_token == 384
+
+
+def test_tempo_without_rubber_band_is_one_line_before_the_model_loads(
+    capsys, monkeypatch, tmp_path
+):
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # not installed
+    monkeypatch.chdir(tmp_path)
+    status, _, err = say(capsys, "hi", "--tempo", "1.5", "--model-dir", "/nonexistent")
+    assert status == 1 and len(err) == 1 and "pip install 'chattts[stretch]'" in err[0], err
+    doc = tmp_path / "doc.xml"
+    doc.write_text('<speak><prosody rate="fast">hi there</prosody></speak>', encoding="utf-8")
+    status, _, err = say(capsys, "--ssml", str(doc), "--model-dir", "/nonexistent")
+    assert status == 1 and len(err) == 1 and "chattts[stretch]" in err[0], err

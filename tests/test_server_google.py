@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 import wave
 
 import httpx
@@ -291,3 +292,12 @@ def test_the_openapi_document_describes_it(server):
     public = httpx.get(f"{server.url}/openapi.json", timeout=30).json()  # without the key
     name = public["components"]["schemas"]["VoiceSelectionParams"]["properties"]["name"]
     assert "enum" not in name["anyOf"][0]
+
+
+def test_a_server_without_rubber_band_names_the_field(server, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # not installed
+    for field, value in (("speakingRate", 1.5), ("pitch", 2.0)):
+        err = error(synthesize(server, body(**{field: value})), 400)
+        (info,) = err["details"]
+        assert info["reason"] == "UNSUPPORTED_VALUE" and "chattts[stretch]" in err["message"]
+        assert info["metadata"] == {"field": f"audioConfig.{field}"}
