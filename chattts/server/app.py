@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import audio
 from . import metrics as _metrics
 from .browser import install_cors, install_docs
-from .openapi import captioned_openapi, error_response, speech_openapi
+from .google import GOOGLE_PATH, install_google
+from .openapi import captioned_openapi, error_response, google_openapi, speech_openapi
 from .routes import install_speech_routes
 from .schemas import MODEL_NAMES, RequestError
 from .service import SpeechService
@@ -83,6 +84,7 @@ def build_app(
     _install_guard(app, service)
     _install_routes(app, service)
     install_speech_routes(app, service)
+    install_google(app, service)  # POST /v1/text:synthesize, Google's shape (its errors too)
     install_docs(app)  # /docs and /redoc from the installation, no CDN
     _metrics.install(app, service, replica)  # /metrics, and the replica header on every answer
     install_cors(app, cors_origins)  # last: the outermost layer, around errors too
@@ -159,6 +161,9 @@ def _complete_openapi(doc: dict[str, Any], service: SpeechService, named: bool) 
     doc["paths"]["/v1/audio/speech"]["post"].update(operation)
     doc["paths"]["/v1/audio/captioned_speech"]["post"].update(captioned_openapi(operation))
     doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    google, google_components = google_openapi(names)
+    doc["paths"][GOOGLE_PATH]["post"].update(google)
+    doc["components"]["schemas"].update(google_components)
     for path, item in doc["paths"].items():
         for op in item.values():
             extra = {

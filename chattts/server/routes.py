@@ -29,6 +29,7 @@ from .. import audio
 from ..audio.speech import Speech
 from ..errors import QueueFullError, RequestError
 from ..pipeline.assembler import SpeechChunk, collect
+from ..pipeline.speech import PlanItem, SpeechRequest
 from . import metrics as _metrics
 from .batcher import DONE, JobFailed, SpeechJob
 from .schemas import SpeechBody, parse_request
@@ -216,6 +217,15 @@ async def start_job(
     check_json(request)
     body = parse_request(raw) if len(raw) < 65536 else await run_in_threadpool(parse_request, raw)
     req, items = await run_in_threadpool(service.plan, body, captions=captions)
+    job, first = await queue_job(service, request, req, items)
+    return body, job, first
+
+
+async def queue_job(
+    service: SpeechService, request: Request, req: SpeechRequest, items: list[PlanItem]
+) -> tuple[SpeechJob, Any]:
+    """Queue a planned request on the worker; returns its job and first item (None: the
+    client left). Raises RequestError (429 when the queue is full, 500 when it failed)."""
     job = SpeechJob(items, req)
     _metrics.note_job(request, job)
     try:
@@ -230,7 +240,7 @@ async def start_job(
     first = await next_item(request, job)
     if isinstance(first, JobFailed):
         raise RequestError(str(first), type="server_error", status=500)
-    return body, job, first
+    return job, first
 
 
 def busy_response(e: RequestError) -> JSONResponse:
