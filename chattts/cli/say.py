@@ -324,7 +324,7 @@ def _warn_silent(text: str) -> None:
     )
 
 
-def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("say", parents=[common], help="synthesise texts into audio files")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(

@@ -44,6 +44,8 @@ from .routes import CLIENT_CLOSED, busy_response, check_json, queue_job, read_bo
 from .schemas import integral, load_json
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from .service import SpeechService
 
 #: The route, as Google's REST API names it.
@@ -336,7 +338,7 @@ class GoogleErrors:
     Google's error shape, whichever layer answered it (the guard's 401 and 403, the body
     limits, the route's 400s, 429 with its ``Retry-After``, 500)."""
 
-    def __init__(self, app: Any, path: str = GOOGLE_PATH) -> None:
+    def __init__(self, app: ASGIApp, path: str = GOOGLE_PATH) -> None:
         self.app, self.path = app, path
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

@@ -53,7 +53,12 @@ class AudioStream(StreamingResponse):
     speaks), so the worker drops the request within one generation step.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], job: SpeechJob, **kw: Any) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        job: SpeechJob,
+        **kw: Any,  # Any: StreamingResponse's keywords (media_type, headers...)
+    ) -> None:
         super().__init__(content, **kw)
         self.job = job
 
@@ -179,8 +184,9 @@ def check_json(request: Request) -> None:
         )
 
 
-async def next_item(request: Request, job: SpeechJob) -> Any:
-    """The job's next item (chunk, DONE or failure); None when the client left before it."""
+async def next_item(request: Request, job: SpeechJob) -> object:
+    """The job's next item: a :class:`SpeechChunk`, :data:`DONE` or a :class:`JobFailed`;
+    None when the client left before it."""
     getter = asyncio.ensure_future(job.get())
     try:
         while True:
@@ -195,7 +201,9 @@ async def next_item(request: Request, job: SpeechJob) -> Any:
         getter.cancel()
 
 
-async def whole_speech(request: Request, job: SpeechJob, first: Any, rate: int) -> Optional[Speech]:
+async def whole_speech(
+    request: Request, job: SpeechJob, first: object, rate: int
+) -> Optional[Speech]:
     """Every chunk of the job as one :class:`Speech` (None when the client left)."""
     chunks, item = [], first
     while item is not DONE:

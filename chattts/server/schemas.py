@@ -31,7 +31,7 @@ RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 MODEL_NAMES = ("chattts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 
 
-def integral(value: Any) -> Any:
+def integral(value: object) -> object:
     """JSON Schema's integers include 10.0: an integral float becomes an int, nothing else."""
     if isinstance(value, float) and value.is_integer():
         return int(value)

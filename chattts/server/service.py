@@ -7,7 +7,7 @@ import hmac
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from fastapi import Request
 
@@ -15,7 +15,7 @@ from ..errors import EmptyInputError, MissingDependencyError, RequestError, Ssml
 from ..pipeline.speech import PlanItem, SpeechRequest, plan_speech
 from ..validation import MAX_NEW_TOKEN
 from .batcher import Worker
-from .schemas import SpeechBody, speech_request
+from .schemas import SpeechBody, VoiceId, speech_request
 from .voices import Voices
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class SpeechService:
     def plan_request(
         self,
         request: SpeechRequest,
-        voice: Any,
+        voice: Union[str, VoiceId],
         field: str = "input",
         names: tuple[str, str] = ("speed", "pitch"),
     ) -> list[PlanItem]:
