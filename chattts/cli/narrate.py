@@ -21,6 +21,7 @@ from .. import audio
 from ..errors import UsageError
 from ..voices import Voice
 from .args import add_load_arguments, load_options, number, open_chat
+from .finish_args import add_finish_arguments, finish_options
 from .say_args import (
     add_sampling_arguments,
     add_voice_arguments,
@@ -58,7 +59,15 @@ def add_parser(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
     p.add_argument("--chapter-pattern", metavar="REGEX", help="a line matching starts a chapter")
     p.add_argument("--format", default="mp3", help=f"chapter files ({', '.join(audio.FORMATS)})")
     p.add_argument("--book", choices=("m4b", "mp3", "none"), default="m4b", help="whole book")
-    p.add_argument("--captions", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--captions",
+        nargs="?",
+        const="json",
+        default="json",
+        choices=("json", "srt", "vtt"),
+        help="each chapter's captions: json (default), srt or vtt",
+    )
+    p.add_argument("--no-captions", dest="captions", action="store_const", const=None)
     p.add_argument(
         "--batch", type=number(int, 1, 256), default=8, metavar="N", help="segments per batch (8)"
     )
@@ -86,6 +95,7 @@ def add_parser(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
         help="the voice of chapter N (from 1); repeat for more chapters",
     )
     add_sampling_arguments(p)
+    add_finish_arguments(p, "each chapter")
     add_load_arguments(p)
     p.set_defaults(func=cmd_narrate)
 
@@ -201,7 +211,10 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         args.input, kind=args.input_format, chapter_pattern=args.chapter_pattern
     )
     output = OutputOptions(
-        format=args.format, book=None if args.book == "none" else args.book, captions=args.captions
+        format=args.format,
+        book=None if args.book == "none" else args.book,
+        captions=args.captions,
+        finish=finish_options(args),
     )
     chapter_voices = _chapter_voices(args, len(document.chapters))
     chosen = voice_of(args)
