@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import audio
 from . import metrics as _metrics
 from .browser import install_cors, install_docs
+from .jobs import JobManager
+from .jobs_routes import install_job_routes, jobs_openapi
 from .openapi import captioned_openapi, error_response, speech_openapi
 from .routes import install_speech_routes
 from .schemas import MODEL_NAMES, RequestError
@@ -61,28 +63,38 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 def build_app(
-    service: SpeechService, cors_origins: Sequence[str] = (), replica: Optional[str] = None
+    service: SpeechService,
+    cors_origins: Sequence[str] = (),
+    replica: Optional[str] = None,
+    jobs: Optional[JobManager] = None,
 ) -> FastAPI:
     """The routes over a :class:`SpeechService` (its worker runs while the app does);
     ``cors_origins``: the web origins whose pages may call it (none: CORS off); ``replica``:
-    the name the ``/metrics`` labels and the replica header carry (default: this host)."""
+    the name the ``/metrics`` labels and the replica header carry (default: this host);
+    ``jobs``: the narration jobs (their runners start after the worker and stop before it)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.worker.start()
+        if jobs is not None:
+            jobs.start()
         try:
             yield
         finally:
+            if jobs is not None:
+                await run_in_threadpool(jobs.stop)
             await run_in_threadpool(service.worker.stop)
 
     app = _SpeechApp(
         title="chattts speech server", lifespan=lifespan, docs_url=None, redoc_url=None
     )
-    app.state.service = service
+    app.state.service, app.state.jobs = service, jobs
     _install_errors(app)
     _install_guard(app, service)
     _install_routes(app, service)
     install_speech_routes(app, service)
+    if jobs is not None:
+        install_job_routes(app, jobs)  # /v1/audio/jobs (docs/narrate.md, "The job API")
     install_docs(app)  # /docs and /redoc from the installation, no CDN
     _metrics.install(app, service, replica)  # /metrics, and the replica header on every answer
     install_cors(app, cors_origins)  # last: the outermost layer, around errors too
@@ -159,6 +171,8 @@ def _complete_openapi(doc: dict[str, Any], service: SpeechService, named: bool) 
     doc["paths"]["/v1/audio/speech"]["post"].update(operation)
     doc["paths"]["/v1/audio/captioned_speech"]["post"].update(captioned_openapi(operation))
     doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    if "/v1/audio/jobs" in doc["paths"]:
+        jobs_openapi(doc, components["SpeechBody"])
     for path, item in doc["paths"].items():
         for op in item.values():
             extra = {
