@@ -7,10 +7,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import zipfile
 
+import httpx
 import numpy as np
 import pytest
 from starlette.testclient import TestClient
@@ -46,7 +51,7 @@ def long_book(paragraphs: int) -> str:
     out = []
     for n in range(paragraphs):
         a, b = words[n % 10], words[(n * 7 + 3) % 10]
-        out.append(f"The {a} and the {b} met on day {n + 1}. They spoke of {words[n % 7]}.")
+        out.append(f"The {a} and the {b} met on day {n + 1}. They spoke {n + 2} times.")
     return "\n\n".join(out)
 
 
@@ -292,3 +297,142 @@ def test_form_fields_read_as_the_json_ones():
     assert settings.voice.spk_emb == "x" and settings.code.prompt == "[speed_3]"
     assert settings.code.top_K == 5 and settings.code.max_new_token == 99
     assert out.finish.tempo == 1.25 and out.finish.loudness == -18.0 and out.captions == "json"
+
+
+# ---- a server killed mid-job -----------------------------------------------------------------
+
+
+def serve(tiny_root, data_dir, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "chattts", "serve", "--model-dir", tiny_root, "--no-verify"]
+    cmd += ["--device", "cpu", "--port", str(port), "--data-dir", str(data_dir)]
+    cmd += ["--max-batch", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, "the server did not come up"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
+@pytest.mark.e2e
+def test_a_server_killed_mid_job_resumes_it_when_started_again(tiny_root, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    first = serve(tiny_root, tmp_path, port)
+    try:
+        body = {"input": long_book(20), "voice": "alloy", "seed": 5, "max_new_token": STEPS}
+        r = httpx.post(f"{url}/v1/audio/jobs", json={**body, "response_format": "wav"})
+        assert r.status_code == 202, r.text
+        id = r.json()["id"]
+        folder = tmp_path / "jobs" / id / "out"
+        deadline = time.monotonic() + TIMEOUT
+        while len(renders(folder)) < 4:
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    before = renders(folder)
+    with sqlite3.connect(tmp_path / "jobs.sqlite") as con:
+        (state,) = con.execute("SELECT state FROM jobs WHERE id = ?", (id,)).fetchone()
+    assert state == "running"  # nobody marked it on the way down
+    second = serve(tiny_root, tmp_path, port)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while (job := httpx.get(f"{url}/v1/audio/jobs/{id}").json())["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert job["state"] == "succeeded", job
+        done = renders(folder)
+        ids = [i for i, _ in done]
+        assert len(ids) == len(set(ids)) == job["progress"]["segments"] == 40
+        assert done[: len(before)] == before and {r for _, r in done[len(before) :]} == {2}
+        manifest = httpx.get(f"{url}{job['files'][-1]}").json()  # one chapter: its audio
+        wav = load_audio(io.BytesIO(httpx.get(f"{url}{job['result']}").content))
+        assert wav.size == manifest["samples"] and manifest["segments"] == 40
+    finally:
+        second.terminate()  # (uvicorn ends by raising SIGTERM again: no exit status to check)
+        second.wait(60)
+
+
+# ---- jobs beside live requests -----------------------------------------------------------------
+
+
+def test_a_live_request_takes_a_job_rows_slot_at_the_next_step(chat):
+    """The job's segments are background rows: a live request arriving while they fill every
+    slot is admitted at the next step (it waits for no job segment to end), the job's row
+    starts again afterwards and draws the same audio as it draws alone."""
+    import threading
+
+    from _speech import assert_same_audio
+    from test_scheduler import ticket
+
+    from chattts.generation.engine import Interrupt
+    from chattts.pipeline.scheduler import SpeechScheduler
+    from chattts.server.jobs_synth import background_synthesize
+
+    params = [chattts.InferCodeParams(manual_seed=11, max_new_token=40, spk_emb=None)]
+    alone = render.trim(next(iter(chat.synthesize(["Background narration here."], params)))[0])
+    sched = SpeechScheduler(chat.pipeline, 1, 64, autostart=False)
+    draw = background_synthesize(sched)
+    out: list = []
+    job = threading.Thread(
+        target=lambda: out.append(
+            draw(["Background narration here."], params, None, True, Interrupt())
+        )
+    )
+    job.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not sched.queued:  # the job's segment is submitted
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    for _ in range(5):
+        sched.tick()
+    assert sched.running == 1 and sched.stats.steps == 5  # the job's row holds the only slot
+    live, sink = ticket(chat, "Live request.", 8)
+    sched.submit(live)
+    sched.tick()
+    assert sched.stats.preempted == 1  # admitted at once, in the job row's slot
+    while not sink.done.is_set():
+        sched.tick()
+    assert job.is_alive()  # the live request ended first; the job waits for its slot
+    while job.is_alive():
+        sched.tick()
+        job.join(0.001)
+    assert sink.speech().audio.size > 0
+    assert_same_audio(render.trim(out[0][0]), alone, "the job's segment, drawn again")
+
+
+def test_live_requests_are_answered_while_a_job_runs(server_chat, tmp_path):
+    from _speech import assert_same_audio, pcm
+
+    speech = {"model": "tts-1", "voice": "alloy", "response_format": "pcm", "max_new_token": 40}
+    with make_client(server_chat, tmp_path, max_batch=2) as c:
+        solo = [
+            pcm(c.post("/v1/audio/speech", json={**speech, "input": t, "seed": i}).content)
+            for i, t in enumerate(["One live request.", "Another one."])
+        ]
+        job = submit(c, long_book(40)).json()
+        folder = app_jobs(c).store.out(job["id"])
+        deadline = time.monotonic() + TIMEOUT
+        while len(renders(folder)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for i, t in enumerate(["One live request.", "Another one."]):
+            r = c.post("/v1/audio/speech", json={**speech, "input": t, "seed": i})
+            assert r.status_code == 200
+            assert_same_audio(pcm(r.content), solo[i], "live beside a job")
+        assert c.get(f"/v1/audio/jobs/{job['id']}").json()["state"] == "running"
+        done = wait(c, job["id"])
+        assert done["state"] == "succeeded"
+        ids = [i for i, _ in renders(folder)]
+        assert len(ids) == len(set(ids)) == done["progress"]["segments"]  # none rendered twice

@@ -296,7 +296,12 @@ def jobs_openapi(doc: dict[str, Any], speech_body: dict[str, Any]) -> None:
     form["voice"] = {**voice, "anyOf": [v for v in voice["anyOf"] if v.get("type") == "string"]}
     form["format"] = {"enum": list(KINDS)}
     form["file"] = {"type": "string", "format": "binary", "description": "the document"}
-    upload = {"type": "object", "required": ["file", "voice"], "properties": form}
+    upload = {
+        "type": "object",
+        "required": ["file", "voice"],
+        "properties": form,
+        "additionalProperties": False,
+    }
     doc.setdefault("components", {}).setdefault("schemas", {}).update(JobBody=as_json, Job=_JOB)
     job = {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}
     errors = {

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -113,19 +114,17 @@ class JobStore:
     def _db(self, write: bool = False) -> Iterator[Optional[sqlite3.Connection]]:
         """A connection (None when nothing was ever stored and ``write`` is false); with
         ``write``, one immediate transaction, committed at the end or rolled back."""
-        if not write and not os.path.exists(self.path):
-            yield None
-            return
+        if not os.path.exists(self.path):
+            if not write:
+                yield None
+                return
+            self._create()
         try:
-            if write:
-                os.makedirs(os.path.join(self.data_dir, JOBS), exist_ok=True)
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except (sqlite3.Error, OSError) as e:
             raise StoreError(f"{self.data_dir}: cannot open the jobs index: {e}") from e
         try:
             if write:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_TABLE)
                 db.execute("BEGIN IMMEDIATE")
             yield db
             if write:
@@ -140,6 +139,28 @@ class JobStore:
             raise
         finally:
             db.close()
+
+    def _create(self) -> None:
+        """The index with its table, made aside and linked into place (a reader never sees
+        an index without its table; of two processes creating it, one wins, whole)."""
+        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(os.path.join(self.data_dir, JOBS), exist_ok=True)
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")  # (kept in the file)
+                db.executescript(_TABLE)
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"{self.data_dir}: cannot create the jobs index: {e}") from e
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
 
     def folder(self, id: str) -> str:
         """The job's folder (its document, its lock, its ``out`` folder)."""
