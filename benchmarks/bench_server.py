@@ -4,6 +4,7 @@ Usage (from the repository root; needs ``pip install 'chattts[ray]'``)::
 
     python benchmarks/bench_server.py                          # the tiny test model
     python benchmarks/bench_server.py --model-dir ./ChatTTS-model --steps 64 --requests 64
+    python benchmarks/bench_server.py --model-dir FULL --quantize int8 --staggered 12 0.4
 
 Three setups serve the same model: ``plain`` (``chattts serve``: uvicorn, one model, one
 worker), ``ray1`` and ``ray2`` (Ray Serve with 1 and 2 replicas, one CPU each, on a local Ray
@@ -17,6 +18,19 @@ instance). Output: one JSON object per line.
   transport alone) and a speech request of one code step. The Ray setups' difference from
   ``plain`` is what the proxy and the replica's handle add to each request.
 
+``--staggered N G`` measures one model under arrivals instead (``--setups`` is then ignored):
+``N`` streamed clients (raw PCM), the i-th starting ``i*G`` seconds after the first, each
+asking for ``--steps`` code steps (a different seed each), served with static scheduling
+(a batch runs to its end) and with continuous scheduling (requests join at the next step),
+one after the other on the same loaded model and the same requests:
+
+* ``{"kind": "staggered", "scheduling", "clients", "gap_s", "ttfa_p50_s", "ttfa_p95_s",
+  "ttfa_max_s", "total_p50_s", "audio_s", "throughput", "errors", "peak_rss_mb"}``: time to
+  the first audio byte and to the last; ``audio_s`` the audio served (seconds) and ``throughput``
+  audio seconds per wall second from the first request to the last byte; the process's
+  peak RSS so far (the model, the server and the clients).
+* ``{"kind": "staggered_ratio", "ttfa_p95", "throughput"}``: continuous over static.
+
 Timings depend on the load of the machine: each line carries the 1-minute load average.
 Nothing here is asserted by the test suite.
 """
@@ -28,6 +42,7 @@ import concurrent.futures
 import json
 import logging
 import os
+import resource
 import socket
 import statistics
 import threading
@@ -96,6 +111,107 @@ def overhead(url: str, repeats: int) -> dict[str, Any]:
     }
 
 
+def streamed(url: str, seed: int, steps: int, delay: float) -> tuple[float, float, int]:
+    """One streamed client starting after ``delay`` s: (first audio s, last byte s, bytes)."""
+    time.sleep(delay)
+    body = {"model": "tts-1", "input": "hello world, this is a test.", "voice": "alloy"}
+    body.update(response_format="pcm", seed=seed, max_new_token=steps)
+    first = None
+    size = 0
+    start = time.perf_counter()
+    with httpx.Client(timeout=600) as client:
+        with client.stream("POST", f"{url}/v1/audio/speech", json=body) as r:
+            r.raise_for_status()
+            for chunk in r.iter_bytes():
+                if chunk and first is None:
+                    first = time.perf_counter() - start
+                size += len(chunk)
+    return first if first is not None else float("nan"), time.perf_counter() - start, size
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def staggered(url: str, clients: int, gap: float, steps: int) -> dict[str, Any]:
+    results, errors = [], 0
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(streamed, url, 500 + i, steps, i * gap) for i in range(clients)]
+        for f in futures:
+            try:
+                results.append(f.result())
+            except httpx.HTTPError:
+                errors += 1
+    wall = time.perf_counter() - start
+    ttfa = [r[0] for r in results]
+    audio_s = sum(r[2] for r in results) / 2 / 24000  # 16-bit mono PCM at 24 kHz
+    return {
+        "ttfa_p50_s": round(statistics.median(ttfa), 3),
+        "ttfa_p95_s": round(percentile(ttfa, 0.95), 3),
+        "ttfa_max_s": round(max(ttfa), 3),
+        "total_p50_s": round(statistics.median(r[1] for r in results), 3),
+        "audio_s": round(audio_s, 2),
+        "throughput": round(audio_s / wall, 3),
+        "errors": errors,
+    }
+
+
+def serve_in_thread(app):
+    """A uvicorn server of ``app`` on a free port, started: (server, thread, url)."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def run_staggered(args: argparse.Namespace) -> None:
+    from chattts.chat import Chat
+    from chattts.cli.args import ServerOptions
+    from chattts.server import create_app
+
+    chat = Chat()
+    extra = {"quantize": args.quantize} if args.quantize else {}
+    chat.load(source="custom", custom_path=args.model_dir, verify=False, **extra)
+    clients, gap = int(args.staggered[0]), float(args.staggered[1])
+    figures = {}
+    for scheduling in ("static", "continuous"):
+        settings = ServerOptions(max_batch=args.max_batch, scheduling=scheduling)
+        server, thread, url = serve_in_thread(create_app(chat, settings=settings))
+        try:
+            streamed(url, 1, 2, 0.0)  # warm the worker and the connection
+            figures[scheduling] = staggered(url, clients, gap, args.steps)
+        finally:
+            server.should_exit = True
+            thread.join(30)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        emit(
+            {
+                "kind": "staggered",
+                "scheduling": scheduling,
+                "clients": clients,
+                "gap_s": gap,
+                **figures[scheduling],
+                "peak_rss_mb": round(peak),
+            }
+        )
+    static, cont = figures["static"], figures["continuous"]
+    emit(
+        {
+            "kind": "staggered_ratio",
+            "ttfa_p95": round(cont["ttfa_p95_s"] / static["ttfa_p95_s"], 3),
+            "throughput": round(cont["throughput"] / static["throughput"], 3),
+        }
+    )
+
+
 def emit(obj: dict[str, Any]) -> None:
     obj["load1"] = round(os.getloadavg()[0], 2)
     print(json.dumps(obj), flush=True)
@@ -110,22 +226,13 @@ def measure(setup: str, url: str, args: argparse.Namespace) -> None:
 
 
 def plain(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from chattts.options import LoadOptions
     from chattts.server import create_app
 
     options = LoadOptions("custom", args.model_dir, verify=False, device="cpu")
-    app = create_app(options=options, max_batch=args.max_batch)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    server, thread, url = serve_in_thread(create_app(options=options, max_batch=args.max_batch))
     try:
-        measure("plain", f"http://127.0.0.1:{port}", args)
+        measure("plain", url, args)
     finally:
         server.should_exit = True
         thread.join(30)
@@ -162,7 +269,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30, help="sequential requests (30)")
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--setups", nargs="+", default=["plain", "ray"], choices=["plain", "ray"])
+    ap.add_argument("--staggered", nargs=2, metavar=("N", "G"), help="N clients G s apart")
+    ap.add_argument("--quantize", choices=["int8"], help="the staggered mode's engine")
     args = ap.parse_args()
+    if args.staggered:
+        run_staggered(args)
+        return
     if "plain" in args.setups:
         import torch
 

@@ -96,7 +96,7 @@ class LoadOptions:
             )
 
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> LoadOptions:
+    def from_kwargs(cls, **kwargs: Any) -> LoadOptions:  # Any: the fields, typed there
         """Options from ``Chat.load``'s keywords (engine keywords included, flat)."""
         engine_keys = EngineOptions.__dataclass_fields__.keys()
         engine = {k: kwargs.pop(k) for k in list(kwargs) if k in engine_keys}
@@ -104,7 +104,7 @@ class LoadOptions:
             kwargs["device"] = str(kwargs["device"])
         return cls(engine=EngineOptions(**engine), **kwargs)
 
-    def with_engine(self, **changes: Any) -> LoadOptions:
+    def with_engine(self, **changes: Any) -> LoadOptions:  # Any: EngineOptions' fields
         """A copy with some engine options changed."""
         return replace(self, engine=replace(self.engine, **changes))
 

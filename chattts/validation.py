@@ -60,7 +60,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_float(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+def check_float(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
     """``value`` is a finite real number in [low, high] (or (low, high] with ``low_open``).
 
     Raises:
@@ -74,7 +74,7 @@ def check_float(name: str, value: Any, low: float, high: float, low_open: bool =
         raise ParameterError(f"{name} must be a finite number in {interval}, got {value!r}")
 
 
-def check_int(name: str, value: Any, low: int, high: int) -> None:
+def check_int(name: str, value: object, low: int, high: int) -> None:
     """``value`` is an int in [low, high].
 
     Raises:
@@ -90,13 +90,13 @@ def check_int(name: str, value: Any, low: int, high: int) -> None:
         raise ParameterError(f"{name} must be an integer in [{low}, {high}], got {shown}")
 
 
-def check_seed(name: str, value: Any) -> None:
+def check_seed(name: str, value: object) -> None:
     """``value`` is None or a seed in [0, 2**63 − 1]."""
     if value is not None:
         check_int(name, value, 0, MAX_SEED)
 
 
-def check_texts(text: Any) -> None:
+def check_texts(text: object) -> None:
     """``text`` is a str or a list (or tuple) of str.
 
     Raises:
@@ -199,7 +199,7 @@ def check_code_params(params: InferCodeParams, num_vq: Optional[int] = None) -> 
 MAX_SAMPLE_SECONDS = 300.0
 
 
-def speaker_audio(wav: Any, max_samples: Optional[int] = None) -> np.ndarray:
+def speaker_audio(wav: object, max_samples: Optional[int] = None) -> np.ndarray:
     """A speaker sample's waveform as float32 (N,) or (1, N) (integer PCM scaled to [-1, 1]).
 
     Raises:

@@ -72,11 +72,12 @@ def test_synthesize_and_dia_refuse_it_too(chat):
 def test_web_ui_shows_the_same_message(chat):
     import gradio as gr
 
-    from chattts.webui.app import WebUI
+    from chattts.webui.callbacks import WebUI
+    from chattts.webui.generate import Settings
 
     ui = WebUI(chat)
     with pytest.raises(gr.Error) as e:
-        list(ui.generate("😀😀", False, 0.3, 0.7, 20, "", "", "", 1, False, 8))
+        list(ui.generate(Settings(text="😀😀", refine=False, max_steps=8, stream=False)))
     assert str(EmptyInputError("😀😀")) in str(e.value)
 
 

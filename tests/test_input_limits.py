@@ -110,7 +110,7 @@ def test_the_longest_allowed_sample_fits_the_reference_header(chat) -> None:
 def test_the_web_ui_bounds_uploads(chat, tmp_path, too_long: Path) -> None:
     gr = pytest.importorskip("gradio")
     from chattts import webui
-    from chattts.webui.app import WebUI
+    from chattts.webui.callbacks import WebUI
 
     ui = WebUI(chat)
     one_hz = tmp_path / "one_hz.wav"

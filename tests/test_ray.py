@@ -113,7 +113,8 @@ def test_the_example_config_is_a_valid_serve_config(tiny_root, monkeypatch):
     monkeypatch.setenv("CHATTTS_API_KEY", "from-env")
     built = app_builder({**app.args, "model_dir": tiny_root})
     options = built._bound_deployment.init_args[0]
-    assert options.api_key == "from-env" and options.server.max_batch == app.args["max_batch"]
+    assert options.server.api_key == "from-env"
+    assert options.server.max_batch == app.args["max_batch"]
 
 
 def test_serve_ray_options(tiny_root, capsys):

@@ -91,7 +91,9 @@ def test_chat_interrupt_stops_synthesize_but_a_request_flag_does_not_touch_infer
 
 def test_web_ui_interrupt_of_one_session_leaves_the_other_whole(chat, spk):
     pytest.importorskip("gradio")
-    from chattts.webui.app import WebUI
+    from chattts.webui.callbacks import WebUI
+    from chattts.webui.generate import Settings
+    from chattts.webui.voices import CUSTOM
 
     class Req:
         def __init__(self, key: str) -> None:
@@ -100,20 +102,20 @@ def test_web_ui_interrupt_of_one_session_leaves_the_other_whole(chat, spk):
     ui = WebUI(chat)
     a, b = Req("a"), Req("b")
     # session b's text and settings; its audio alone first
-    args = ("chat speech model", False, 0.3, 0.7, 20, spk, "", "", 4, False, 200)
-    alone = list(ui.generate(*args, request=b))[-1][2][1]
+    voice = {"voice": CUSTOM, "speaker": spk, "stream": False, "format": "wav"}
+    settings = Settings(text="chat speech model", refine=False, seed=4, max_steps=200, **voice)
+    alone = list(ui.generate(settings, b))[-1]["speech"].audio
     started = threading.Event()
     out: dict = {}
 
     def run_b() -> None:
-        for update in ui.generate(*args, request=b):
+        for update in ui.generate(settings, b):
             started.set()
             out["b"] = update
 
     def run_a() -> None:
-        out["a"] = list(
-            ui.generate("hello world", True, 0.3, 0.7, 20, spk, "", "", 2, False, 2000, request=a)
-        )
+        long = Settings(text="hello world", refine=True, seed=2, max_steps=2000, **voice)
+        out["a"] = list(ui.generate(long, a))
 
     tb = threading.Thread(target=run_b)
     tb.start()
@@ -127,7 +129,7 @@ def test_web_ui_interrupt_of_one_session_leaves_the_other_whole(chat, spk):
         tb.join(0.02)
     ta.join(120)
     tb.join(120)
-    np.testing.assert_array_equal(out["b"][2][1], alone)
+    np.testing.assert_array_equal(out["b"]["speech"].audio, alone)
 
 
 def _job_plan(chat, text: str, **fields):
@@ -199,17 +201,19 @@ def test_web_ui_saves_the_current_voice_and_mixes_two(chat, tmp_path):
     import gradio as gr
 
     from chattts.voices import VoiceLibrary, mix_speakers
-    from chattts.webui.app import CUSTOM, WebUI
+    from chattts.webui.callbacks import WebUI
+    from chattts.webui.voices import CUSTOM
 
     ui = WebUI(chat, library=VoiceLibrary(str(tmp_path / "voices")))
     spk = chat.sample_random_speaker(11)
-    *_, status = ui.save_voice("alice", spk, "", "")
-    assert "alice" in status and "alice" in ui.choices() and ui.choices()[-1] == CUSTOM
-    assert ui.on_preset("alice")[1] == spk  # picking it gives back its speaker string
-    mixed = ui.mix("alice", "Default", 0.25)
+    *_, note = ui.save_voice("alice", CUSTOM, spk, "", "")
+    values = [v for _, v in ui.voices.choices()]
+    assert "alice" in note and "alice" in values and values[-1] == CUSTOM
+    assert ui.on_voice("alice")[0] == spk  # picking it gives back its speaker string
+    mixed = ui.voices.resolver().voice(ui.mix("alice", "seed_2", 0.25)).speaker
     assert mixed == mix_speakers([(spk, 0.75), (chat.sample_random_speaker(2), 0.25)])
-    assert ui.mix("alice", "Default", 0.0) == mix_speakers([(spk, 1.0)])
+    assert ui.mix("alice", "seed_2", 0.0) == "alice"
     with pytest.raises(gr.Error):
-        ui.save_voice("bob", "", "", "")  # nothing to save
+        ui.save_voice("bob", CUSTOM, "", "", "")  # nothing to save
     with pytest.raises(gr.Error):
         ui.mix("alice", CUSTOM, 0.5)

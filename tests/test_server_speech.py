@@ -121,3 +121,17 @@ def test_every_format_of_captioned_speech_decodes(server):
         out = post(server, "/v1/audio/captioned_speech", input="chat speech", response_format=fmt)
         wav = decode(base64.b64decode(out.json()["audio"]), fmt)
         assert wav.size > 0, fmt
+
+
+def test_speed_without_the_stretch_extra_is_a_400_naming_the_field(server, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if not installed
+    r = post(server, "/v1/audio/speech", input="Hello.", speed=1.5)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "speed" and "pip install 'chattts[stretch]'" in err["message"]
+    r = post(server, "/v1/audio/speech", input="Hello.", pitch=2.0)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "pitch"
+    r = post(server, "/v1/audio/speech", input="Hello.", speed=1.0, response_format="pcm")
+    assert r.status_code == 200 and len(r.content) > 0  # speed 1 needs no stretching

@@ -219,3 +219,41 @@ def test_infer_takes_ssml(chat):
     assert wav.size == speech.audio.size
     with pytest.raises(SsmlError):
         chat.infer("<speak><audio src='x.wav'/></speak>", ssml=True)
+
+
+def test_tempo_without_pedalboard_fails_before_any_synthesis(chat, monkeypatch):
+    import sys
+
+    from chattts.errors import MissingDependencyError
+    from chattts.pipeline import Pipeline
+
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if not installed
+
+    def never(*a, **k):
+        raise AssertionError("synthesis ran before the missing dependency was reported")
+
+    monkeypatch.setattr(Pipeline, "synthesize", never)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'chattts\[stretch\]'"):
+        chat.speak("Hello there.", tempo=1.5)
+    ssml = '<speak><prosody pitch="+2st">Hello there.</prosody></speak>'
+    with pytest.raises(MissingDependencyError):
+        chat.speak(ssml, ssml=True)
+
+
+def test_a_cancel_stops_the_refine_passes_still_to_run(chat, monkeypatch):
+    from chattts.generation.engine import Interrupt
+    from chattts.pipeline.passes import Passes
+
+    flag, calls = Interrupt(), []
+    refine = Passes.refine
+
+    def first_then_cancel(self, *args, **kwargs):
+        calls.append(1)
+        out = refine(self, *args, **kwargs)
+        flag.set()  # the user stops while the first sentence is refined
+        return out
+
+    monkeypatch.setattr(Passes, "refine", first_then_cancel)
+    text = " ".join(f"Sentence number {w} is here." for w in ("one", "two", "three", "four"))
+    chat.speak(text, refine=True, seed=1, max_new_token=8, cancel=flag)
+    assert len(calls) == 1

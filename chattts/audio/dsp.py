@@ -59,6 +59,16 @@ def _soxr() -> Any:
     return soxr
 
 
+def require_stretch() -> None:
+    """Check, before any work, that tempo and pitch changes can run.
+
+    Raises:
+        MissingDependencyError: pedalboard is not installed (the message names the
+        ``pip install`` that fixes it).
+    """
+    _pedalboard()
+
+
 def stretched_length(n: int, tempo: float) -> int:
     """Samples that :func:`time_stretch` returns for ``n`` input samples: ``round(n / tempo)``."""
     return int(round(n / tempo))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Union
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, BinaryIO, Union
 
 import numpy as np
 
@@ -54,7 +55,7 @@ MEDIA_TYPES: dict[str, str] = {
 }
 
 
-def import_av() -> Any:
+def import_av() -> ModuleType:
     """The ``av`` module (PyAV)."""
     try:
         import av

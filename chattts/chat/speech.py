@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from ..audio.speech import Speech
+from ..errors import InputTypeError
+from ..generation.engine import Interrupt
 from ..params import InferCodeParams, RefineTextParams
 from ..pipeline import Progress, Utterance
 from ..pipeline.assembler import SpeechChunk, stream_speech
@@ -25,7 +27,6 @@ from ..pipeline.speech import (
 from ..voices import SEED_VOICE, is_voice_reference
 
 if TYPE_CHECKING:
-    from ..generation.engine import Interrupt
     from ..pipeline import InterruptGroup, Pipeline
     from ..voices import VoiceResolver
 
@@ -167,6 +168,7 @@ class SpeechCalls:
         *,
         batch: int = DEFAULT_BATCH,
         progress: Optional[Progress] = None,
+        cancel: Optional[Interrupt] = None,
         **options: object,
     ) -> Speech:
         """Speak ``text`` (or an SSML document with ``ssml=True``); returns the finished
@@ -179,6 +181,10 @@ class SpeechCalls:
         ``[speed_N]``), ``refine``, ``refine_prompt``, ``lang``, ``normalize``, ``tempo``,
         ``pitch``, ``gain``, ``loudness``, ``true_peak``, ``captions`` (cut sentences too
         long for a caption into clauses), ``gap``. ``batch``: segments synthesised together.
+        ``progress``: called with (step, max_steps) after every step of the code pass.
+        ``cancel``: the caller's own flag (a web page's session): once set, the code pass ends
+        within one step and later segments give no audio; the speech made so far is returned
+        (``chat.interrupt()`` stops the call too).
 
         >>> speech = chat.speak("Hello there. How are you?", seed=7, loudness=-16)  # doctest: +SKIP
         >>> speech.save("hello.mp3"); speech.save_captions("hello.srt")             # doctest: +SKIP
@@ -191,7 +197,12 @@ class SpeechCalls:
         flag = self.context.new()
         try:
             return render_speech(
-                self.pipeline, items, request, batch=batch, cancel=flag, progress=progress
+                self.pipeline,
+                items,
+                request,
+                batch=batch,
+                cancel=_either(flag, cancel),
+                progress=progress,
             )
         finally:
             self.context.done(flag)
@@ -202,17 +213,45 @@ class SpeechCalls:
         *,
         batch: int = DEFAULT_BATCH,
         progress: Optional[Progress] = None,
+        cancel: Optional[Interrupt] = None,
         **options: object,
     ) -> Iterator[SpeechChunk]:
         """:meth:`speak`, streamed: :class:`~chattts.pipeline.assembler.SpeechChunk` s in
         order, each with its new audio and the segments (and marks) that ended with it. The
-        request is checked before the first chunk (errors are raised at the call)."""
+        request is checked before the first chunk (errors are raised at the call). ``cancel``
+        ends the stream early as it ends :meth:`speak`."""
         request, items = self._plan(text, options)
         flag = self.context.new()
         chunks = stream_speech(
-            self.pipeline, items, request, batch=batch, cancel=flag, progress=progress
+            self.pipeline,
+            items,
+            request,
+            batch=batch,
+            cancel=_either(flag, cancel),
+            progress=progress,
         )
         return _released(chunks, self.context, flag)
+
+
+class _AnyOf(Interrupt):
+    """A flag that reads as set once it, or any of ``flags``, is set (a call's own flag and the
+    caller's)."""
+
+    def __init__(self, *flags: Interrupt) -> None:
+        super().__init__()
+        self.flags = flags
+
+    def is_set(self) -> bool:
+        return super().is_set() or any(f.is_set() for f in self.flags)
+
+
+def _either(flag: Interrupt, cancel: Optional[Interrupt]) -> Interrupt:
+    """``flag``, also set by ``cancel`` when one is given."""
+    if cancel is None:
+        return flag
+    if not hasattr(cancel, "is_set"):
+        raise InputTypeError(f"cancel must be an Interrupt, not {type(cancel).__name__}")
+    return _AnyOf(flag, cancel)
 
 
 def _released(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from typing import Any
 
 from ..errors import UsageError
 from .args import add_load_arguments, add_server_arguments, add_webui_arguments, check_model_dir
@@ -36,7 +35,7 @@ def cmd_webui(args: argparse.Namespace) -> int:
     return _run_app("webui", "webui", args)
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="OpenAI-compatible speech server")
     add_load_arguments(p)
     add_server_arguments(p)

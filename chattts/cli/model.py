@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Any
 
 from .args import add_load_arguments, load_options
 from .voice import spk_stat_path
@@ -50,7 +49,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "speaker",
         parents=[common],

@@ -5,7 +5,7 @@ PortAudio library, e.g. the ``libportaudio2`` package)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any, Union
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Player:
         AudioError: no output device (or it cannot be opened at ``rate``).
     """
 
-    def __init__(self, rate: int, device: Optional[Any] = None) -> None:
+    def __init__(self, rate: int, device: Union[int, str, None] = None) -> None:
         sd = _sounddevice()
         try:
             info = sd.query_devices(device, kind="output")

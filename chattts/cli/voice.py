@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import UnknownVoiceError, UsageError
 from ..voices import Voice, VoiceLibrary, VoiceResolver, default_voices_dir
@@ -161,7 +161,7 @@ def _voices_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_voice_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_voice_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """The ``voice`` command and its subcommands."""
     p = sub.add_parser(
         "voice",

@@ -23,7 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -43,6 +43,12 @@ from .script import (
     speaker_key,
 )
 from .voices import VoiceFields
+
+if TYPE_CHECKING:
+    from ..audio import AudioLike, Waveform
+
+    #: A reference recording for cloning: audio in any accepted form, or (waveform, rate).
+    AudioPrompt = Union[AudioLike, tuple[Waveform, int]]
 
 logger = logging.getLogger("chattts")
 
@@ -157,7 +163,7 @@ def pretrained_options(
     *,
     cache_dir: Optional[str] = None,
     revision: Optional[str] = None,
-    **kwargs: Any,
+    **kwargs: Any,  # Any: LoadOptions' fields, each with its own type
 ) -> LoadOptions:
     """The :class:`LoadOptions` of ``Chat.from_pretrained`` (fetching a Hub snapshot first
     when ``model_id_or_path`` is a repo other than the official one).
@@ -221,7 +227,7 @@ class Dia:
         self,
         text: Union[str, list[str]],
         *,
-        audio_prompt: Any = None,
+        audio_prompt: Union[AudioPrompt, Sequence[Optional[AudioPrompt]], None] = None,
         audio_prompt_text: Optional[str] = None,
         top_p: Optional[float] = 0.7,
         temperature: float = 0.3,
@@ -233,8 +239,8 @@ class Dia:
         verbose: bool = False,
         callback: Optional[Callable[[int, int], None]] = None,
         seed: Optional[int] = None,
-        speaker: Any = None,
-        speakers: Optional[Mapping[Any, VoiceLike]] = None,
+        speaker: Union[str, Sequence[Optional[str]], None] = None,
+        speakers: Optional[Mapping[Union[str, int], VoiceLike]] = None,
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         return_speech: bool = False,
@@ -296,7 +302,7 @@ class Dia:
         self,
         texts: Sequence[str],
         *,
-        audio_prompts: Any = None,
+        audio_prompts: Union[AudioPrompt, Sequence[Optional[AudioPrompt]], None] = None,
         audio_prompt_texts: Union[str, list[Optional[str]], None] = None,
         top_p: Optional[float] = 0.7,
         temperature: float = 0.3,
@@ -308,8 +314,8 @@ class Dia:
         verbose: bool = False,
         callback: Optional[Callable[[int, int], None]] = None,
         seeds: Union[int, list[Optional[int]], None] = None,
-        speaker: Any = None,
-        speakers: Optional[Mapping[Any, VoiceLike]] = None,
+        speaker: Union[str, Sequence[Optional[str]], None] = None,
+        speakers: Optional[Mapping[Union[str, int], VoiceLike]] = None,
         pause: float = DEFAULT_PAUSE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         seed: Union[int, list[Optional[int]], None] = None,
@@ -366,7 +372,10 @@ class Dia:
 
     @staticmethod
     def save_audio(
-        path: Union[str, os.PathLike], audio: Any, sample_rate: int = 24000, format: Any = None
+        path: Union[str, os.PathLike],
+        audio: Waveform,
+        sample_rate: int = 24000,
+        format: Optional[str] = None,
     ) -> None:
         """Write mono audio (n,) to ``path``: wav, mp3, flac, ogg/opus, aac, m4a by suffix
         (or ``format``); see :func:`chattts.audio.save_audio`."""

@@ -25,7 +25,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -83,7 +83,7 @@ class OutputOptions:
         if not isinstance(self.finish, Finish):
             raise UsageError(f"finish must be a Finish, not {type(self.finish).__name__}")
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """The options as the manifest shows them (JSON values)."""
         return {
             "format": self.format,
@@ -211,7 +211,7 @@ def timeline(
     return out, at
 
 
-def digest(*parts: Any) -> str:
+def digest(*parts: object) -> str:
     """A SHA-256 of JSON values (what a file holds, to skip rewriting an unchanged one)."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
@@ -289,7 +289,7 @@ def chapter_captions(
     return captions_text(cues(segments, max_lines=lines), fmt)
 
 
-def write_json(path: str, value: Any) -> None:
+def write_json(path: str, value: object) -> None:
     write_bytes(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
 
 

@@ -30,6 +30,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..audio.dsp import require_stretch
 from ..audio.finish import Finish
 from ..audio.speech import Bookmark, Pause, Piece, Speech, assemble
 from ..captions import caption_pieces
@@ -198,7 +199,7 @@ def plan_speech(
 
     Raises:
         SsmlError: a bad SSML document; EmptyInputError: nothing to speak; VoicesError: an
-        unknown voice.
+        unknown voice; MissingDependencyError: a tempo or pitch change without pedalboard.
     """
     doc = _document(request)
     items: list[PlanItem] = []
@@ -225,6 +226,8 @@ def plan_speech(
                 items.append(SegmentPlan(text, caption, spec, params, refine, finish, silent))
     if not any(isinstance(x, SegmentPlan) and has_speech(x.text) for x in items):
         raise EmptyInputError(request.text)
+    if request.finish.stretches or any(x.finish.stretches for x in segments_of(items)):
+        require_stretch()  # before any synthesis, not after it
     return items
 
 
@@ -244,7 +247,7 @@ def synthesize_segments(
     batch (segments of a batch come interleaved; each one's chunks in order)."""
     for start in range(0, len(segments), batch):
         part = list(segments[start : start + batch])
-        utterances = [s.utterance() for s in part]
+        utterances = [s.utterance(cancel) for s in part]  # a cancel also stops refining
         stream = pipeline.synthesize(
             utterances, stream=True, normalize=False, progress=progress, cancel=cancel
         )

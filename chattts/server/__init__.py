@@ -72,7 +72,7 @@ def create_app(
     settings: ServerOptions = SERVER_DEFAULTS,
     allowed_hosts: Sequence[str] = (),
     replica: Optional[str] = None,
-    **overrides: Any,
+    **overrides: Any,  # Any: ServerOptions' fields, each with its own type
 ) -> FastAPI:
     """The FastAPI app of the server, complete: nothing is set on it afterwards.
 

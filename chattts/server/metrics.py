@@ -16,7 +16,14 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from starlette.types import ASGIApp
+
+    from .batcher import SpeechJob, Worker
+    from .service import SpeechService
 
 #: The response header that names the replica (process) that answered.
 REPLICA_HEADER = "x-chattts-replica"
@@ -30,12 +37,16 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 SCOPE_KEY = "chattts.metrics"
 #: Worker counters that only grow (the others are gauges).
 _COUNTERS = frozenset(
-    {"requests", "completed", "cancelled", "failed", "batches", "batched_requests", "steps"}
+    {"requests", "completed", "cancelled", "failed", "batches", "rows", "preempted", "steps"}
     | {"audio_seconds"}
 )
 _HELP = {
-    "queued": "requests waiting for the worker (queue length)",
-    "busy": "1 while the worker runs a batch",
+    "queued": "segments waiting for a row (queue length)",
+    "running": "rows generating now",
+    "busy": "1 while rows generate",
+    "rows": "segments admitted into the code run",
+    "preempted": "background rows that gave their slot to a live request",
+    "batches": "code runs opened (a run lasts while it has rows)",
     "audio_seconds": "seconds of audio synthesised",
 }
 
@@ -92,7 +103,7 @@ class Metrics:
         replica: the name in :data:`REPLICA_HEADER` and in every series' ``replica`` label.
     """
 
-    def __init__(self, batcher: Any, replica: Optional[str] = None) -> None:
+    def __init__(self, batcher: Worker, replica: Optional[str] = None) -> None:
         self.batcher = batcher
         self.replica = replica or default_replica()
         self._lock = threading.Lock()
@@ -144,7 +155,7 @@ class Metrics:
 class MetricsMiddleware:
     """ASGI middleware: the replica header on every answer, and one observation per request."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
@@ -173,14 +184,14 @@ class MetricsMiddleware:
             self.metrics.observe(endpoint, record["status"], time.perf_counter() - start, size)
 
 
-def note_job(request: Any, job: Any) -> None:
+def note_job(request: Request, job: SpeechJob) -> None:
     """Tell the middleware which worker job a request became (for the batch-size histogram)."""
     record = request.scope.get(SCOPE_KEY)
     if record is not None:
         record["job"] = job
 
 
-def install(app: Any, service: Any, replica: Optional[str] = None) -> Metrics:
+def install(app: FastAPI, service: SpeechService, replica: Optional[str] = None) -> Metrics:
     """Add the middleware (outermost) and ``GET /metrics`` to a FastAPI app of the server;
     the :class:`Metrics` is also ``app.state.metrics``."""
     from fastapi.responses import PlainTextResponse

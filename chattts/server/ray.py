@@ -25,7 +25,10 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from ray.serve import Application
 
 from ..cli.args import ServerOptions
 from ..errors import MissingDependencyError, ReplicaUnhealthy, UsageError
@@ -72,7 +75,11 @@ class ReplicaOptions:
     threads: Optional[int] = None
 
     @classmethod
-    def from_model(cls, model_dir: str, **kwargs: Any) -> ReplicaOptions:
+    def from_model(
+        cls,
+        model_dir: str,
+        **kwargs: Any,  # Any: ServerOptions' fields and the replica's, typed there
+    ) -> ReplicaOptions:
         """Options for a model folder (``source="custom"``, not verified by default);
         ``kwargs``: ``verify``, ``device``, ``allowed_hosts``, ``threads`` and the fields of
         :class:`~chattts.cli.args.ServerOptions`."""
@@ -177,8 +184,17 @@ def deployment_options(
     return out
 
 
-def build_app(options: ReplicaOptions, **kwargs: Any) -> Any:
-    """The Serve application (``serve.run(...)`` it): ``kwargs`` as in
+def build_app(
+    options: ReplicaOptions,
+    *,
+    replicas: int = 1,
+    autoscale: Optional[tuple[int, int]] = None,
+    replica_cpus: float = 1.0,
+    max_ongoing_requests: Optional[int] = None,
+    max_queued_requests: int = -1,
+    health_check_period_s: float = 10.0,
+) -> Application:
+    """The Serve application (``serve.run(...)`` it); the scaling keywords as in
     :func:`deployment_options`.
 
     Raises:
@@ -186,10 +202,19 @@ def build_app(options: ReplicaOptions, **kwargs: Any) -> Any:
     """
     _, serve = _require_ray()
     ingress = serve.ingress()(SpeechReplica)
-    return serve.deployment(ingress, **deployment_options(options, **kwargs)).bind(options)
+    scaling = deployment_options(
+        options,
+        replicas=replicas,
+        autoscale=autoscale,
+        replica_cpus=replica_cpus,
+        max_ongoing_requests=max_ongoing_requests,
+        max_queued_requests=max_queued_requests,
+        health_check_period_s=health_check_period_s,
+    )
+    return serve.deployment(ingress, **scaling).bind(options)
 
 
-def app_builder(args: dict[str, Any]) -> Any:
+def app_builder(args: dict[str, Any]) -> Application:
     """The application of a Serve config file (``import_path:
     chattts.server.ray:app_builder``), from its ``args``: ``model_dir``, ``source``,
     ``verify``, ``device``, ``dtype``, ``quantize``, ``voices``, ``api_key``, ``max_batch``,

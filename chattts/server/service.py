@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import Request
 
-from ..errors import EmptyInputError, RequestError, SsmlError
+from ..errors import EmptyInputError, MissingDependencyError, RequestError, SsmlError
 from ..pipeline.speech import PlanItem, SpeechRequest, plan_speech
 from ..validation import MAX_NEW_TOKEN
 from .batcher import Worker
@@ -74,7 +74,8 @@ class SpeechService:
 
         Raises:
             RequestError: 400 naming the field: nothing to speak or bad SSML (``input``), an
-            unknown or bad voice (``voice``), ``max_new_token`` over the limit.
+            unknown or bad voice (``voice``), ``max_new_token`` over the limit; a ``speed``
+            or ``pitch`` other than 1 and 0 on a server without ``chattts[stretch]``.
         """
         if body.max_new_token is not None and body.max_new_token > self.max_new_token_limit:
             raise RequestError(
@@ -94,6 +95,12 @@ class SpeechService:
             raise RequestError(f"'input': {e}", "input", "empty_input") from e
         except SsmlError as e:
             raise RequestError(f"'input' is not valid SSML: {e}", "input", "invalid_ssml") from e
+        except MissingDependencyError as e:  # tempo or pitch without pedalboard
+            field = "speed" if request.finish.tempo != 1.0 else "pitch"
+            if not request.finish.stretches:
+                field = "input"  # SSML prosody asked for it
+            msg = f"'{field}': this server cannot change tempo or pitch ({e})"
+            raise RequestError(msg, field, "unsupported_value") from e
 
     def check_host(self, request: Request) -> None:
         """Without an API key, only local hosts (and the configured ones) may be named in

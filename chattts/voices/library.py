@@ -370,7 +370,7 @@ class VoiceLibrary:
         return self.resolver(draw, hidden_size).voice(spec)
 
 
-def is_voice_reference(value: Any) -> bool:
+def is_voice_reference(value: object) -> bool:
     """True for a string that names a library voice or mix rather than a speaker string
     (speaker strings are never ASCII)."""
     return isinstance(value, str) and looks_like_voice_name(value)

@@ -77,7 +77,7 @@ def launch(
     demo: gradio.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True
 ) -> Any:
     """Serve the interface locally (no share link, no SSR, no analytics, system fonts)."""
-    from .app import theme
+    from .app import CSS, theme
 
     demo.queue(default_concurrency_limit=1)
     return demo.launch(
@@ -91,6 +91,7 @@ def launch(
         pwa=False,
         mcp_server=False,
         theme=theme(),
+        css=CSS,
         quiet=not block,  # blocking: Gradio says where it listens
         max_file_size=MAX_UPLOAD_BYTES,
     )
