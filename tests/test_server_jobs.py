@@ -239,6 +239,27 @@ def test_cancel_a_running_job_then_delete_a_finished_one(client):
     assert client.delete(f"/v1/audio/jobs/{short['id']}").status_code == 404
 
 
+def test_a_stopped_server_leaves_its_job_running_and_the_next_start_resumes_it(
+    server_chat, tmp_path
+):
+    with make_client(server_chat, tmp_path) as c:
+        job = submit(c, long_book(20)).json()
+        folder = app_jobs(c).store.out(job["id"])
+        deadline = time.monotonic() + TIMEOUT
+        while len(renders(folder)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    # the app stopped (its lifespan ended): the batch in flight ended, the job is still
+    # running in the index, for the next start
+    before = renders(folder)
+    assert app_jobs(c).store.get(job["id"]).state == "running" and 2 <= len(before) < 40
+    with make_client(server_chat, tmp_path) as c:
+        done = wait(c, job["id"])
+    assert done["state"] == "succeeded"
+    ids = [i for i, _ in renders(folder)]
+    assert len(ids) == len(set(ids)) == 40 and renders(folder)[: len(before)] == before
+
+
 def test_results_expire(client):
     id = submit(client, "Soon gone.").json()["id"]
     job = wait(client, id)
@@ -436,3 +457,19 @@ def test_live_requests_are_answered_while_a_job_runs(server_chat, tmp_path):
         assert done["state"] == "succeeded"
         ids = [i for i, _ in renders(folder)]
         assert len(ids) == len(set(ids)) == done["progress"]["segments"]  # none rendered twice
+
+
+def test_the_job_options_of_chattts_serve():
+    from chattts.cli.args import SERVER_DEFAULTS, ServerOptions, server_options
+    from chattts.errors import UsageError
+    from chattts.server import build_parser
+
+    args = build_parser().parse_args(
+        ["--data-dir", "d", "--max-jobs", "3", "--job-workers", "2", "--job-ttl", "0.5"]
+    )
+    options = server_options(args)
+    assert (options.data_dir, options.max_jobs, options.job_workers) == ("d", 3, 2)
+    assert options.job_ttl == 0.5 and options.max_job_bytes == SERVER_DEFAULTS.max_job_bytes
+    for bad in ({"max_jobs": 0}, {"job_workers": 0}, {"max_job_bytes": 0}, {"job_ttl": 0}):
+        with pytest.raises(UsageError, match="--" + next(iter(bad)).replace("_", "-")):
+            ServerOptions(**bad)

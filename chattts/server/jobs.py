@@ -171,7 +171,8 @@ class JobManager:
     def cancel(self, id: str) -> Optional[tuple[JobRecord, bool]]:
         """``DELETE``: an active job is cancelled (its files removed; its record kept until
         it expires); a finished one is deleted with its files. Returns (the job, whether it
-        was deleted); None for an unknown job."""
+        was deleted: False for a cancelled job, or a finished one a runner still holds); None
+        for an unknown job."""
         record = self.get(id)
         if record is None:
             return None
@@ -184,8 +185,7 @@ class JobManager:
             else:
                 self._remove(id, keep_record=True)  # (runs elsewhere: that server removes them)
             return self.store.get(id) or record, False
-        self._remove(id, keep_record=False)
-        return record, True
+        return record, self._remove(id, keep_record=False)
 
     def expire(self, now: Optional[float] = None) -> list[str]:
         """Delete the jobs whose results have expired (and job folders the index does not
@@ -272,8 +272,12 @@ class JobManager:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            self._tidy()
-            claimed = self._claim()
+            try:
+                self._tidy()
+                claimed = self._claim()
+            except Exception:  # the index or the disk failed: try again later, never die
+                logger.exception("the job runner could not look for work")
+                claimed = None
             if claimed is None:
                 self._wake.wait(POLL_S)
                 self._wake.clear()
