@@ -88,6 +88,7 @@ class Sampling:
         seed: seeds the segments (segment i gets ``seed + i``) and, without a voice, picks it.
         speed: ChatTTS's ``[speed_N]`` code prompt, 0-9.
         refine_prompt: the refine pass's prompt (``"[oral_2][laugh_0][break_6]"``).
+        refine_max_new_token: the most tokens the refine pass writes per segment (384).
         show_tqdm: show progress bars on the terminal.
     """
 
@@ -98,6 +99,7 @@ class Sampling:
     seed: Optional[int] = None
     speed: Optional[int] = None
     refine_prompt: Optional[str] = None
+    refine_max_new_token: Optional[int] = None
     show_tqdm: bool = False
 
     def code_params(
@@ -120,6 +122,11 @@ class Sampling:
     ) -> RefineTextParams:
         """The refine pass's parameters, with ``prompt`` (else :attr:`refine_prompt`)."""
         prompt = self.refine_prompt if prompt is None else prompt
+        limit = (
+            {}
+            if self.refine_max_new_token is None
+            else {"max_new_token": self.refine_max_new_token}
+        )
         return RefineTextParams(
-            prompt=prompt or "", manual_seed=manual_seed, show_tqdm=self.show_tqdm
+            prompt=prompt or "", manual_seed=manual_seed, show_tqdm=self.show_tqdm, **limit
         )

@@ -1,4 +1,5 @@
-"""The one owner of process-wide torch settings: thread counts and the int8 kernel library.
+"""The one owner of process-wide settings: torch's thread counts and int8 kernel library, and
+the environment variables the package sets.
 
 torch's thread count is process-wide state (in torch's OpenMP build each OS thread has its
 own count, and a thread started later takes the last count set by anyone), and so is the
@@ -16,11 +17,14 @@ changes them at import time (docs/engine.md, "Threads").
   while a scope is active): what ONNX Runtime's intra-op pools are sized from.
 * :func:`use_int8_kernels`: selects torch's quantised kernel library (fbgemm / oneDNN) for
   int8 weights.
+* :func:`no_gradio_analytics`: Gradio reports usage to its servers unless its environment
+  variable says not to; the web UI sets it (unless the user did) before Gradio is imported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
@@ -100,3 +104,9 @@ def use_int8_kernels() -> str:
             torch.backends.quantized.engine = name
             return name
     raise BackendUnavailable(f"quantize='int8': no int8 kernel library in this torch ({supported})")
+
+
+def no_gradio_analytics() -> None:
+    """Tell Gradio not to report usage (``GRADIO_ANALYTICS_ENABLED``), unless the user's
+    environment already says what to do; called before the web UI imports Gradio."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -157,12 +157,12 @@ def test_bad_inputs_are_one_line_before_the_model_loads(capsys, tmp_path, monkey
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_say_warns_when_a_text_gives_no_audio(capsys, tmp_path, monkeypatch, chat, stream):
-    def infer(texts, stream=False, **kw):
-        if stream:
-            return iter([])
-        return [np.zeros(0, np.float32) for _ in texts]
+    from chattts.audio import Speech
+    from chattts.pipeline.assembler import SpeechChunk
 
-    monkeypatch.setattr(chat, "infer", infer)
+    silent = np.zeros(0, np.float32)
+    monkeypatch.setattr(chat, "speak", lambda text, **kw: Speech(silent, 24000))
+    monkeypatch.setattr(chat, "speak_stream", lambda text, **kw: iter([SpeechChunk(silent)]))
     monkeypatch.setattr(cli.say, "load_chat", lambda args: chat)
     out = str(tmp_path / "out.wav")
     extra = ["--stream"] if stream else []
@@ -189,7 +189,7 @@ def test_the_progress_bar_shows_chapters_speech_and_speed(capsys):
 
 def test_caption_format_and_finishing_options(capsys):
     from chattts.audio.finish import Finish
-    from chattts.cli.finish_args import finish_options
+    from chattts.cli.narrate import finish_options
 
     parse = cli.build_parser().parse_args
     args = parse(["narrate", "b.md", "-o", "o", "--captions", "srt", "--tempo", "1.25"])

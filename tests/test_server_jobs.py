@@ -218,6 +218,16 @@ def test_bad_inputs_are_400_naming_the_field(client):
     assert all(store.get(i) is not None for i in (os.listdir(root) if os.path.isdir(root) else []))
 
 
+def test_tempo_or_pitch_without_the_stretch_extra_is_a_400_naming_the_field(client, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if not installed
+    for field, value in (("speed", 1.5), ("pitch", 2.0)):
+        r = submit(client, "Hello.", **{field: value})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
+        assert "pip install 'chattts[stretch]'" in r.json()["error"]["message"]
+
+
 def test_cancel_a_running_job_then_delete_a_finished_one(client):
     long = submit(client, long_book(60)).json()
     short = submit(client, "After the cancel.").json()

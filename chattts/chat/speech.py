@@ -142,6 +142,7 @@ class SpeechCalls:
             "show_tqdm": p.show_tqdm,
             "refine": refine is not None,
             "refine_prompt": refine.prompt if refine is not None and refine.prompt else None,
+            "refine_max_new_token": None if refine is None else refine.max_new_token,
             "ssml": True,
             **options,
         }
@@ -178,9 +179,10 @@ class SpeechCalls:
         Options (all keyword, see :class:`~chattts.pipeline.speech.SpeechRequest`):
         ``voice`` (a name, a mix, ``seed_N`` or a speaker string), ``ssml``, ``seed``,
         ``temperature``, ``top_p``, ``top_k``, ``max_new_token``, ``speed`` (ChatTTS's
-        ``[speed_N]``), ``refine``, ``refine_prompt``, ``lang``, ``normalize``, ``tempo``,
-        ``pitch``, ``gain``, ``loudness``, ``true_peak``, ``captions`` (cut sentences too
-        long for a caption into clauses), ``gap``. ``batch``: segments synthesised together.
+        ``[speed_N]``), ``refine``, ``refine_prompt``, ``refine_max_new_token``, ``lang``,
+        ``normalize``, ``tempo``, ``pitch``, ``gain``, ``loudness``, ``true_peak``,
+        ``captions`` (cut sentences too long for a caption into clauses), ``gap``.
+        ``batch``: segments synthesised together.
         ``progress``: called with (step, max_steps) after every step of the code pass.
         ``cancel``: the caller's own flag (a web page's session): once set, the code pass ends
         within one step and later segments give no audio; the speech made so far is returned

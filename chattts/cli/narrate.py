@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from .. import audio
+from ..audio.finish import Finish
 from ..errors import UsageError
 from ..voices import Voice
 from .args import add_load_arguments, load_options, number, open_chat
-from .finish_args import add_finish_arguments, finish_options
 from .say_args import (
+    add_finish_arguments,
     add_sampling_arguments,
     add_voice_arguments,
     parse_voice,
@@ -95,9 +96,15 @@ def add_parser(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
         help="the voice of chapter N (from 1); repeat for more chapters",
     )
     add_sampling_arguments(p)
-    add_finish_arguments(p, "each chapter")
+    add_finish_arguments(p)  # applied to each chapter
     add_load_arguments(p)
     p.set_defaults(func=cmd_narrate)
+
+
+def finish_options(args: argparse.Namespace) -> Finish:
+    """The finishing of each chapter: ``say``'s options (``--tempo``, ``--pitch``,
+    ``--gain``, ``--loudness``)."""
+    return Finish(tempo=args.tempo, pitch=args.pitch, gain=args.gain, loudness=args.loudness)
 
 
 def _chapter_voices(args: argparse.Namespace, chapters: int) -> list[tuple[int, str, Voice]]:
@@ -216,6 +223,10 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         captions=args.captions,
         finish=finish_options(args),
     )
+    if output.finish.stretches:  # before the model loads: pedalboard is there
+        from ..audio.dsp import require_stretch
+
+        require_stretch()
     chapter_voices = _chapter_voices(args, len(document.chapters))
     chosen = voice_of(args)
     options = load_options(args)  # a wrong model folder is one line before anything is written
@@ -246,4 +257,4 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["VOICE_SEED_KEY", "add_parser", "cmd_narrate", "progress_bar"]
+__all__ = ["VOICE_SEED_KEY", "add_parser", "cmd_narrate", "finish_options", "progress_bar"]

@@ -56,6 +56,38 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGrou
     return s
 
 
+def add_finish_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The "finishing" group (docs/captions.md, "Finishing"): ``--tempo``, ``--pitch``,
+    ``--gain``, ``--loudness``, each bounded by :class:`~chattts.audio.Finish`'s range."""
+    from ..audio.finish import RANGES
+
+    f = p.add_argument_group("finishing")
+    f.add_argument(
+        "--tempo",
+        type=number(float, *RANGES["tempo"]),
+        default=1.0,
+        metavar="FACTOR",
+        help="exact speed, pitch kept: 2 halves the duration (0.25-4; needs chattts[stretch])",
+    )
+    f.add_argument(
+        "--pitch",
+        type=number(float, *RANGES["pitch"]),
+        default=0.0,
+        metavar="SEMITONES",
+        help="pitch shift, duration kept (-12 to 12; needs chattts[stretch])",
+    )
+    f.add_argument(
+        "--gain", type=number(float, *RANGES["gain"]), default=0.0, metavar="DB", help="-60 to 40"
+    )
+    f.add_argument(
+        "--loudness",
+        type=number(float, *RANGES["loudness"]),
+        metavar="LUFS",
+        help="normalise to this integrated loudness (-70 to 0; e.g. -16), peaks kept under -1 dBTP",
+    )
+    return f
+
+
 def parse_voice(spec: str, voices: Optional[str]) -> Voice:
     """A ``--voice`` value, checked before the model loads
     (:meth:`chattts.voices.VoiceResolver.check`): a name or mix of the voice library
@@ -130,6 +162,7 @@ def sampling_params(
 
 __all__ = [
     "VOICE_HELP",
+    "add_finish_arguments",
     "add_sampling_arguments",
     "add_voice_arguments",
     "parse_voice",

@@ -18,9 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import audio
 from . import metrics as _metrics
 from .browser import install_cors, install_docs
+from .google import GOOGLE_PATH, install_google
 from .jobs import JobManager
 from .jobs_routes import install_job_routes, jobs_openapi
-from .openapi import captioned_openapi, error_response, speech_openapi
+from .openapi import captioned_openapi, error_response, google_openapi, speech_openapi
 from .routes import install_speech_routes
 from .schemas import MODEL_NAMES, RequestError
 from .service import SpeechService
@@ -93,6 +94,7 @@ def build_app(
     _install_guard(app, service)
     _install_routes(app, service)
     install_speech_routes(app, service)
+    install_google(app, service)  # POST /v1/text:synthesize, Google's shape (its errors too)
     if jobs is not None:
         install_job_routes(app, jobs)  # /v1/audio/jobs (docs/narrate.md, "The job API")
     install_docs(app)  # /docs and /redoc from the installation, no CDN
@@ -171,6 +173,9 @@ def _complete_openapi(doc: dict[str, Any], service: SpeechService, named: bool) 
     doc["paths"]["/v1/audio/speech"]["post"].update(operation)
     doc["paths"]["/v1/audio/captioned_speech"]["post"].update(captioned_openapi(operation))
     doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    google, google_components = google_openapi(names)
+    doc["paths"][GOOGLE_PATH]["post"].update(google)
+    doc["components"]["schemas"].update(google_components)
     if "/v1/audio/jobs" in doc["paths"]:
         jobs_openapi(doc, components["SpeechBody"])
     for path, item in doc["paths"].items():

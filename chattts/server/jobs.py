@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, BinaryIO, Optional
 
 from ..assets.cache import user_cache_dir
 from ..cli.args import DATA_DIR_ENV
-from ..errors import DocumentError, NarrationCancelled, RequestError, StoreError
+from ..errors import (
+    DocumentError,
+    MissingDependencyError,
+    NarrationCancelled,
+    RequestError,
+    StoreError,
+)
 from .jobs_spec import TEXT_KINDS, JobBody, JobSpec
 from .jobs_store import ACTIVE, JOBS, JobRecord, JobStore
 from .jobs_synth import background_synthesize
@@ -141,6 +147,8 @@ class JobManager:
                 "invalid_value",
             )
         voice = self.service.voices.fields(body.voice)  # 400 naming 'voice'
+        if body.speed != 1.0 or body.pitch:
+            _check_stretch("speed" if body.speed != 1.0 else "pitch")
         if len(self.store.active()) >= self.max_jobs:
             raise self._busy()
         id = uuid.uuid4().hex
@@ -435,6 +443,17 @@ class JobManager:
             if self._identity is None:
                 self._identity = model_identity(self.service.chat)
             return self._identity
+
+
+def _check_stretch(field: str) -> None:
+    """A tempo or pitch change needs pedalboard: without it, a 400 naming ``field``."""
+    from ..audio.dsp import require_stretch
+
+    try:
+        require_stretch()
+    except MissingDependencyError as e:
+        msg = f"'{field}': this server cannot change tempo or pitch ({e})"
+        raise RequestError(msg, field, "unsupported_value") from e
 
 
 def _outputs(manifest: dict) -> tuple[str, ...]:

@@ -7,7 +7,6 @@ Nothing here imports FastAPI: the rules are a pydantic model and plain functions
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
@@ -15,16 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from ..errors import RequestError
 from ..validation import MAX_SEED, MIN_TEMPERATURE
-from .schemas import (
-    MODEL_NAMES,
-    VoiceId,
-    VoiceText,
-    _first_error,
-    _int,
-    _integral,
-    _no_constant,
-    json_depth_exceeds,
-)
+from .schemas import MODEL_NAMES, VoiceId, VoiceText, _first_error, integral, load_json
 
 if TYPE_CHECKING:
     from ..narrate.book import OutputOptions
@@ -44,7 +34,7 @@ def _none(value: Any) -> Any:
     )
 
 
-_Int = BeforeValidator(_integral)
+_Int = BeforeValidator(integral)
 
 
 class JobBody(BaseModel):
@@ -96,16 +86,7 @@ def check_model(body: JobBody) -> JobBody:
 def parse_job_json(raw: bytes) -> JobBody:
     """A JSON body (bounded by the caller) into a :class:`JobBody`, or a 400 naming the field
     (the same JSON guards as ``/v1/audio/speech``: depth, NaN, huge integers)."""
-    if not raw.strip():
-        raise RequestError("the request body is empty: send a JSON object", code="invalid_json")
-    if json_depth_exceeds(raw):
-        raise RequestError("the request body nests too deep", code="invalid_json")
-    try:
-        data = json.loads(raw, parse_constant=_no_constant, parse_int=_int)
-    except (ValueError, RecursionError) as e:
-        raise RequestError(f"the request body is not valid JSON: {e}", code="invalid_json") from e
-    if not isinstance(data, dict):
-        raise RequestError("the request body must be a JSON object", code="invalid_json")
+    data = load_json(raw)
     if data.get("input") is None:
         raise RequestError(
             "missing required parameter: 'input' (or upload the document as multipart/form-data)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .google import SynthesizeSpeechRequest
 from .schemas import RESPONSE_FORMATS, SpeechBody
 
 _ERROR_SCHEMA: dict[str, Any] = {
@@ -192,8 +193,105 @@ def captioned_openapi(speech: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Google's error body (``google.rpc.Status`` in JSON), with our ``ErrorInfo`` detail.
+_GOOGLE_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "status"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "status": {"type": "string"},
+                "details": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["@type", "reason", "domain"],
+                        "properties": {
+                            "@type": {"type": "string"},
+                            "reason": {"type": "string"},
+                            "domain": {"type": "string"},
+                            "metadata": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+_GOOGLE_ERRORS = {
+    "400": "INVALID_ARGUMENT: a field missing, unknown or out of range, bad SSML, an unknown "
+    "voice, nothing to speak",
+    "401": "UNAUTHENTICATED: missing or wrong API key (when the server has one)",
+    "403": "PERMISSION_DENIED: the Host header is not allowed (no API key)",
+    "413": "the body is larger than the server's limit",
+    "415": "the body is not sent as application/json",
+    "431": "the request headers are larger than the server's limit",
+    "429": "RESOURCE_EXHAUSTED: the queue is full: retry after Retry-After seconds",
+    "500": "INTERNAL: synthesis failed (the message names the cause)",
+}
+
+
+def google_openapi(voice_names: Optional[list[str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``POST /v1/text:synthesize`` operation (Google Cloud Text-to-Speech's shape) and
+    its component schemas: :class:`~.google.SynthesizeSpeechRequest`'s own JSON schema, with
+    ``voice.name`` narrowed to the named voices and ``seed_N`` as in :func:`speech_openapi`
+    (``voice_names`` None: any string); the answer ``{"audioContent"}``; Google's error body
+    for each 4xx/5xx."""
+    schema = SynthesizeSpeechRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components: dict[str, Any] = dict(schema.pop("$defs", {}))
+    components["SynthesizeSpeechRequest"] = schema
+    names: dict[str, Any] = {"type": "string"}
+    if voice_names is not None:
+        names["enum"] = sorted(voice_names)
+    seed_voice = {"type": "string", "pattern": r"^seed_[0-9]{1,18}$"}
+    props = components["VoiceSelectionParams"]["properties"]
+    props["name"] = {"anyOf": [names, seed_voice, {"type": "null"}], "default": None}
+    components["SynthesizeSpeechResponse"] = {
+        "type": "object",
+        "required": ["audioContent"],
+        "properties": {"audioContent": {"type": "string", "contentEncoding": "base64"}},
+    }
+    components["GoogleError"] = _GOOGLE_ERROR
+    ref = {"$ref": "#/components/schemas/GoogleError"}
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "the audio file, base64 (LINEAR16: a WAV file, header included)",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/SynthesizeSpeechResponse"}
+                }
+            },
+        }
+    }
+    for status, text in _GOOGLE_ERRORS.items():
+        responses[status] = {"description": text, "content": {"application/json": {"schema": ref}}}
+    responses["429"]["headers"] = {
+        "Retry-After": {"description": "seconds", "schema": {"type": "string"}}
+    }
+    operation = {
+        "summary": "Synthesize speech (Google Cloud Text-to-Speech's REST shape)",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/SynthesizeSpeechRequest"}
+                }
+            },
+        },
+        "responses": responses,
+    }
+    return operation, components
+
+
 def _doc(prop: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in prop.items() if k in ("description", "title")}
 
 
-__all__ = ["captioned_openapi", "error_response", "speech_openapi"]
+__all__ = ["captioned_openapi", "error_response", "google_openapi", "speech_openapi"]

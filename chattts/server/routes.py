@@ -29,6 +29,7 @@ from .. import audio
 from ..audio.speech import Speech
 from ..errors import QueueFullError, RequestError
 from ..pipeline.assembler import SpeechChunk, collect
+from ..pipeline.speech import PlanItem, SpeechRequest
 from . import metrics as _metrics
 from .batcher import DONE, JobFailed, SpeechJob
 from .schemas import SpeechBody, parse_request
@@ -52,7 +53,12 @@ class AudioStream(StreamingResponse):
     speaks), so the worker drops the request within one generation step.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], job: SpeechJob, **kw: Any) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        job: SpeechJob,
+        **kw: Any,  # Any: StreamingResponse's keywords (media_type, headers...)
+    ) -> None:
         super().__init__(content, **kw)
         self.job = job
 
@@ -178,8 +184,9 @@ def check_json(request: Request) -> None:
         )
 
 
-async def next_item(request: Request, job: SpeechJob) -> Any:
-    """The job's next item (chunk, DONE or failure); None when the client left before it."""
+async def next_item(request: Request, job: SpeechJob) -> object:
+    """The job's next item: a :class:`SpeechChunk`, :data:`DONE` or a :class:`JobFailed`;
+    None when the client left before it."""
     getter = asyncio.ensure_future(job.get())
     try:
         while True:
@@ -194,7 +201,9 @@ async def next_item(request: Request, job: SpeechJob) -> Any:
         getter.cancel()
 
 
-async def whole_speech(request: Request, job: SpeechJob, first: Any, rate: int) -> Optional[Speech]:
+async def whole_speech(
+    request: Request, job: SpeechJob, first: object, rate: int
+) -> Optional[Speech]:
     """Every chunk of the job as one :class:`Speech` (None when the client left)."""
     chunks, item = [], first
     while item is not DONE:
@@ -216,6 +225,15 @@ async def start_job(
     check_json(request)
     body = parse_request(raw) if len(raw) < 65536 else await run_in_threadpool(parse_request, raw)
     req, items = await run_in_threadpool(service.plan, body, captions=captions)
+    job, first = await queue_job(service, request, req, items)
+    return body, job, first
+
+
+async def queue_job(
+    service: SpeechService, request: Request, req: SpeechRequest, items: list[PlanItem]
+) -> tuple[SpeechJob, Any]:
+    """Queue a planned request on the worker; returns its job and first item (None: the
+    client left). Raises RequestError (429 when the queue is full, 500 when it failed)."""
     job = SpeechJob(items, req)
     _metrics.note_job(request, job)
     try:
@@ -230,7 +248,7 @@ async def start_job(
     first = await next_item(request, job)
     if isinstance(first, JobFailed):
         raise RequestError(str(first), type="server_error", status=500)
-    return body, job, first
+    return job, first
 
 
 def busy_response(e: RequestError) -> JSONResponse:

@@ -31,7 +31,7 @@ RESPONSE_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 MODEL_NAMES = ("chattts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 
 
-def _integral(value: Any) -> Any:
+def integral(value: object) -> object:
     """JSON Schema's integers include 10.0: an integral float becomes an int, nothing else."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -71,13 +71,13 @@ class SpeechBody(BaseModel):
     speed: float = Field(1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
     # ChatTTS extras
-    seed: Optional[Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_integral)]] = None
+    seed: Optional[Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(integral)]] = None
     temperature: Optional[float] = Field(None, ge=MIN_TEMPERATURE, le=2.0)
     top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
-    top_k: Optional[Annotated[int, Field(ge=1, le=1000), BeforeValidator(_integral)]] = None
+    top_k: Optional[Annotated[int, Field(ge=1, le=1000), BeforeValidator(integral)]] = None
     refine: bool = False
-    max_new_token: Optional[Annotated[int, Field(ge=1), BeforeValidator(_integral)]] = None
-    chattts_speed: Optional[Annotated[int, Field(ge=0, le=9), BeforeValidator(_integral)]] = None
+    max_new_token: Optional[Annotated[int, Field(ge=1), BeforeValidator(integral)]] = None
+    chattts_speed: Optional[Annotated[int, Field(ge=0, le=9), BeforeValidator(integral)]] = None
     # finished audio (docs/captions.md)
     loudness: Optional[float] = Field(None, ge=-70.0, le=0.0)
     pitch: Optional[float] = Field(None, ge=-12.0, le=12.0)
@@ -158,13 +158,10 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def parse_request(body: bytes) -> SpeechBody:
-    """Parse and validate a request body (JSON) or raise :class:`RequestError`.
-
-    Refused with 400: an empty body, invalid UTF-8 or JSON, ``NaN``/``Infinity``, integers of
-    more than :data:`MAX_INT_DIGITS` digits, nesting deeper than :data:`MAX_JSON_DEPTH`, and
-    whatever :class:`SpeechBody` does not accept; an unknown model is 404.
-    """
+def load_json(body: bytes) -> dict[str, Any]:
+    """A request body's JSON object, or :class:`RequestError` (400 ``invalid_json``): an empty
+    body, invalid UTF-8 or JSON, ``NaN``/``Infinity``, integers of more than
+    :data:`MAX_INT_DIGITS` digits, nesting deeper than :data:`MAX_JSON_DEPTH`, not an object."""
     if not body.strip():
         raise RequestError("the request body is empty: send a JSON object", code="invalid_json")
     if json_depth_exceeds(body):
@@ -177,6 +174,16 @@ def parse_request(body: bytes) -> SpeechBody:
         raise RequestError(f"the request body is not valid JSON: {e}", code="invalid_json") from e
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def parse_request(body: bytes) -> SpeechBody:
+    """Parse and validate a request body (JSON) or raise :class:`RequestError`.
+
+    Refused with 400: what :func:`load_json` refuses, and whatever :class:`SpeechBody` does
+    not accept; an unknown model is 404.
+    """
+    data = load_json(body)
     try:
         req = SpeechBody.model_validate(data)
     except ValidationError as e:

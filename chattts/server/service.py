@@ -7,7 +7,7 @@ import hmac
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from fastapi import Request
 
@@ -15,7 +15,7 @@ from ..errors import EmptyInputError, MissingDependencyError, RequestError, Ssml
 from ..pipeline.speech import PlanItem, SpeechRequest, plan_speech
 from ..validation import MAX_NEW_TOKEN
 from .batcher import Worker
-from .schemas import SpeechBody, speech_request
+from .schemas import SpeechBody, VoiceId, speech_request
 from .voices import Voices
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: reached under another name without an API key.
 ALLOWED_HOSTS_ENV = "CHATTTS_ALLOWED_HOSTS"
 WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
+#: The header Google's clients send an API key in (accepted as well as ``Authorization``).
+GOOGLE_KEY_HEADER = "x-goog-api-key"
 
 
 class SpeechService:
@@ -83,24 +85,43 @@ class SpeechService:
                 "max_new_token",
                 "invalid_value",
             )
-        default = self.voices.fields(body.voice)
         request = speech_request(body, captions, self.max_new_token_limit)
+        return request, self.plan_request(request, body.voice)
 
-        def voice(spec: Optional[str]) -> dict[str, Any]:  # SSML <voice name=...> as well
+    def plan_request(
+        self,
+        request: SpeechRequest,
+        voice: Union[str, VoiceId],
+        field: str = "input",
+        names: tuple[str, str] = ("speed", "pitch"),
+    ) -> list[PlanItem]:
+        """A request's planned speech in the server's voices: ``voice`` (a request's voice
+        value, :meth:`Voices.fields`) speaks what has no SSML ``<voice>``; ``field`` names the
+        text and ``names`` the tempo and pitch fields in error messages. Called in a thread
+        (it draws voices and normalises text).
+
+        Raises:
+            RequestError: 400: nothing to speak or bad SSML (``field``), an unknown or bad
+            voice (``voice``); a tempo or pitch change on a server without
+            ``chattts[stretch]`` (naming the field, or ``field`` for SSML prosody).
+        """
+        default = self.voices.fields(voice)
+
+        def fields(spec: Optional[str]) -> dict[str, Any]:  # SSML <voice name=...> as well
             return default if spec is None else self.voices.fields(spec)
 
         try:
-            return request, plan_speech(self.chat.pipeline, request, voice)
+            return plan_speech(self.chat.pipeline, request, fields)
         except EmptyInputError as e:
-            raise RequestError(f"'input': {e}", "input", "empty_input") from e
+            raise RequestError(f"'{field}': {e}", field, "empty_input") from e
         except SsmlError as e:
-            raise RequestError(f"'input' is not valid SSML: {e}", "input", "invalid_ssml") from e
+            raise RequestError(f"'{field}' is not valid SSML: {e}", field, "invalid_ssml") from e
         except MissingDependencyError as e:  # tempo or pitch without pedalboard
-            field = "speed" if request.finish.tempo != 1.0 else "pitch"
+            asked = names[0] if request.finish.tempo != 1.0 else names[1]
             if not request.finish.stretches:
-                field = "input"  # SSML prosody asked for it
-            msg = f"'{field}': this server cannot change tempo or pitch ({e})"
-            raise RequestError(msg, field, "unsupported_value") from e
+                asked = field  # SSML prosody asked for it
+            msg = f"'{asked}': this server cannot change tempo or pitch ({e})"
+            raise RequestError(msg, asked, "unsupported_value") from e
 
     def check_host(self, request: Request) -> None:
         """Without an API key, only local hosts (and the configured ones) may be named in
@@ -126,21 +147,26 @@ class SpeechService:
         return path.startswith("/v1/")
 
     def authorized(self, request: Request) -> bool:
-        """The request carries the API key (or the server has none)."""
+        """The request carries the API key (or the server has none): as ``Authorization:
+        Bearer KEY``, or as ``X-Goog-Api-Key: KEY`` (how Google's clients send an API key)."""
         if not self.api_key:
             return True
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), self.api_key.encode()
-        )
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        tokens = [
+            bearer if scheme.lower() == "bearer" else "",
+            request.headers.get(GOOGLE_KEY_HEADER, ""),
+        ]
+        key = self.api_key.encode()
+        return any(t.strip() and hmac.compare_digest(t.strip().encode(), key) for t in tokens)
 
     def check_auth(self, request: Request) -> None:
         if not self.authorized(request):
             raise RequestError(
-                "invalid or missing API key: send 'Authorization: Bearer KEY'",
+                "invalid or missing API key: send 'Authorization: Bearer KEY' "
+                "(or 'X-Goog-Api-Key: KEY')",
                 code="invalid_api_key",
                 status=401,
             )
 
 
-__all__ = ["ALLOWED_HOSTS_ENV", "LOCAL_HOSTS", "SpeechService"]
+__all__ = ["ALLOWED_HOSTS_ENV", "GOOGLE_KEY_HEADER", "LOCAL_HOSTS", "SpeechService"]

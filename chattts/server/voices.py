@@ -21,6 +21,7 @@ from ..voices import MappingTable, Voice, VoiceResolver, read_voices
 
 if TYPE_CHECKING:
     from ..voices import VoiceLibrary
+    from .schemas import VoiceId
 
 logger = logging.getLogger("chattts.server")
 
@@ -114,7 +115,7 @@ class Voices:
     @classmethod
     def load(
         cls,
-        source: Any,
+        source: Union[None, str, os.PathLike[str], Mapping[str, object]],
         hidden_size: int,
         draw: Optional[Callable[[Optional[int]], str]] = None,
         library: Optional[VoiceLibrary] = None,
@@ -159,7 +160,7 @@ class Voices:
     def list(self) -> list[VoiceInfo]:
         return [VoiceInfo(n, v) for n, v in sorted(self.table.items())]
 
-    def fields(self, voice: Any) -> dict[str, Any]:
+    def fields(self, voice: Union[str, VoiceId]) -> dict[str, Any]:
         """A request's ``voice`` (a str, or ``{"id": ...}``) -> ``InferCodeParams`` fields
         (``spk_emb``; ``spk_smp`` + ``txt_smp`` for a voice made from a recording).
 

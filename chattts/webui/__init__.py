@@ -14,18 +14,19 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Optional, Union
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional, Union
 
 from ..cli.args import add_load_arguments, add_webui_arguments, app_args, load_options, open_chat
 from ..errors import MissingDependencyError
 from ..options import LoadOptions
+from ..runtime import no_gradio_analytics
 
 if TYPE_CHECKING:
     import gradio
+    from fastapi import FastAPI
 
     from ..chat import Chat
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 #: Largest file the page accepts as an upload, in bytes (five minutes of 48 kHz stereo 16-bit
 #: WAV is 58 MB); how much audio is decoded from it is bounded separately (docs/limits.md).
@@ -35,8 +36,8 @@ logger = logging.getLogger("chattts.webui")
 INSTALL_HINT = "pip install 'chattts[webui]'"
 
 
-def _gradio() -> Any:
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+def _gradio() -> ModuleType:
+    no_gradio_analytics()
     try:
         import gradio
     except ImportError as e:
@@ -75,7 +76,7 @@ def create_ui(
 
 def launch(
     demo: gradio.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True
-) -> Any:
+) -> tuple[FastAPI, str, Optional[str]]:
     """Serve the interface locally (no share link, no SSR, no analytics, system fonts)."""
     from .app import CSS, theme
 

@@ -51,7 +51,7 @@ CSS = """
 """
 
 
-def theme() -> Any:
+def theme() -> gr.themes.Base:
     """Gradio's default theme with system fonts (nothing fetched from the network)."""
     return gr.themes.Default(font=_THEME_FONT, font_mono=_THEME_MONO, spacing_size="sm")
 

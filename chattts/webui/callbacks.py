@@ -18,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import gradio as gr
 
@@ -29,6 +29,12 @@ from ..voices import SEED_VOICE, Voice, VoiceLibrary
 from . import generate as gen
 from .text import as_ssml, read_text_file
 from .voices import CUSTOM, PageVoices, custom_voice, mix_spec
+
+if TYPE_CHECKING:
+    from ..chat import Chat
+
+#: What ``gr.update()`` returns: a dict of a component's changed properties.
+Update = dict[str, Any]
 
 logger = logging.getLogger("chattts.webui")
 
@@ -72,7 +78,7 @@ class WebUI:
 
     def __init__(
         self,
-        chat: Any,
+        chat: Chat,
         voices: Optional[dict[str, Any]] = None,
         library: Optional[VoiceLibrary] = None,
     ) -> None:
@@ -109,7 +115,7 @@ class WebUI:
         session.folder = tempfile.mkdtemp(dir=self._files.name)
         return session.folder
 
-    def interrupt(self, request: gr.Request = None) -> Any:
+    def interrupt(self, request: gr.Request = None) -> Union[str, Update]:
         """Stop this session's generation within one step (other sessions go on)."""
         session = self._session(request)
         session.flag.set()
@@ -124,7 +130,7 @@ class WebUI:
         self,
         settings: gen.Settings,
         request: Optional[gr.Request] = None,
-        progress: Optional[Any] = None,
+        progress: Optional[gr.Progress] = None,
     ) -> Iterator[dict[str, Any]]:
         """Updates of the outputs (:data:`~.generate.OUTPUTS`) while ``settings`` is spoken;
         a mistake is shown in the status line and an error box."""
@@ -172,7 +178,7 @@ class WebUI:
         name = markdown_text(os.path.basename(path))
         return text, False, f"Opened {name}: {len(text):,} characters."
 
-    def on_ssml(self, ssml: bool, text: str) -> Any:
+    def on_ssml(self, ssml: bool, text: str) -> Union[str, Update]:
         """Ticking SSML wraps a plain text in ``<speak>`` (a document is kept as it is)."""
         return as_ssml(text or "") if ssml else gr.update()
 
@@ -200,13 +206,13 @@ class WebUI:
         seed = random.randint(1, DICE_SEEDS)
         return seed, f"seed_{seed}"
 
-    def on_seed(self, seed: Optional[float]) -> Any:
+    def on_seed(self, seed: Optional[float]) -> Union[str, Update]:
         """A seed typed -> its voice, ``seed_N``."""
         if seed is None or not 0 <= seed <= MAX_SEED or seed != int(seed):
             return gr.update()
         return f"seed_{int(seed)}"
 
-    def to_custom(self, *_: Any) -> str:
+    def to_custom(self, *_: object) -> str:
         """A speaker string or sample edited: the Custom voice speaks."""
         return CUSTOM
 
