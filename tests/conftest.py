@@ -20,6 +20,9 @@ TINY = os.path.join(HERE, "fixtures", "tiny")
 # ONNX Runtime conversions of the test models go to a folder of this run, never the user's
 # cache (subprocesses such as the CLI's inherit it)
 os.environ.setdefault("CHATTTS_ONNX_CACHE", tempfile.mkdtemp(prefix="chattts-onnx-"))
+# and the servers' narration jobs go to a folder of this run, never the user's (a server built
+# without --data-dir would resume the jobs it finds there)
+os.environ.setdefault("CHATTTS_DATA_DIR", tempfile.mkdtemp(prefix="chattts-jobs-"))
 
 
 #: Test modules that run end to end: the command in subprocesses, the web UI in a browser, the

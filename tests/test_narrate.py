@@ -344,3 +344,48 @@ def test_markdown_epub_and_html_books(chat, settings, tmp_path, kind):
         said = " ".join(x["text"] for x in caps["captions"])
         assert said.split() == " ".join(chapter.paragraphs).split()
         assert "alert" not in said and "never" not in said
+
+
+def test_captions_formats_and_finishing_per_chapter_keep_exact_times(chat, settings, tmp_path):
+    """Captions through chattts.captions (SRT here), finishing through assemble: a segment of
+    n samples lasts round(n / tempo) in its chapter, the pauses are not stretched, and the
+    cues, the chapter files and the manifest agree to the sample; changing the finishing or
+    the caption format renders nothing again."""
+    from chattts.audio.finish import Finish
+    from chattts.captions import read_captions
+
+    narrate(chat, tmp_path, settings)  # plain: json captions
+    finish = Finish(tempo=1.25, gain=-3.0)
+    out = OutputOptions(format="wav", book="m4b", captions="srt", finish=finish)
+    manifest, n = narrate(chat, tmp_path, settings, output=out)
+    assert n.progress.rendered_segments == 0  # finishing changes files, never segments
+    assert manifest["captions"] == "srt" and manifest["finish"]["tempo"] == 1.25
+    assert not list(tmp_path.glob("*.captions.json"))  # the other format's files are gone
+    rate = manifest["sample_rate"]
+    with ProgressStore(str(tmp_path)) as store:
+        for c, segments in zip(manifest["chapters"], plan(DOC, settings), strict=True):
+            assert c["captions"] == c["file"].replace(".wav", ".srt")
+            speech = book.chapter_speech(store, segments, rate, finish)
+            # the measured times of assemble, and the timeline computed from sample counts
+            records = {s.id: store.segment(s.id) for s in segments}
+            timed, length = book.timeline(segments, records, rate, finish)
+            assert [(round(x.start * rate), round(x.end * rate)) for x in speech.segments] == [
+                (t.start, t.end) for t in timed
+            ]
+            for s, t in zip(segments, timed, strict=True):
+                assert t.end - t.start == round(records[s.id].samples / 1.25)
+            wav = load_audio(tmp_path / c["file"])
+            assert wav.size == speech.audio.size == length == c["samples"]
+            np.testing.assert_allclose(wav, speech.audio, atol=1.0 / 32767)
+            cues, _ = read_captions(tmp_path / c["captions"])
+            assert [(q.start, q.end) for q in cues] == [
+                (round(t.start / rate, 3), round(t.end / rate, 3)) for t in timed
+            ]
+            assert [" ".join(q.lines) for q in cues] == [s.text for s in segments]
+    with av.open(str(tmp_path / "book.m4b")) as f:
+        stream = f.streams.audio[0]
+        assert stream.duration * stream.time_base * rate == manifest["samples"]
+    # no finishing again: the first files come back, nothing is rendered
+    plain, n = narrate(chat, tmp_path, settings, output=OutputOptions(format="wav", captions="vtt"))
+    assert n.progress.rendered_segments == 0 and plain["samples"] > manifest["samples"]
+    assert (tmp_path / plain["chapters"][0]["captions"]).read_text().startswith("WEBVTT")

@@ -185,3 +185,20 @@ def test_the_progress_bar_shows_chapters_speech_and_speed(capsys):
     assert "6/10" in err and "chapters 1/3, 12 s of speech, RTF 0.25" in err
     with progress_bar(False) as update:
         assert update is None
+
+
+def test_caption_format_and_finishing_options(capsys):
+    from chattts.audio.finish import Finish
+    from chattts.cli.narrate import finish_options
+
+    parse = cli.build_parser().parse_args
+    args = parse(["narrate", "b.md", "-o", "o", "--captions", "srt", "--tempo", "1.25"])
+    assert args.captions == "srt" and finish_options(args) == Finish(tempo=1.25)
+    args = parse(["narrate", "b.md", "-o", "o", "--loudness", "-16", "--gain", "-2"])
+    assert args.captions == "json" and finish_options(args) == Finish(gain=-2.0, loudness=-16.0)
+    assert parse(["narrate", "b.md", "-o", "o", "--no-captions"]).captions is None
+    assert parse(["narrate", "b.md", "-o", "o", "--captions"]).captions == "json"
+    for bad in (["--tempo", "9"], ["--pitch", "13"], ["--captions", "ass"]):
+        with pytest.raises(SystemExit):
+            parse(["narrate", "b.md", "-o", "o", *bad])
+        assert bad[0] in capsys.readouterr().err

@@ -89,6 +89,7 @@ def test_server_arguments_bound_their_numbers() -> None:
 def test_server_options_have_one_set_of_defaults_and_one_check(monkeypatch) -> None:
     monkeypatch.delenv("CHATTTS_API_KEY", raising=False)
     monkeypatch.delenv("CHATTTS_VOICES", raising=False)
+    monkeypatch.delenv("CHATTTS_DATA_DIR", raising=False)
     p = argparse.ArgumentParser()
     add_server_arguments(p)
     defaults = ServerOptions()

@@ -141,16 +141,24 @@ def test_serve_ray_options(tiny_root, capsys):
         options_from_args(argparse.Namespace(model_dir=tiny_root, verify=False, max_queue=0))
 
 
-def test_check_health_follows_the_worker(chat):
-    """A replica is healthy while its model is loaded and its worker thread runs."""
+def test_check_health_follows_the_worker(chat, tmp_path):
+    """A replica is healthy while its model is loaded and its worker and job runner threads
+    run."""
     replica = SpeechReplica.__new__(SpeechReplica)  # no Serve context: the app built by hand
     replica.name = "test#1"
-    replica._chattts_app = create_app(chat)
+    replica._chattts_app = create_app(chat, data_dir=str(tmp_path))
     batcher = replica._chattts_app.state.service.worker
+    jobs = replica._chattts_app.state.jobs
     with pytest.raises(ReplicaUnhealthy, match="worker"):
         replica.check_health()  # not started
     batcher.start()
+    with pytest.raises(ReplicaUnhealthy, match="job runners"):
+        replica.check_health()
+    jobs.start()
     replica.check_health()
+    jobs.stop()
+    with pytest.raises(ReplicaUnhealthy, match="job runners"):
+        replica.check_health()
     batcher.stop()
     with pytest.raises(ReplicaUnhealthy, match="worker"):
         replica.check_health()
@@ -211,7 +219,13 @@ def test_serve_ray_command_drains_on_sigterm(tiny_root, voice_library):
 
 
 @pytest.fixture(scope="module")
-def serve_url(tiny_root, voice_library):
+def data_dir(tmp_path_factory) -> str:
+    """The replicas' shared data dir (both run on this machine)."""
+    return str(tmp_path_factory.mktemp("ray-jobs"))
+
+
+@pytest.fixture(scope="module")
+def serve_url(tiny_root, voice_library, data_dir):
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -225,7 +239,7 @@ def serve_url(tiny_root, voice_library):
             port = s.getsockname()[1]
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         options = ReplicaOptions.from_model(
-            tiny_root, max_batch=8, batch_wait_ms=100, voices=voice_library
+            tiny_root, max_batch=8, batch_wait_ms=100, voices=voice_library, data_dir=data_dir
         )
         app = build_app(options, replicas=2, replica_cpus=1, health_check_period_s=2)
         serve.run(app, name=APP_NAME, route_prefix="/")
@@ -381,3 +395,83 @@ def _outcome(client, text, seed, fmt, how):
         if isinstance(e, openai.APITimeoutError):
             raise
         return "cut", repr(e)
+
+
+def _renders(folder: str) -> list[tuple[str, int]]:
+    from test_server_jobs import renders
+
+    return renders(folder)
+
+
+@pytest.mark.e2e
+@pytest.mark.ray
+def test_jobs_share_the_data_dir_and_survive_a_replica(serve_url, data_dir):
+    """Both replicas keep their jobs in one data dir: any replica answers any job, a job runs
+    on one of them (its lock), a DELETE through either cancels it, and a job whose replica is
+    killed is taken over by another one, which renders only what was not done."""
+    from test_server_jobs import long_book
+
+    def job(id: str) -> tuple[dict, str]:
+        """The job and the replica that answered (a poll that reached a replica being
+        killed is sent again)."""
+        for _ in range(50):
+            try:
+                r = httpx.get(f"{serve_url}/v1/audio/jobs/{id}", timeout=TIMEOUT)
+            except TRANSPORT_ERRORS:
+                continue
+            if r.status_code < 500:
+                assert r.status_code == 200, r.text
+                return r.json(), r.headers[REPLICA_HEADER]
+            time.sleep(0.2)
+        raise AssertionError("no replica answered")
+
+    def running(id: str, segments: int) -> dict:
+        folder = os.path.join(data_dir, "jobs", id, "out")
+        deadline = time.monotonic() + TIMEOUT
+        while len(_renders(folder)) < segments or job(id)[0]["replica"] is None:
+            assert time.monotonic() < deadline, job(id)
+            time.sleep(0.05)
+        return job(id)[0]
+
+    body = {"voice": "alloy", "seed": 5, "max_new_token": 40, "response_format": "wav"}
+    r = httpx.post(
+        f"{serve_url}/v1/audio/jobs", json={**body, "input": long_book(30)}, timeout=TIMEOUT
+    )
+    assert r.status_code == 202, r.text
+    id = r.json()["id"]
+    victim = running(id, 4)["replica"]
+    ray.kill(_replica_actor(victim), no_restart=True)
+    before = _renders(os.path.join(data_dir, "jobs", id, "out"))
+    deadline = time.monotonic() + 3 * TIMEOUT
+    answered = set()
+    while True:
+        state, replica = job(id)
+        answered.add(replica)
+        if state["state"] == "succeeded":
+            break
+        assert state["state"] == "running" and time.monotonic() < deadline, state
+        time.sleep(0.2)
+    # the replicas that answered for the job are not the one that ran it (dead): they read
+    # it from the shared index
+    assert answered and victim not in answered
+    assert state["replica"] != victim  # taken over
+    done = _renders(os.path.join(data_dir, "jobs", id, "out"))
+    ids = [i for i, _ in done]
+    assert len(ids) == len(set(ids)) == state["progress"]["segments"]  # none rendered twice
+    assert done[: len(before)] == before
+    result = httpx.get(f"{serve_url}{state['result']}", timeout=TIMEOUT)
+    assert result.status_code == 200 and result.headers["content-type"] == "audio/wav"
+
+    # a DELETE through the proxy cancels the job wherever it runs; its files go
+    r = httpx.post(
+        f"{serve_url}/v1/audio/jobs", json={**body, "input": long_book(30)}, timeout=TIMEOUT
+    )
+    other = r.json()["id"]
+    running(other, 2)
+    r = httpx.delete(f"{serve_url}/v1/audio/jobs/{other}", timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    deadline = time.monotonic() + TIMEOUT
+    while os.path.exists(os.path.join(data_dir, "jobs", other)):
+        assert time.monotonic() < deadline, "the cancelled job's files stayed"
+        time.sleep(0.1)
+    assert job(other)[0]["state"] == "cancelled"

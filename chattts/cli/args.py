@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 NO_VERIFY_HELP = "accept other checkpoints than the official one (no SHA256 check)"
 VOICES_ENV = "CHATTTS_VOICES"
 KEY_ENV = "CHATTTS_API_KEY"
+#: Where ``--data-dir`` comes from when not given (else a folder of the user cache).
+DATA_DIR_ENV = "CHATTTS_DATA_DIR"
 _ORIGIN = re.compile(r"^https?://[^/\s?#]+$")
 
 
@@ -125,10 +127,16 @@ class ServerOptions:
         cors_origins: web origins whose pages may call the server (none: CORS off).
         header_timeout, body_timeout, max_connections: the connection limits
             (:class:`chattts.server.protocol.ConnectionLimits`, docs/limits.md).
+        data_dir: where narration jobs are kept (None: ``$CHATTTS_DATA_DIR``, else
+            ``<user cache>/chattts/server``); created with the first job.
+        max_jobs: jobs queued or running at most (more: 429); job_workers: jobs running
+            at once; max_job_bytes: the largest document a job takes (more: 413);
+            job_ttl: hours a finished job's results are kept (docs/narrate.md, "The job API").
 
     Raises:
-        UsageError: ``max_batch``, ``max_queue`` or ``max_connections`` below 1, a timeout
-            that is not a positive number, a malformed CORS origin.
+        UsageError: ``max_batch``, ``max_queue``, ``max_connections``, ``max_jobs``,
+            ``job_workers`` or ``max_job_bytes`` below 1, a timeout or ``job_ttl`` that is
+            not a positive number, a malformed CORS origin.
     """
 
     host: str = "127.0.0.1"
@@ -144,12 +152,19 @@ class ServerOptions:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 512
+    data_dir: Optional[str] = None
+    max_jobs: int = 16
+    job_workers: int = 1
+    max_job_bytes: int = 50 << 20
+    job_ttl: float = 24.0
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_queue", "max_connections"):
+        for name in ("max_batch", "max_queue", "max_connections", "max_jobs", "job_workers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        for name in ("header_timeout", "body_timeout"):
+        if self.max_job_bytes < 1:
+            raise UsageError("--max-job-bytes must be at least 1")
+        for name in ("header_timeout", "body_timeout", "job_ttl"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive number")
         if self.scheduling not in SCHEDULING:
@@ -231,9 +246,49 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"most open connections; more get 503 ({d.max_connections})",
     )
+    add_job_arguments(p)
     from .ray_args import add_ray_arguments  # --ray, --replicas, --autoscale, --ray-address
 
     add_ray_arguments(p)
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The narration jobs' options of the server (docs/narrate.md, "The job API")."""
+    g, d = parser.add_argument_group("narration jobs"), SERVER_DEFAULTS
+    g.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=os.environ.get(DATA_DIR_ENV),
+        help=f"where jobs are kept (${DATA_DIR_ENV}; default: the user cache)",
+    )
+    g.add_argument(
+        "--max-jobs",
+        type=number(int, 1),
+        default=d.max_jobs,
+        metavar="N",
+        help=f"jobs queued or running at most; more get 429 ({d.max_jobs})",
+    )
+    g.add_argument(
+        "--job-workers",
+        type=number(int, 1),
+        default=d.job_workers,
+        metavar="N",
+        help=f"jobs running at once ({d.job_workers})",
+    )
+    g.add_argument(
+        "--max-job-bytes",
+        type=number(int, 1),
+        default=d.max_job_bytes,
+        metavar="N",
+        help=f"the largest document a job takes; more get 413 ({d.max_job_bytes})",
+    )
+    g.add_argument(
+        "--job-ttl",
+        type=number(float, 1e-6),
+        default=d.job_ttl,
+        metavar="HOURS",
+        help=f"hours a finished job's results are kept ({d.job_ttl:g})",
+    )
 
 
 def add_webui_arguments(parser: argparse.ArgumentParser) -> None:
@@ -337,11 +392,13 @@ def app_args(
 
 
 __all__ = [
+    "DATA_DIR_ENV",
     "KEY_ENV",
     "NO_VERIFY_HELP",
     "SERVER_DEFAULTS",
     "VOICES_ENV",
     "ServerOptions",
+    "add_job_arguments",
     "add_load_arguments",
     "add_server_arguments",
     "add_voices_argument",

@@ -15,13 +15,15 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from .. import audio
+from ..audio.finish import Finish
 from ..errors import UsageError
 from ..voices import Voice
 from .args import add_load_arguments, load_options, number, open_chat
 from .say_args import (
+    add_finish_arguments,
     add_sampling_arguments,
     add_voice_arguments,
     parse_voice,
@@ -42,7 +44,9 @@ logger = logging.getLogger("chattts")
 VOICE_SEED_KEY = "voice_seed"
 
 
-def add_parser(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
+def add_parser(
+    subparsers: argparse._SubParsersAction, common_parser: argparse.ArgumentParser
+) -> None:
     """Add ``narrate`` to the ``chattts`` subcommands."""
     p = subparsers.add_parser(
         "narrate",
@@ -58,7 +62,15 @@ def add_parser(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
     p.add_argument("--chapter-pattern", metavar="REGEX", help="a line matching starts a chapter")
     p.add_argument("--format", default="mp3", help=f"chapter files ({', '.join(audio.FORMATS)})")
     p.add_argument("--book", choices=("m4b", "mp3", "none"), default="m4b", help="whole book")
-    p.add_argument("--captions", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--captions",
+        nargs="?",
+        const="json",
+        default="json",
+        choices=("json", "srt", "vtt"),
+        help="each chapter's captions: json (default), srt or vtt",
+    )
+    p.add_argument("--no-captions", dest="captions", action="store_const", const=None)
     p.add_argument(
         "--batch", type=number(int, 1, 256), default=8, metavar="N", help="segments per batch (8)"
     )
@@ -86,8 +98,15 @@ def add_parser(subparsers: Any, common_parser: argparse.ArgumentParser) -> None:
         help="the voice of chapter N (from 1); repeat for more chapters",
     )
     add_sampling_arguments(p)
+    add_finish_arguments(p)  # applied to each chapter
     add_load_arguments(p)
     p.set_defaults(func=cmd_narrate)
+
+
+def finish_options(args: argparse.Namespace) -> Finish:
+    """The finishing of each chapter: ``say``'s options (``--tempo``, ``--pitch``,
+    ``--gain``, ``--loudness``)."""
+    return Finish(tempo=args.tempo, pitch=args.pitch, gain=args.gain, loudness=args.loudness)
 
 
 def _chapter_voices(args: argparse.Namespace, chapters: int) -> list[tuple[int, str, Voice]]:
@@ -201,8 +220,15 @@ def cmd_narrate(args: argparse.Namespace) -> int:
         args.input, kind=args.input_format, chapter_pattern=args.chapter_pattern
     )
     output = OutputOptions(
-        format=args.format, book=None if args.book == "none" else args.book, captions=args.captions
+        format=args.format,
+        book=None if args.book == "none" else args.book,
+        captions=args.captions,
+        finish=finish_options(args),
     )
+    if output.finish.stretches:  # before the model loads: pedalboard is there
+        from ..audio.dsp import require_stretch
+
+        require_stretch()
     chapter_voices = _chapter_voices(args, len(document.chapters))
     chosen = voice_of(args)
     options = load_options(args)  # a wrong model folder is one line before anything is written
@@ -233,4 +259,4 @@ def cmd_narrate(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["VOICE_SEED_KEY", "add_parser", "cmd_narrate", "progress_bar"]
+__all__ = ["VOICE_SEED_KEY", "add_parser", "cmd_narrate", "finish_options", "progress_bar"]

@@ -1,6 +1,10 @@
 """A narration's files: chapter audio, the whole book with chapter marks, captions and the
 manifest (docs/narrate.md, "Outputs").
 
+Captions are written by :mod:`chattts.captions` (SRT, WebVTT or JSON: one cue per segment), and
+finishing (tempo, pitch, gain, loudness) is :class:`chattts.audio.finish.Finish` applied to each
+chapter through :func:`chattts.audio.speech.assemble`, the library's one implementation of both.
+
 Every file is written atomically: to a temporary file in the output folder (``.NAME.tmp-…``),
 flushed to disk, then renamed over its name, so a file is either the old one, the new one, or
 absent; temporaries left by a killed run are removed by the next. A write that fails (a full
@@ -8,7 +12,9 @@ disk, a read-only folder) is a :class:`~chattts.errors.StoreError` naming the fi
 
 A chapter's audio is its segments in order, each followed by its pause (the sentence, paragraph
 or chapter pause of :class:`~chattts.narrate.segments.Pauses`); the book is the chapters in
-order, so its length is the sum of the segments' lengths and pauses, to the sample.
+order, so its length is the sum of the segments' lengths and pauses, to the sample. With
+finishing, a segment of n samples lasts ``round(n / tempo)`` (pauses are not stretched), so the
+times stay sample counts, never estimates.
 """
 
 from __future__ import annotations
@@ -18,12 +24,17 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Union
 
 import numpy as np
 
 from .. import audio
+from ..audio.finish import Finish
+from ..audio.speech import Pause, Piece, Speech, assemble
+from ..audio.speech import Segment as SpokenSegment
+from ..captions import FORMATS as CAPTION_FORMATS
+from ..captions import MAX_CHARS, caption_format, captions_text, cues
 from ..errors import StoreError, UsageError
 from .segments import Segment
 from .store import ProgressStore, StoredSegment
@@ -34,6 +45,8 @@ MANIFEST = "manifest.json"
 BOOK_FORMATS = {"m4b": ("m4a", ".m4b"), "mp3": ("mp3", ".mp3")}
 _SUFFIX = {"mp3": ".mp3", "wav": ".wav", "opus": ".opus", "flac": ".flac", "aac": ".aac"}
 _SUFFIX |= {"m4a": ".m4a", "pcm": ".pcm"}
+#: Suffixes of the chapters' caption files, by caption format.
+CAPTION_SUFFIXES = {"json": ".captions.json", "srt": ".srt", "vtt": ".vtt"}
 _TMP = ".tmp-"
 
 
@@ -46,18 +59,39 @@ class OutputOptions:
         book: the whole book's format, ``"m4b"`` (default) or ``"mp3"``, with chapter marks;
             None for no book file.
         bit_rate: bits per second of lossy formats (default: chattts.audio's).
-        captions: write each chapter's captions (segment timings, JSON).
+        captions: each chapter's captions, one cue per segment: ``"json"`` (default),
+            ``"srt"`` or ``"vtt"`` (:mod:`chattts.captions`); None: no caption files.
+        finish: finishing of each chapter (tempo, pitch, gain, loudness); the default changes
+            nothing. It changes the files, never a stored segment.
+
+    Raises:
+        UsageError: an unknown audio, book or caption format.
     """
 
     format: str = "mp3"
     book: Optional[str] = "m4b"
     bit_rate: Optional[int] = None
-    captions: bool = True
+    captions: Optional[str] = "json"
+    finish: Finish = field(default_factory=Finish)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "format", audio.normalize_format(self.format))
         if self.book is not None and self.book not in BOOK_FORMATS:
             raise UsageError(f"book format {self.book!r}: use {', '.join(BOOK_FORMATS)}")
+        if self.captions is not None:
+            object.__setattr__(self, "captions", caption_format(self.captions))
+        if not isinstance(self.finish, Finish):
+            raise UsageError(f"finish must be a Finish, not {type(self.finish).__name__}")
+
+    def describe(self) -> dict[str, object]:
+        """The options as the manifest shows them (JSON values)."""
+        return {
+            "format": self.format,
+            "book": self.book,
+            "bit_rate": self.bit_rate,
+            "captions": self.captions,
+            "finish": asdict(self.finish),
+        }
 
 
 # ---- atomic files ------------------------------------------------------------------------------
@@ -141,6 +175,12 @@ def audio_suffix(fmt: str) -> str:
     return _SUFFIX[audio.normalize_format(fmt)]
 
 
+def captions_suffix(fmt: str) -> str:
+    """``.captions.json``, ``.srt`` or ``.vtt``: beside ``chapter_01.mp3``, a player finds
+    ``chapter_01.srt`` by its name."""
+    return CAPTION_SUFFIXES[caption_format(fmt)]
+
+
 def pause_samples(segment: Segment, rate: int) -> int:
     return int(round(segment.pause * rate))
 
@@ -155,15 +195,20 @@ class Cue:
 
 
 def timeline(
-    segments: Sequence[Segment], records: Mapping[str, StoredSegment], rate: int
+    segments: Sequence[Segment],
+    records: Mapping[str, StoredSegment],
+    rate: int,
+    finish: Finish = Finish(),  # noqa: B008 - frozen
 ) -> tuple[list[Cue], int]:
-    """Each segment's speech in the chapter file, and the chapter's length (samples)."""
-    cues, at = [], 0
+    """Each segment's speech in the chapter file, and the chapter's length (samples): a
+    segment of n stored samples lasts ``finish.length(n)`` (``round(n / tempo)``), exactly
+    what :func:`chapter_speech` gives it."""
+    out, at = [], 0
     for s in segments:
-        n = records[s.id].samples
-        cues.append(Cue(at, at + n, s.text))
+        n = finish.length(records[s.id].samples)
+        out.append(Cue(at, at + n, s.text))
         at += n + pause_samples(s, rate)
-    return cues, at
+    return out, at
 
 
 def digest(*parts: object) -> str:
@@ -172,10 +217,30 @@ def digest(*parts: object) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def chapter_speech(
+    store: ProgressStore, segments: Sequence[Segment], rate: int, finish: Finish
+) -> Speech:
+    """A chapter finished whole (:func:`chattts.audio.speech.assemble`): each segment with
+    the tempo and pitch, then the chapter's gain and loudness; its segments' measured times.
+    It holds the chapter in memory (4 bytes a sample, about 350 MB per hour of chapter)."""
+    pieces: list[Union[Piece, Pause]] = []
+    for s in segments:
+        pieces.append(Piece(store.audio(s.id), s.text))
+        pieces.append(Pause(pause_samples(s, rate) / rate))
+    return assemble(pieces, rate, finish=finish)
+
+
 def chapter_audio(
-    store: ProgressStore, segments: Sequence[Segment], rate: int
+    store: ProgressStore,
+    segments: Sequence[Segment],
+    rate: int,
+    finish: Finish = Finish(),  # noqa: B008 - frozen
 ) -> Iterator[np.ndarray]:
-    """A chapter's audio, segment by segment, each followed by its pause (float32 chunks)."""
+    """A chapter's audio (float32 chunks): without finishing, segment by segment, each
+    followed by its pause, never the whole chapter in memory; with it, :func:`chapter_speech`."""
+    if finish.active:
+        yield chapter_speech(store, segments, rate, finish).audio
+        return
     for s in segments:
         yield store.audio(s.id)
         n = pause_samples(s, rate)
@@ -211,13 +276,17 @@ def write_audio(
     write_atomic(path, put)
 
 
-def captions_json(cues: Sequence[Cue], rate: int) -> str:
-    """``{"captions": [{"start", "end", "text"}]}``, times in seconds from the file's start."""
-    items = [
-        {"start": round(c.start / rate, 6), "end": round(c.end / rate, 6), "text": c.text}
-        for c in cues
-    ]
-    return json.dumps({"captions": items}, ensure_ascii=False, indent=1) + "\n"
+def chapter_captions(
+    timed: Sequence[Cue], rate: int, fmt: str, max_chars: int = 2 * MAX_CHARS
+) -> str:
+    """A chapter's caption file (``fmt``: srt, vtt or json) through :mod:`chattts.captions`:
+    one cue per segment at its exact times (samples / rate, seconds from the file's start),
+    in lines of 42 columns. ``max_chars``, the longest segment in characters, sets how many
+    lines a cue may take without a warning (a segment is one cue: 120 characters need three
+    lines, or more where CJK characters take two columns)."""
+    lines = max(2, -(-2 * max_chars // MAX_CHARS) + 1)
+    segments = [SpokenSegment(c.start / rate, c.end / rate, c.text) for c in timed]
+    return captions_text(cues(segments, max_lines=lines), fmt)
 
 
 def write_json(path: str, value: object) -> None:
@@ -251,14 +320,18 @@ def check_folder(folder: str) -> None:
 
 __all__ = [
     "BOOK_FORMATS",
+    "CAPTION_FORMATS",
+    "CAPTION_SUFFIXES",
     "MANIFEST",
     "Cue",
     "OutputOptions",
     "audio_suffix",
     "book_chapters",
-    "captions_json",
+    "captions_suffix",
     "chapter_audio",
+    "chapter_captions",
     "chapter_name",
+    "chapter_speech",
     "check_folder",
     "digest",
     "remove_file",

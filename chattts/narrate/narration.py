@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any, Optional
 
 from .. import __version__
@@ -23,7 +23,15 @@ from ..generation.engine import Interrupt
 from . import book as files
 from .book import MANIFEST, OutputOptions
 from .documents import Document
-from .render import NarrationProgress, Progress, Renderer, batches, model_identity
+from .render import (
+    NarrationProgress,
+    Progress,
+    Renderer,
+    Synthesize,
+    batches,
+    chat_synthesize,
+    model_identity,
+)
 from .segments import NarrationSettings, Segment, plan
 from .store import ProgressStore, StoredSegment
 
@@ -104,9 +112,17 @@ class Narration:
 
     # ---- the run --------------------------------------------------------------------------
 
-    def run(self, chat: Chat, progress: Optional[Progress] = None) -> dict[str, Any]:
+    def run(
+        self,
+        chat: Chat,
+        progress: Optional[Progress] = None,
+        *,
+        synthesize: Optional[Synthesize] = None,
+    ) -> dict[str, Any]:
         """Narrate (or finish narrating) the document with the loaded ``chat``; returns the
-        manifest (also written to ``folder/manifest.json``).
+        manifest (also written to ``folder/manifest.json``). ``synthesize`` draws the audio
+        (default: ``chat.synthesize`` in this thread, :func:`~.render.chat_synthesize`; the
+        server passes its scheduler's); ``chat`` gives the model's identity and rate.
 
         Raises:
             NarrationError: a segment gave no audio after every redraw (the others are kept).
@@ -120,7 +136,8 @@ class Narration:
         chapters = plan(self.document, settings)
         self._set_state("running")
         try:
-            manifest = _Run(self, chat, settings, chapters, progress).go()
+            draw = synthesize or chat_synthesize(chat)
+            manifest = _Run(self, chat, settings, chapters, progress, draw).go()
         except NarrationCancelled:
             self._set_state("cancelled")
             raise
@@ -145,8 +162,10 @@ class _Run:
         settings: NarrationSettings,
         chapters: tuple[tuple[Segment, ...], ...],
         progress: Optional[Progress],
+        synthesize: Synthesize,
     ) -> None:
-        self.n, self.chat, self.settings, self.chapters = narration, chat, settings, chapters
+        self.n, self.settings, self.chapters = narration, settings, chapters
+        self.synthesize = synthesize
         self.store, self.folder = narration.store, narration.folder
         self.callback = progress
         self.rate = int(chat.config.sample_rate)
@@ -174,7 +193,7 @@ class _Run:
         )
         self._write_finished_chapters()
         self._report()
-        renderer = Renderer(self.chat, self.settings, n._interrupt)
+        renderer = Renderer(self.synthesize, self.settings, n._interrupt)
         failed: list[Segment] = []
         for batch in batches(self.segments, pending, n.batch):
             rendered, silent = renderer.render(batch)
@@ -223,19 +242,18 @@ class _Run:
 
     # ---- files ----------------------------------------------------------------------------
 
-    def _names(self, c: int) -> tuple[str, str]:
-        count = len(self.chapters)
-        suffix = files.audio_suffix(self.n.output.format)
-        return (
-            files.chapter_name(c + 1, count, suffix),
-            files.chapter_name(c + 1, count, ".captions.json"),
-        )
+    def _names(self, c: int) -> tuple[str, Optional[str]]:
+        """The chapter's audio file and its caption file (None without captions)."""
+        count, out = len(self.chapters), self.n.output
+        audio_name = files.chapter_name(c + 1, count, files.audio_suffix(out.format))
+        if out.captions is None:
+            return audio_name, None
+        return audio_name, files.chapter_name(c + 1, count, files.captions_suffix(out.captions))
 
     def _expected_names(self) -> set[str]:
         names = {MANIFEST}
         for c in range(len(self.chapters)):
-            audio_name, captions = self._names(c)
-            names |= {audio_name, captions} if self.n.output.captions else {audio_name}
+            names |= {name for name in self._names(c) if name is not None}
         if self.n.output.book is not None:
             names.add("book" + files.BOOK_FORMATS[self.n.output.book][1])
         return names
@@ -264,21 +282,22 @@ class _Run:
     def _write_chapter(self, c: int, segments: Sequence[Segment]) -> None:
         out, rate = self.n.output, self.rate
         records = self._records(segments)
-        cues, _ = files.timeline(segments, records, rate)
+        cues, _ = files.timeline(segments, records, rate, out.finish)
         title = self.n.document.chapters[c].title
         audio_name, captions_name = self._names(c)
         ids = [s.id for s in segments]
         pauses = [files.pause_samples(s, rate) for s in segments]
-        key = files.digest(out.format, out.bit_rate, rate, title, ids, pauses)
+        finishing = [asdict(out.finish)] if out.finish.active else []  # none: keys as before
+        key = files.digest(out.format, out.bit_rate, rate, title, ids, pauses, *finishing)
         if not self._fresh(audio_name, key):
             meta = {"title": title, "album": self.n.document.title, "track": str(c + 1)}
-            chunks = files.chapter_audio(self.store, segments, rate)
+            chunks = files.chapter_audio(self.store, segments, rate, out.finish)
             path = os.path.join(self.folder, audio_name)
             files.write_audio(path, chunks, out.format, rate, out, metadata=meta)
             self.store.set_output(audio_name, key)
             logger.info("chapter %d written: %s", c + 1, path)
-        if out.captions:
-            text = files.captions_json(cues, rate)
+        if out.captions is not None and captions_name is not None:
+            text = files.chapter_captions(cues, rate, out.captions, self.settings.max_chars)
             key = files.digest(text)
             if not self._fresh(captions_name, key):
                 files.write_bytes(os.path.join(self.folder, captions_name), text.encode("utf-8"))
@@ -292,7 +311,8 @@ class _Run:
         rate, out = self.rate, self.n.output
         lengths = []
         for segments in self.chapters:
-            lengths.append(files.timeline(segments, self._records(segments), rate)[1])
+            records = self._records(segments)
+            lengths.append(files.timeline(segments, records, rate, out.finish)[1])
         titles = [c.title for c in self.n.document.chapters]
         book_name = None
         if out.book is not None:
@@ -300,12 +320,13 @@ class _Run:
             book_name = "book" + suffix
             ids = [s.id for s in self.segments]
             pauses = [files.pause_samples(s, rate) for s in self.segments]
-            key = files.digest(out.book, out.bit_rate, rate, titles, ids, pauses)
+            finishing = [asdict(out.finish)] if out.finish.active else []
+            key = files.digest(out.book, out.bit_rate, rate, titles, ids, pauses, *finishing)
             if not self._fresh(book_name, key):
-                chunks = (
+                chunks = (  # a chapter finished again here: the same samples as its file's
                     chunk
                     for segments in self.chapters
-                    for chunk in files.chapter_audio(self.store, segments, rate)
+                    for chunk in files.chapter_audio(self.store, segments, rate, out.finish)
                 )
                 meta = {"title": self.n.document.title, "album": self.n.document.title}
                 marks = files.book_chapters(lengths, titles)
@@ -328,7 +349,7 @@ class _Run:
                     "number": c + 1,
                     "title": doc.chapters[c].title,
                     "file": audio_name,
-                    "captions": captions_name if out.captions else None,
+                    "captions": captions_name,
                     "start": at / rate,
                     "duration": n / rate,
                     "samples": n,
@@ -349,6 +370,8 @@ class _Run:
             "chattts": __version__,
             "sample_rate": rate,
             "format": out.format,
+            "captions": out.captions,
+            "finish": out.describe()["finish"],
             "book": None if book_name is None else {"file": book_name, "format": out.book},
             "duration": at / rate,
             "samples": at,

@@ -1,5 +1,10 @@
-"""Rendering segments through ``Chat.synthesize``: batches, derived seeds, redraws, progress
-(docs/narrate.md, "How a book is read").
+"""Rendering segments: batches, derived seeds, redraws, progress (docs/narrate.md, "How a book
+is read").
+
+The renderer draws audio through a :class:`Synthesize` callable: :func:`chat_synthesize` (a
+loaded ``Chat``'s ``synthesize``, what ``chattts narrate`` uses), or the server's, which submits
+background tickets to its continuous-batching scheduler so that live requests keep priority
+(:mod:`chattts.server.jobs`).
 
 Segments are rendered in batches of ``batch`` independent items (each with its own
 ``manual_seed``, so each sounds the same whatever it is batched with). The batches are cut from
@@ -19,12 +24,13 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
 
 from ..errors import NarrationCancelled, NotLoadedError
 from ..generation.engine import Interrupt
+from ..params import InferCodeParams, RefineTextParams
 from .segments import TRIM_THRESHOLD, NarrationSettings, Segment, derived_seed, segment_params
 from .store import Rendered
 
@@ -77,6 +83,57 @@ class NarrationProgress:
 
 
 Progress = Callable[[NarrationProgress], None]
+
+
+class Synthesize(Protocol):
+    """Draws one batch of independent segments: one float32 waveform (n,) per text, at the
+    model's rate (n may be 0: the model drew its end at once).
+
+    Args:
+        texts: what each segment reads (not normalised yet).
+        params: each segment's code pass parameters (its voice and ``manual_seed`` set).
+        refine: refine each text alone first with these parameters (None: no refine pass).
+        normalize: normalise the texts (numbers, symbols) first.
+        cancel: once set, the batch ends within one generation step (what it returns then
+            is not whole: the renderer drops it).
+
+    Raises:
+        EmptyInputError: a text with nothing to speak once normalised (before any pass runs).
+    """
+
+    def __call__(
+        self,
+        texts: Sequence[str],
+        params: Sequence[InferCodeParams],
+        refine: Optional[RefineTextParams],
+        normalize: bool,
+        cancel: Interrupt,
+    ) -> list[np.ndarray]: ...
+
+
+def chat_synthesize(chat: Chat) -> Synthesize:
+    """A :class:`Synthesize` over ``chat.synthesize`` (one batch of the engine, in the calling
+    thread)."""
+
+    def synthesize(
+        texts: Sequence[str],
+        params: Sequence[InferCodeParams],
+        refine: Optional[RefineTextParams],
+        normalize: bool,
+        cancel: Interrupt,
+    ) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for wavs in chat.synthesize(
+            list(texts),
+            list(params),
+            refine=refine,
+            do_text_normalization=normalize,
+            cancelled=[cancel] * len(texts),
+        ):
+            out = list(wavs)
+        return out
+
+    return synthesize
 
 
 def model_identity(chat: Chat) -> str:
@@ -141,18 +198,21 @@ def trim(wav: np.ndarray) -> np.ndarray:
 
 
 class Renderer:
-    """Renders batches of segments with one loaded ``chat`` and one ``settings``.
+    """Renders batches of segments through one ``synthesize`` with one ``settings``.
 
     Args:
-        chat: a loaded :class:`chattts.Chat`.
+        synthesize: what draws the audio (:func:`chat_synthesize`, or the server's).
         settings: how the document is read.
         interrupt: a flag that, once set, ends the batch in flight within one step.
     """
 
     def __init__(
-        self, chat: Chat, settings: NarrationSettings, interrupt: Optional[Interrupt] = None
+        self,
+        synthesize: Synthesize,
+        settings: NarrationSettings,
+        interrupt: Optional[Interrupt] = None,
     ) -> None:
-        self.chat = chat
+        self.synthesize = synthesize
         self.settings = settings
         self.interrupt = interrupt or Interrupt()
         refine = settings.refine
@@ -198,15 +258,8 @@ class Renderer:
         if self.interrupt.is_set():
             raise NarrationCancelled("the narration was cancelled")
         params = [segment_params(self.settings, s, attempt) for s in segments]
-        out: list[np.ndarray] = []
-        for wavs in self.chat.synthesize(
-            [s.text for s in segments],
-            params,
-            refine=self._refine,
-            do_text_normalization=self.settings.normalize,
-            cancelled=[self.interrupt] * len(segments),
-        ):
-            out = list(wavs)
+        texts = [s.text for s in segments]
+        out = self.synthesize(texts, params, self._refine, self.settings.normalize, self.interrupt)
         if self.interrupt.is_set():  # items cut short: their audio is not whole
             raise NarrationCancelled("the narration was cancelled")
         return out
@@ -221,7 +274,9 @@ __all__ = [
     "NarrationProgress",
     "Progress",
     "Renderer",
+    "Synthesize",
     "batches",
+    "chat_synthesize",
     "model_identity",
     "trim",
 ]

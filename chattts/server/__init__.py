@@ -86,7 +86,8 @@ def create_app(
             (``create_app(chat, api_key="k")``).
         allowed_hosts: Host header names accepted besides localhost when there is no API key
             (docs/server.md, Host check).
-        replica: the name the metrics and the replica header carry (Ray Serve's replicas).
+        replica: the name the metrics and the replica header carry (Ray Serve's replicas,
+            and the jobs they run).
 
     Raises:
         MissingDependencyError: FastAPI or uvicorn is not installed.
@@ -96,6 +97,7 @@ def create_app(
     _require_web()
     settings = replace(settings, **overrides) if overrides else settings
     from .app import build_app
+    from .jobs import JobManager, data_dir
     from .service import SpeechService
 
     if chat is None:
@@ -125,7 +127,16 @@ def create_app(
     service = SpeechService(
         chat, table, worker, settings.max_new_token, settings.api_key, allowed_hosts
     )
-    return build_app(service, settings.cors_origins, replica)
+    jobs = JobManager(
+        service,
+        data_dir(settings.data_dir),
+        max_jobs=settings.max_jobs,
+        max_bytes=settings.max_job_bytes,
+        ttl=settings.job_ttl * 3600.0,
+        workers=settings.job_workers,
+        replica=replica or "",
+    )
+    return build_app(service, settings.cors_origins, replica, jobs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ from .. import audio
 from . import metrics as _metrics
 from .browser import install_cors, install_docs
 from .google import GOOGLE_PATH, install_google
+from .jobs import JobManager
+from .jobs_routes import install_job_routes, jobs_openapi
 from .openapi import captioned_openapi, error_response, google_openapi, speech_openapi
 from .routes import install_speech_routes
 from .schemas import MODEL_NAMES, RequestError
@@ -62,29 +64,39 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 def build_app(
-    service: SpeechService, cors_origins: Sequence[str] = (), replica: Optional[str] = None
+    service: SpeechService,
+    cors_origins: Sequence[str] = (),
+    replica: Optional[str] = None,
+    jobs: Optional[JobManager] = None,
 ) -> FastAPI:
     """The routes over a :class:`SpeechService` (its worker runs while the app does);
     ``cors_origins``: the web origins whose pages may call it (none: CORS off); ``replica``:
-    the name the ``/metrics`` labels and the replica header carry (default: this host)."""
+    the name the ``/metrics`` labels and the replica header carry (default: this host);
+    ``jobs``: the narration jobs (their runners start after the worker and stop before it)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.worker.start()
+        if jobs is not None:
+            jobs.start()
         try:
             yield
         finally:
+            if jobs is not None:
+                await run_in_threadpool(jobs.stop)
             await run_in_threadpool(service.worker.stop)
 
     app = _SpeechApp(
         title="chattts speech server", lifespan=lifespan, docs_url=None, redoc_url=None
     )
-    app.state.service = service
+    app.state.service, app.state.jobs = service, jobs
     _install_errors(app)
     _install_guard(app, service)
     _install_routes(app, service)
     install_speech_routes(app, service)
     install_google(app, service)  # POST /v1/text:synthesize, Google's shape (its errors too)
+    if jobs is not None:
+        install_job_routes(app, jobs)  # /v1/audio/jobs (docs/narrate.md, "The job API")
     install_docs(app)  # /docs and /redoc from the installation, no CDN
     _metrics.install(app, service, replica)  # /metrics, and the replica header on every answer
     install_cors(app, cors_origins)  # last: the outermost layer, around errors too
@@ -164,6 +176,8 @@ def _complete_openapi(doc: dict[str, Any], service: SpeechService, named: bool) 
     google, google_components = google_openapi(names)
     doc["paths"][GOOGLE_PATH]["post"].update(google)
     doc["components"]["schemas"].update(google_components)
+    if "/v1/audio/jobs" in doc["paths"]:
+        jobs_openapi(doc, components["SpeechBody"])
     for path, item in doc["paths"].items():
         for op in item.values():
             extra = {

@@ -41,7 +41,7 @@ INSTALL_HINT = "pip install 'chattts[ray]'"
 APP_NAME = "chattts"
 DEPLOYMENT_NAME = "ChatTTS"
 #: Environment variables a replica gets from the process that deploys it.
-FORWARDED_ENV = ("CHATTTS_ALLOWED_HOSTS",)
+FORWARDED_ENV = ("CHATTTS_ALLOWED_HOSTS", "CHATTTS_DATA_DIR")
 #: Where the config-file builder finds the API key when its args have none.
 API_KEY_ENV = "CHATTTS_API_KEY"
 
@@ -124,13 +124,17 @@ class SpeechReplica:
         unhealthy and Serve replaces it.
 
         Raises:
-            ReplicaUnhealthy: the model is no longer loaded, or the worker thread is gone.
+            ReplicaUnhealthy: the model is no longer loaded, or the worker thread or a job
+                runner is gone.
         """
         service = self._chattts_app.state.service
         if not service.chat.has_loaded():
             raise ReplicaUnhealthy(f"replica {self.name}: the model is not loaded")
         if not service.worker.alive:
             raise ReplicaUnhealthy(f"replica {self.name}: the inference worker is not running")
+        jobs = self._chattts_app.state.jobs
+        if jobs is not None and not jobs.alive:
+            raise ReplicaUnhealthy(f"replica {self.name}: the job runners are not running")
 
 
 def deployment_options(
