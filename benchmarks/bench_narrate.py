@@ -222,10 +222,14 @@ def run_narrate(args) -> None:
     settings = NarrationSettings(voice, code=code_params(chat, args.steps))
     output = OutputOptions(format=args.format, book="m4b")
     batch = {} if args.batch is None else {"batch": args.batch}
-    rss_batches: list[float] = []
+    rss: list[tuple[float, float]] = []  # (RSS, peak RSS) before the first batch and after each
+
+    def progress(_) -> None:
+        rss.append((rss_mb(), peak_rss_mb()))
+
     start = time.perf_counter()
     with Narration(doc, args.out, settings, output, **batch) as n:
-        manifest = n.run(chat, lambda p: rss_batches.append(rss_mb()))
+        manifest = n.run(chat, progress)
         wall, batch_size = time.perf_counter() - start, n.batch
         speech = n.progress.rendered_seconds  # every segment: the folder was empty
     peak = peak_rss_mb()
@@ -246,15 +250,14 @@ def run_narrate(args) -> None:
         load_s=round(load_s, 1),
         threads=torch_threads(),
     )
-    middle = rss_batches[len(rss_batches) // 2] if rss_batches else float("nan")
     emit(
         kind="narrate_memory",
         peak_rss_mb=round(peak),
         load_rss_mb=round(load_rss),
-        rss_after_batches_mb=[round(x) for x in (rss_batches[1], middle, rss_batches[-1])],
-        batches=len(rss_batches) - 1,
+        rss_after_batches_mb=[round(r) for r, _ in rss[1:]],
+        peak_after_batches_mb=[round(p) for _, p in rss[1:]],
     )
-    emit_breakdown(timers, wall)
+    emit_breakdown(timers, wall, batches=len(rss) - 1, steps=args.steps, speech=speech)
     check_samples(chat, doc, settings, manifest, args)
 
 
@@ -264,7 +267,9 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def emit_breakdown(timers: Timers, wall: float) -> None:
+def emit_breakdown(timers: Timers, wall: float, batches: int, steps: int, speech: float) -> None:
+    """Where the wall time went; ``batches`` × ``steps``: the code pass's batch steps (every
+    item runs ``steps``)."""
     s = dict(timers.seconds)
     decode = s.get("decode", 0.0)
     parts = {
@@ -276,7 +281,13 @@ def emit_breakdown(timers: Timers, wall: float) -> None:
         "model_identity_s": s.get("model_identity", 0.0),
     }
     parts["other_s"] = wall - sum(parts.values())
+    rates = {
+        "code_steps": batches * steps,
+        "code_steps_per_s": round(batches * steps / parts["code_pass_s"], 2),
+        "decode_speech_s_per_s": round(speech / decode, 1),
+    }
     emit(
+        **rates,
         kind="narrate_breakdown",
         wall_s=round(wall, 1),
         **{k: round(v, 1) for k, v in parts.items()},
@@ -341,6 +352,7 @@ def run_infer(args) -> None:
     peak = peak_rss_mb()
     audio_s = wav.size / SAMPLE_RATE
     decode = timers.seconds["decode"]
+    batches = 1 + -(-pieces // 4)  # the first piece alone (its voice carried over), then by 4
     emit(
         kind="infer",
         wall_s=round(wall, 1),
@@ -352,6 +364,8 @@ def run_infer(args) -> None:
         expected_samples=pieces * segment_samples(args.steps),
         code_pass_s=round(wall - decode, 1),
         decode_s=round(decode, 1),
+        code_steps=batches * args.steps,
+        code_steps_per_s=round(batches * args.steps / (wall - decode), 2),
         quantize=args.quantize,
         load_s=round(load_s, 1),
         threads=torch_threads(),
@@ -393,7 +407,7 @@ def medians(records: list[dict]) -> dict[str, dict]:
     for kind, rs in by_kind.items():
         first = rs[0].items()
         numeric = [k for k, v in first if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        row = {k: statistics.median(r[k] for r in rs) for k in numeric if k != "load1"}
+        row = {k: round(statistics.median(r[k] for r in rs), 3) for k in numeric if k != "load1"}
         row.update({k: all(r[k] for r in rs) for k, v in first if isinstance(v, bool)})
         row["load1_runs"] = [r["load1"] for r in rs]
         row.update({k: v for k, v in rs[0].items() if k not in row})
@@ -447,7 +461,8 @@ def main() -> None:
     segments, pause_s = book_plan(load_book())
     args.steps = args.steps or default_steps(segments, pause_s)
     book_s = (segments * segment_samples(args.steps)) / SAMPLE_RATE + pause_s
-    words = len(open(BOOK, encoding="utf-8").read().split())
+    with open(BOOK, encoding="utf-8") as f:
+        words = len(f.read().split())
     emit(kind="plan", segments=segments, steps=args.steps, book_s=round(book_s, 1), words=words)
     out = args.out or tempfile.mkdtemp(prefix="chattts-bench-narrate-")
     records: list[dict] = []
