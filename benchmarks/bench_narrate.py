@@ -63,6 +63,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+# the same full-size random checkpoint, JSON lines and RSS as the engine benchmark
+from bench_engine import checkpoint, emit, rss_mb
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.path.join(HERE, ".cache")
 BOOK = os.path.join(HERE, "data", "narration_10min.md")
@@ -73,31 +76,6 @@ TARGET_SECONDS = 600.0
 TARGET_RTF = 0.3
 TARGET_PEAK_RSS_MB = 1536.0  # 1.5 GiB, as ru_maxrss counts (KiB)
 VOICE_SEED = 3
-
-
-def checkpoint(root: str) -> str:
-    """The full-size random checkpoint, built once (as benchmarks/bench_engine.py does)."""
-    if os.path.isfile(os.path.join(root, "chattts-random.json")):
-        return root
-    from chattts.testing import make_random_checkpoint
-
-    tmp = root + ".partial"
-    make_random_checkpoint(tmp, "full", seed=0)
-    os.replace(tmp, root)
-    return root
-
-
-def emit(**record) -> None:
-    record["load1"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(record), flush=True)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def peak_rss_mb() -> float:
