@@ -88,6 +88,41 @@ def test_int8_graph_stays_close(torch_gpt, gpt_dir):
     assert 0 < max(errors) <= 0.05
 
 
+def test_kv_buffers_grow_with_the_rows_and_give_the_same_hidden_states(gpt_dir, monkeypatch):
+    """A session holds FIRST_POSITIONS positions per row at first (a prompt's run writes all of
+    them) and doubles them as its longest row grows: the hidden states equal those of a session
+    that held its whole capacity from the start, joins and removals included."""
+    from chattts.generation import ort_backend as ob
+
+    backend = ort_backend(gpt_dir, "fp32")
+    gen = torch.Generator().manual_seed(1)
+    hidden, capacity = backend.hidden_size, 60
+    prompts = [torch.randn(2, 5, hidden, generator=gen), torch.randn(1, 7, hidden, generator=gen)]
+    steps = [torch.randn(3, 1, hidden, generator=gen) for _ in range(40)]
+
+    def run(first: int) -> tuple[list[torch.Tensor], list[int]]:
+        monkeypatch.setattr(ob, "FIRST_POSITIONS", first)
+        session, out, held = backend.open(3, capacity), [], []
+        with torch.inference_mode():
+            out.append(session.prefill(prompts[0], torch.ones(2, 5, dtype=torch.long)))
+            for i, x in enumerate(steps):
+                if i == 4:  # a row joins after 4 steps
+                    out.append(session.prefill(prompts[1], torch.ones(1, 7, dtype=torch.long)))
+                if i == 20:
+                    session.remove(0)
+                out.append(session.decode(x[: session.rows]).clone())
+                held.append(session.held)
+        session.close()
+        return out, held
+
+    grown, held = run(first=8)
+    whole, held_whole = run(first=capacity)
+    assert sorted(set(held)) == [8, 16, 32, capacity]  # doubled, then capped at the capacity
+    assert held[0] == 8 and set(held_whole) == {capacity}
+    for a, b in zip(grown, whole, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_int8_is_auto_on_the_cpu_and_float32_stays_on_torch(chat, ort_int8_chat):
     assert chat.models.engine.backend.name == "torch" and chat.models.gpt is not None
     m = ort_int8_chat.models

@@ -1,16 +1,19 @@
 """The GPT on ONNX Runtime (CPU): the converted graph (:mod:`.ort_convert`) behind
 :class:`chattts.generation.backend.GPTBackend`.
 
-Per generation, a session allocates the keys and values of every layer once, for its rows
-and their positions, and binds each buffer as both the layer's past and its present (I/O
-binding): ``GroupQueryAttention`` writes a step's keys and values in place, so nothing is
-copied per step. Embeddings go in and hidden states come out through the memory of torch
-tensors; ``seqlens_k`` (each row's length − 1) and ``total_sequence_length`` are two small
-arrays updated in place. Rows are kept in front of the buffers (a row that leaves is
-overwritten by the last one), so a step binds the first ``rows`` of every buffer; a joining
-row's prompt runs on its own rows of the buffers (bound at their offset) while the other rows
-keep theirs. Prompts are right-padded (rotary positions 0 … L−1 per row, as the torch engine
-gives) and each row's hidden state is read at its last real token.
+Per generation, a session allocates the keys and values of every layer for its rows and binds
+each buffer as both the layer's past and its present (I/O binding): ``GroupQueryAttention``
+writes a step's keys and values in place, so nothing is copied per step. A prompt's run writes
+every position of its rows' buffers, so the buffers hold :data:`FIRST_POSITIONS` positions at
+first and double (copying what was written) when the longest row needs more, up to the
+session's capacity: a run sized for long answers keeps in memory what its rows use, not its
+capacity. Embeddings go in and hidden states come out through the memory of torch tensors;
+``seqlens_k`` (each row's length − 1) and ``total_sequence_length`` are two small arrays
+updated in place. Rows are kept in front of the buffers (a row that leaves is overwritten by
+the last one), so a step binds the first ``rows`` of every buffer; a joining row's prompt runs
+on its own rows of the buffers (bound at their offset) while the other rows keep theirs.
+Prompts are right-padded (rotary positions 0 … L−1 per row, as the torch engine gives) and each
+row's hidden state is read at its last real token.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from ..runtime import configured_threads
 from .ort_convert import INSTALL_HINT
 
 logger = logging.getLogger("chattts")
+
+#: Positions per row that a session's KV buffers hold at first (then doubled as needed).
+FIRST_POSITIONS = 512
 
 
 def import_onnxruntime():
@@ -128,18 +134,37 @@ class OrtSession:
         self._backend = backend
         self._run = backend.session.run_with_iobinding
         self._io = backend.session.io_binding()
-        shape = (batch, backend.num_kv_heads, positions, backend.head_dim)
-        #: (B, n_kv, positions, d) float32 per layer: keys, then values
-        self.keys = [np.zeros(shape, np.float32) for _ in range(backend.num_layers)]
-        self.values = [np.zeros(shape, np.float32) for _ in range(backend.num_layers)]
+        self.max_rows, self.positions = batch, positions
+        #: (B, n_kv, P, d) float32 per layer, P ≤ ``positions`` (see :meth:`_fit`)
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.rows = 0
+        self._allocate(min(positions, FIRST_POSITIONS))
         self.seqlens = np.zeros(batch, np.int32)  # each row's length − 1
         self.total = np.zeros((), np.int32)
-        self.max_rows, self.positions = batch, positions
-        self.rows = 0
-        self._row_bytes = self.keys[0][0].nbytes
         self._bound = -1  # the rows the KV inputs are bound for (-1: a prompt's rows)
         self._step_out = torch.empty(batch, 1, backend.hidden_size)
         self._closed = False
+
+    def _allocate(self, held: int) -> None:
+        """KV buffers of ``held`` positions per row, holding what the old ones held."""
+        b = self._backend
+        shape = (self.max_rows, b.num_kv_heads, held, b.head_dim)
+        old = (*self.keys, *self.values)
+        new = [np.zeros(shape, np.float32) for _ in range(2 * b.num_layers)]
+        if old:
+            n = old[0].shape[2]
+            for src, dst in zip(old, new, strict=True):
+                dst[: self.rows, :, :n] = src[: self.rows]
+        self.keys, self.values = new[: b.num_layers], new[b.num_layers :]
+        self.held = held
+        self._row_bytes = self.keys[0][0].nbytes
+        self._bound = -1
+
+    def _fit(self, needed: int) -> None:
+        """Make room for ``needed`` positions per row (at most the session's capacity)."""
+        if needed > self.held:
+            self._allocate(min(self.positions, max(needed, 2 * self.held)))
 
     def _bind_rows(self, start: int, count: int) -> None:
         """Bind the KV buffers (past = present) and ``seqlens_k`` of rows [start, start+count)."""
@@ -173,6 +198,7 @@ class OrtSession:
                 f"{k} prompts of {t} positions after {start} rows in a session of "
                 f"{self.max_rows} rows and {self.positions} positions"
             )
+        self._fit(t)
         embeds, lengths = right_aligned(embeds, attention_mask)
         embeds = embeds.float().contiguous()
         out = torch.empty_like(embeds)
@@ -190,15 +216,16 @@ class OrtSession:
         n = self.rows
         if embeds.shape[0] != n:
             raise ValueError(f"{embeds.shape[0]} inputs for {n} rows")
+        lengths = self.seqlens[:n]
+        total = int(lengths.max()) + 2
+        if total > self.positions:
+            raise ValueError(f"the session's rows are full ({self.positions} positions)")
+        self._fit(total)
         if self._bound != n:
             self._bind_rows(0, n)
             self._bound = n
-        lengths = self.seqlens[:n]
         np.add(lengths, 1, out=lengths)
-        self.total[()] = lengths.max() + 1
-        if int(self.total) > self.positions:
-            np.subtract(lengths, 1, out=lengths)
-            raise ValueError(f"the session's rows are full ({self.positions} positions)")
+        self.total[()] = total
         out = self._step_out[:n]
         self._forward(embeds.float().contiguous(), out)
         return out[:, 0]
