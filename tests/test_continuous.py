@@ -222,3 +222,38 @@ def test_prompts_must_fit_the_capacity_and_runs_take_no_rows_after_close(engine,
         run.step()
     with pytest.raises(RuntimeError, match="closed"):
         run.add(prompts[0], item(1, 3))
+
+
+@pytest.mark.parametrize("name", ["ort_chat", "ort_int8_chat"])
+def test_onnx_kv_buffers_that_grow_under_joining_rows_change_no_row(
+    name, prompts, request, monkeypatch
+):
+    """ONNX Runtime sessions start with FIRST_POSITIONS positions per row and double them as
+    rows grow: with 8 at first they grow three times in this run, while rows join at steps 5 and 9
+    and leave at their own steps, and every row still draws its solo tokens and hidden states."""
+    from chattts.generation import ort_backend
+
+    engine = request.getfixturevalue(name).models.engine
+    heads = engine.code_heads()
+    rows = [item(1, 30), item(2, 18), item(3, 12), item(4, 9)]
+    alone = [solo(engine, heads, p, s) for p, s in zip(prompts, rows, strict=True)]
+    monkeypatch.setattr(ort_backend, "FIRST_POSITIONS", 8)
+    held = []
+    real_open = engine.backend.open
+
+    def open_session(batch, positions):
+        session = real_open(batch, positions)
+        real_decode = session.decode
+        session.decode = lambda x: (real_decode(x), held.append(session.held))[0]
+        return session
+
+    monkeypatch.setattr(engine.backend, "open", open_session)
+    joins = {0: [(prompts[0], rows[0]), (prompts[1], rows[1])]}
+    joins[5], joins[9] = [(prompts[2], rows[2])], [(prompts[3], rows[3])]
+    with engine.open_run(heads, 4, 128) as run:
+        record: list = []
+        drive(run, joins, record)
+    outputs = {e.slot: e.output for events in record for e in events}
+    for slot, want in enumerate(alone):
+        assert_same_row(outputs[slot], want, tolerance=0.0)
+    assert held[0] < held[-1] <= 128 and len(set(held)) >= 3  # it grew, within the capacity
