@@ -28,7 +28,14 @@ from ..audio.speech import Bookmark, Mark, Pause, Segment, Speech, piece_finish
 from ..generation.engine import Interrupt
 from .core import Pipeline
 from .requests import TRIM_THRESHOLD, Progress
-from .speech import DEFAULT_BATCH, PlanItem, SegmentPlan, SpeechRequest, synthesize_segments
+from .speech import (
+    DEFAULT_BATCH,
+    PlanItem,
+    SegmentPlan,
+    SpeechRequest,
+    segments_of,
+    synthesize_segments,
+)
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 
@@ -196,7 +203,7 @@ def stream_speech(
 ) -> Iterator[SpeechChunk]:
     """Synthesise a plan as a stream of :class:`SpeechChunk` s, in order."""
     asm = SpeechAssembler(items, pipeline.sample_rate, request.finish, request.gap)
-    segments = [x for x in items if isinstance(x, SegmentPlan)]
+    segments = segments_of(items)
     for index, samples, ended in synthesize_segments(
         pipeline, segments, batch=batch, cancel=cancel, progress=progress
     ):

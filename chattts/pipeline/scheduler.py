@@ -35,7 +35,7 @@ from ..generation.run import RowOutput, Run
 from .assembler import SpeechAssembler, SpeechChunk
 from .core import Pipeline
 from .passes import item_sampling
-from .speech import PlanItem, SegmentPlan, SpeechRequest
+from .speech import PlanItem, SpeechRequest, segments_of
 
 logger = logging.getLogger("chattts")
 
@@ -74,7 +74,7 @@ class Ticket:
     cancel_step: Optional[int] = None
 
     def __post_init__(self) -> None:
-        self.segments = [x for x in self.items if isinstance(x, SegmentPlan)]
+        self.segments = segments_of(self.items)
         self.ended = [False] * len(self.segments)
         self.assembler: Optional[SpeechAssembler] = None
 
