@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import threading
 
 import numpy as np
 import pytest
@@ -70,6 +72,47 @@ def cases() -> dict:
 @pytest.fixture(scope="session")
 def expected() -> dict:
     return load_file(os.path.join(TINY, "expected", "tensors.safetensors"))
+
+
+@pytest.fixture()
+def restore_logger():
+    """cli.main() configures the "chattts" logger for a process: undo it afterwards."""
+    log = logging.getLogger("chattts")
+    saved = (list(log.handlers), log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved
+
+
+def cli_main(capsys, *args: str) -> tuple[int, list[str]]:
+    """``chattts ARGS`` run by cli.main() in this process: (exit status, stderr lines)."""
+    from chattts import cli
+
+    try:
+        code = cli.main(list(args))
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err.splitlines()
+
+
+def finishes(call, seconds: float = 60.0):
+    """``call()``'s result (or exception), run in a thread; fails if it is still blocked after
+    ``seconds`` (a FIFO opened for reading blocks until a writer comes: for ever)."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append((True, call()))
+        except BaseException as e:  # noqa: BLE001 - raised again below
+            out.append((False, e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "blocked (a FIFO was opened)"
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
 
 
 def tiny_chat(**engine) -> chattts.Chat:

@@ -8,10 +8,10 @@ import contextlib
 import json
 import os
 import stat
-import threading
 from pathlib import Path
 
 import pytest
+from conftest import finishes
 
 from chattts.assets import cache
 from chattts.assets.cache import (
@@ -154,27 +154,6 @@ def test_the_index_is_bounded_and_a_fifo_index_is_never_opened(tmp_path: Path, m
 
 
 # ---- 9: entries that are links, FIFOs, or manifests that point outside ---------------------
-
-
-def finishes(call, seconds: float = 60.0):
-    """``call()``'s result (or exception), run in a thread; fails if it is still blocked after
-    ``seconds`` (a FIFO opened for reading blocks until a writer comes: for ever)."""
-    out: list = []
-
-    def run() -> None:
-        try:
-            out.append((True, call()))
-        except BaseException as e:  # noqa: BLE001 - raised again below
-            out.append((False, e))
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), "blocked (a FIFO was opened)"
-    ok, value = out[0]
-    if not ok:
-        raise value
-    return value
 
 
 def test_a_symlinked_entry_is_replaced_by_a_real_one(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli_main
 
 from chattts import cli
 from chattts.audio import load_audio
@@ -24,6 +24,10 @@ FAST = [*MODEL, "--max-new-token", "16", "--manual-seed", "1"]
 SCRIPT = Path(sys.executable).parent / "chattts"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 ENV.pop("CHATTTS_VOICES", None)
+
+
+#: cli.main() configures the "chattts" logger: every test here undoes it.
+pytestmark = pytest.mark.usefixtures("restore_logger")
 
 
 def chattts(*args: str, cwd: Path | None = None, script: bool = False) -> subprocess.Popen:
@@ -49,24 +53,6 @@ def one_error_line(result: subprocess.CompletedProcess, code: int = 1) -> str:
     assert lines[0].startswith("chattts") and "error:" in lines[0]
     assert "Traceback" not in result.stderr
     return lines[0]
-
-
-@pytest.fixture(autouse=True)
-def _restore_chattts_logger():
-    """cli.main() configures the "chattts" logger for a process: undo it after in-process runs."""
-    log = logging.getLogger("chattts")
-    saved = (list(log.handlers), log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved
-
-
-def main_in_process(capsys, *args: str) -> tuple[int, list[str]]:
-    """cli.main() in this process: (exit status, stderr lines)."""
-    try:
-        code = cli.main(list(args))
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err.splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -257,14 +243,14 @@ def test_mistakes_give_one_line(tmp_path):
     ],
 )
 def test_mistakes_give_one_line_in_process(capsys, args, code, needle):
-    status, err = main_in_process(capsys, *args)
+    status, err = cli_main(capsys, *args)
     assert status == code and len(err) == 1, err
     assert err[0].startswith("chattts") and "error:" in err[0] and needle in err[0], err
 
 
 def test_unknown_voice_names_the_known_ones(capsys, tmp_path):
     (tmp_path / "v.json").write_text('{"alice": 1, "bob": 2}')
-    status, err = main_in_process(
+    status, err = cli_main(
         capsys, "say", "hi", "--voices", str(tmp_path / "v.json"), "--voice", "carol", *MODEL
     )
     assert status == 1 and len(err) == 1 and "alice, bob" in err[0]

@@ -6,11 +6,11 @@ Dia-style calls, the CLI (one line), the web UI's callback and the server (a 400
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 
 import httpx
 import numpy as np
 import pytest
+from conftest import tiny_chat
 from test_server import Server
 
 import chattts
@@ -84,15 +84,6 @@ def test_web_ui_shows_the_same_message(chat):
 # ---- the command line --------------------------------------------------------------------
 
 
-@pytest.fixture()
-def restore_logger():
-    """cli.main() configures the "chattts" logger for a process: undo it afterwards."""
-    log = logging.getLogger("chattts")
-    saved = (list(log.handlers), log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved
-
-
 @pytest.mark.parametrize("stream", [False, True])
 def test_cli_says_it_in_one_line_and_writes_nothing(
     tiny_root, tmp_path, capsys, restore_logger, stream
@@ -115,10 +106,8 @@ def test_cli_blank_text_fails_before_the_model_loads(capsys, restore_logger):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_root):
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    srv = Server(create_app(c, max_batch=4))
+def server():
+    srv = Server(create_app(tiny_chat(), max_batch=4))
     yield srv
     srv.stop()
 

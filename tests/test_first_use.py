@@ -21,15 +21,6 @@ from chattts.text import Normalizer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture()
-def restore_logger():
-    """cli.main() configures the "chattts" logger for a process: undo it afterwards."""
-    log = logging.getLogger("chattts")
-    saved = (list(log.handlers), log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved
-
-
 # ---- a load that explains itself ---------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ needs), with the real ``huggingface_hub`` code against the local Hub stub (tests
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -155,15 +154,7 @@ def test_fetch_file_errors(
         assert time.monotonic() - start < 30
 
 
-@pytest.fixture
-def _restore_chattts_logger():
-    log = logging.getLogger("chattts")
-    saved = (list(log.handlers), log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved
-
-
-@pytest.mark.usefixtures("_restore_chattts_logger")
+@pytest.mark.usefixtures("restore_logger")
 def test_speaker_from_the_hub_fetches_spk_stat_only(hub: HubStub, tmp_path: Path, capsys) -> None:
     cache = str(tmp_path / "cache")
     args = ["speaker", "--seed", "7", "--model-dir", cache, "--source", "huggingface"]

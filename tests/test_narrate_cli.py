@@ -4,7 +4,6 @@ as one line; and ``chattts say`` warning about a text that gives no audio."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sqlite3
@@ -15,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli_main
 
 from chattts import cli
 from chattts.audio import load_audio
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("restore_logger")]
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny"
@@ -107,23 +107,6 @@ def test_killed_mid_book_then_resumed_equals_an_uninterrupted_run(tmp_path):
     assert not [p for p in b.iterdir() if ".tmp-" in p.name]
 
 
-@pytest.fixture(autouse=True)
-def _restore_chattts_logger():
-    """cli.main() configures the "chattts" logger: undo it after in-process runs."""
-    log = logging.getLogger("chattts")
-    saved = (list(log.handlers), log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved
-
-
-def main(capsys, *args: str) -> tuple[int, list[str]]:
-    try:
-        code = cli.main(list(args))
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err.splitlines()
-
-
 def test_bad_inputs_are_one_line_before_the_model_loads(capsys, tmp_path, monkeypatch):
     import chattts.cli.narrate as command
 
@@ -147,10 +130,12 @@ def test_bad_inputs_are_one_line_before_the_model_loads(capsys, tmp_path, monkey
         (["ok.txt", "--chapter-pattern", "("], "not a regular expression"),
     ]
     for args, needle in cases:
-        code, err = main(capsys, "narrate", *args, *(["-o", "out"] * ("-o" not in args)), *MODEL)
+        code, err = cli_main(
+            capsys, "narrate", *args, *(["-o", "out"] * ("-o" not in args)), *MODEL
+        )
         assert code == 1 and len(err) == 1, (args, err)
         assert err[0].startswith("chattts: error: ") and needle in err[0], (args, err)
-    code, err = main(capsys, "narrate", "ok.txt", "-o", "out", "--model-dir", "nope")
+    code, err = cli_main(capsys, "narrate", "ok.txt", "-o", "out", "--model-dir", "nope")
     assert (code, err) == (1, ["chattts: error: model folder not found: nope"])
     assert not Path("out", "narration.sqlite").exists()  # nothing was written for a mistake
 
@@ -166,7 +151,7 @@ def test_say_warns_when_a_text_gives_no_audio(capsys, tmp_path, monkeypatch, cha
     monkeypatch.setattr(cli.say, "load_chat", lambda args: chat)
     out = str(tmp_path / "out.wav")
     extra = ["--stream"] if stream else []
-    code, err = main(capsys, "say", "Hello there.", "-o", out, "--seed", "3", *extra, *MODEL)
+    code, err = cli_main(capsys, "say", "Hello there.", "-o", out, "--seed", "3", *extra, *MODEL)
     assert code == 0
     assert err == [
         "chattts: WARNING: no audio for 'Hello there.': the model ended it at its first step; "

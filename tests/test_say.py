@@ -4,7 +4,6 @@ finishing, SSML from a file or stdin, and files written all or nothing (tiny mod
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -34,13 +33,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 ENV.pop("CHATTTS_VOICES", None)
 
 
-@pytest.fixture(autouse=True)
-def _restore_chattts_logger():
-    """cli.main() configures the "chattts" logger for a process: undo it after each test."""
-    log = logging.getLogger("chattts")
-    saved = (list(log.handlers), log.level, log.propagate)
-    yield
-    log.handlers[:], log.level, log.propagate = saved
+#: cli.main() configures the "chattts" logger: every test here undoes it.
+pytestmark = pytest.mark.usefixtures("restore_logger")
 
 
 def say(capsys, *args: str) -> tuple[int, list[str], list[str]]:

@@ -20,6 +20,7 @@ import openai
 import pytest
 import uvicorn
 from _speech import RATE, assert_same_audio, decode, pcm
+from conftest import tiny_chat
 
 import chattts
 from chattts.audio import load_audio
@@ -58,11 +59,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def chat(tiny_root) -> chattts.Chat:
+def chat() -> chattts.Chat:
     """The server's own Chat (its worker thread uses it)."""
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    return c
+    return tiny_chat()
 
 
 @pytest.fixture(scope="module")

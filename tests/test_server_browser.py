@@ -9,6 +9,7 @@ import re
 import httpx
 import numpy as np
 import pytest
+from conftest import tiny_chat
 from test_server import Server
 
 import chattts
@@ -22,10 +23,8 @@ API_KEY = "s3cret"
 
 
 @pytest.fixture(scope="module")
-def chat(tiny_root) -> chattts.Chat:
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    return c
+def chat() -> chattts.Chat:
+    return tiny_chat()
 
 
 @pytest.fixture(scope="module")

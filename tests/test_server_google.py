@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from _speech import LSB, RATE, assert_same_audio, pcm
+from conftest import tiny_chat
 from test_server import Server
 
 import chattts
@@ -27,10 +28,8 @@ TEXT = "Hello there. How are you?"
 
 
 @pytest.fixture(scope="module")
-def chat(tiny_root) -> chattts.Chat:
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    return c
+def chat() -> chattts.Chat:
+    return tiny_chat()
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import zipfile
 import httpx
 import numpy as np
 import pytest
+from conftest import tiny_chat
 from starlette.testclient import TestClient
 
 import chattts
@@ -56,11 +57,9 @@ def long_book(paragraphs: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def server_chat(tiny_root) -> chattts.Chat:
+def server_chat() -> chattts.Chat:
     """The server's own Chat (its worker thread is its only user)."""
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    return c
+    return tiny_chat()
 
 
 def make_client(chat, data_dir, **settings) -> TestClient:

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from _speech import pcm
+from conftest import tiny_chat
 from test_server import Server
 
 import chattts
@@ -23,10 +24,8 @@ BODY = {"model": "tts-1", "input": "hi", "response_format": "pcm", "seed": 3, "m
 
 
 @pytest.fixture(scope="module")
-def chat(tiny_root) -> chattts.Chat:
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    return c
+def chat() -> chattts.Chat:
+    return tiny_chat()
 
 
 def post(url: str, voice: str, **kw) -> httpx.Response:

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 from _speech import RATE, decode, pcm
+from conftest import tiny_chat
 from test_server import Server
 
 import chattts
@@ -21,10 +22,8 @@ STEPS = 20
 
 
 @pytest.fixture(scope="module")
-def chat(tiny_root) -> chattts.Chat:
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    return c
+def chat() -> chattts.Chat:
+    return tiny_chat()
 
 
 @pytest.fixture(scope="module")

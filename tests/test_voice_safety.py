@@ -7,12 +7,12 @@ import json
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import finishes
 
 from chattts import cli
 from chattts.errors import SpeakerError, UnknownVoiceError, VoicesError
@@ -239,27 +239,6 @@ def damaged(lib: VoiceLibrary) -> VoiceLibrary:
     os.mkfifo(folder / "pipe.json")
     (folder / "dir.json").mkdir()
     return lib
-
-
-def finishes(call, seconds: float = 60.0):
-    """``call()``'s result (or exception), run in a thread; fails if it is still blocked after
-    ``seconds`` (a FIFO opened for reading blocks until a writer comes: for ever)."""
-    out: list = []
-
-    def run() -> None:
-        try:
-            out.append((True, call()))
-        except BaseException as e:  # noqa: BLE001 - raised again below
-            out.append((False, e))
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), "blocked (a FIFO was opened)"
-    ok, value = out[0]
-    if not ok:
-        raise value
-    return value
 
 
 def test_bad_files_are_skipped_with_a_warning_that_names_each(damaged, caplog) -> None:

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import tiny_chat
 from playwright.sync_api import sync_playwright
 
 import chattts
@@ -41,10 +42,8 @@ FIRST_SCREEN = {"width": 1280, "height": 800}
 
 
 @pytest.fixture(scope="module")
-def chat(tiny_root) -> chattts.Chat:
-    c = chattts.Chat()
-    c.load(source="custom", custom_path=tiny_root, verify=False, device="cpu", raise_on_error=True)
-    return c
+def chat() -> chattts.Chat:
+    return tiny_chat()
 
 
 @pytest.fixture(scope="module")
