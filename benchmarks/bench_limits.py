@@ -35,24 +35,11 @@ import httpx
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "..", "tests", "fixtures", "tiny")
 sys.path.insert(0, HERE)
-from soak_server import free_port, rss_mb  # noqa: E402
+from soak_server import free_port, launch_server, rss_mb  # noqa: E402
 
 
 def start_server(model_dir: str, voices: str, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "chattts.server", "--model-dir", model_dir, "--no-verify"]
-    cmd += ["--port", str(port), "--voices", voices]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with status {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the server did not start in 300 s")
+    return launch_server(["--model-dir", model_dir, "--no-verify", "--voices", voices], port)
 
 
 class Watch:

@@ -55,10 +55,13 @@ def free_port() -> int:
 
 
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "chattts.server", "--model-dir", args.model_dir]
-    cmd += ["--port", str(port), "--max-new-token", str(args.max_new_token)]
-    if args.no_verify:
-        cmd.append("--no-verify")
+    options = ["--model-dir", args.model_dir, "--max-new-token", str(args.max_new_token)]
+    return launch_server(options + (["--no-verify"] if args.no_verify else []), port)
+
+
+def launch_server(options: list[str], port: int) -> subprocess.Popen:
+    """``python -m chattts.server OPTIONS --port PORT``, once its /health answers."""
+    cmd = [sys.executable, "-m", "chattts.server", *options, "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
